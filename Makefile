@@ -1,0 +1,22 @@
+# Each target sets up .venv/ from scratch when it is missing, then runs its job.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: sim test clean
+
+$(BIN)/dtg-hil: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+sim: $(BIN)/dtg-hil
+	$(BIN)/dtg-hil scenario validate scenarios/*.yaml
+	$(BIN)/dtg-hil sim scenarios/*.yaml --report reports
+
+test: $(BIN)/dtg-hil
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) reports build *.egg-info

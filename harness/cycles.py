@@ -1,0 +1,168 @@
+"""Speed profiles: the bundled real drive cycles, and a seeded generator of realistic trips.
+
+A speed profile is the driver's intent: vehicle speed against time at 1 Hz. The plant (`harness.vehicle`)
+turns it into signals. The generator is not a traffic model: it strings together urban, rural and highway
+segments (cruise with speed fluctuation, stops at junctions, idling) with driver-typical accelerations; it does
+not model other vehicles, curves limiting speed, or gear-shift pauses in the speed trace.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+#: Bumped whenever the generator's output for a given seed changes (recorded in dataset manifests).
+GENERATOR_VERSION = "trip-gen/1"
+
+BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
+
+#: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length
+#: (s), stop probability at the end of each leg, typical acceleration and deceleration (m/s^2).
+SEGMENT_KINDS: dict[str, dict[str, tuple[float, float] | float]] = {
+    "urban": {"cruise_kmh": (25.0, 55.0), "length_s": (240.0, 600.0), "stop_p": 0.6, "leg_s": (15.0, 60.0),
+              "accel": (0.9, 1.6), "decel": (1.0, 2.0), "stop_s": (8.0, 60.0)},
+    "rural": {"cruise_kmh": (55.0, 90.0), "length_s": (300.0, 900.0), "stop_p": 0.15, "leg_s": (40.0, 150.0),
+              "accel": (0.7, 1.3), "decel": (0.8, 1.6), "stop_s": (10.0, 40.0)},
+    "highway": {"cruise_kmh": (90.0, 125.0), "length_s": (600.0, 1500.0), "stop_p": 0.0, "leg_s": (60.0, 300.0),
+                "accel": (0.5, 1.0), "decel": (0.5, 1.2), "stop_s": (0.0, 0.0)},
+}
+
+
+class CycleError(ValueError):
+    """A drive cycle could not be found or read."""
+
+
+@dataclass(frozen=True)
+class SpeedProfile:
+    """Vehicle speed (km/h) at 1 Hz, starting at t = 0, with where it came from."""
+
+    name: str
+    speed_kmh: np.ndarray
+    provenance: str
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.speed_kmh))
+
+    @property
+    def distance_km(self) -> float:
+        return float(np.sum(self.speed_kmh) / 3600.0)
+
+    def digest(self) -> str:
+        """Content hash of the speed trace (used to prove that dataset splits share no trace)."""
+        return hashlib.sha256(np.round(self.speed_kmh, 3).astype("<f8").tobytes()).hexdigest()[:16]
+
+    def repeated(self, times: int) -> "SpeedProfile":
+        if times <= 1:
+            return self
+        return SpeedProfile(f"{self.name}x{times}", np.tile(self.speed_kmh, times), self.provenance)
+
+
+def read_cycle_csv(path: Path, name: str | None = None) -> SpeedProfile:
+    """Read a `time_s,speed_kmh` CSV (1 Hz, `#` comment lines carry provenance)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CycleError(f"cannot read drive cycle {path}: {exc.strerror}") from exc
+    comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    reader = csv.DictReader(rows)
+    if reader.fieldnames is None or not {"time_s", "speed_kmh"} <= set(reader.fieldnames):
+        raise CycleError(f"{path}: expected columns time_s,speed_kmh; got {reader.fieldnames}")
+    times, speeds = [], []
+    for line_no, row in enumerate(reader, start=2 + len(comments)):
+        try:
+            times.append(float(row["time_s"]))
+            speeds.append(float(row["speed_kmh"]))
+        except (TypeError, ValueError):
+            raise CycleError(f"{path}:{line_no}: not a number in {row}") from None
+    if len(times) < 2:
+        raise CycleError(f"{path}: a drive cycle needs at least two rows")
+    t = np.asarray(times)
+    v = np.asarray(speeds)
+    if np.any(np.diff(t) <= 0) or np.any(v < 0):
+        raise CycleError(f"{path}: time_s must increase and speed_kmh must be >= 0")
+    grid = np.arange(0.0, t[-1] - t[0] + 1.0, 1.0)
+    speed = np.interp(grid, t - t[0], v)
+    return SpeedProfile(name or path.stem, speed, "; ".join(comments) or str(path))
+
+
+def load_cycle(name_or_path: str, base_dir: Path | None = None) -> SpeedProfile:
+    """A bundled cycle by name (see `BUNDLED_CYCLES`) or a CSV file path (relative to `base_dir`)."""
+    if name_or_path in BUNDLED_CYCLES:
+        with resources.as_file(resources.files("harness") / "cycles" / f"{name_or_path}.csv") as path:
+            return read_cycle_csv(Path(path), name_or_path)
+    path = Path(name_or_path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.suffix == ".csv" and path.exists():
+        return read_cycle_csv(path)
+    raise CycleError(
+        f"unknown drive cycle '{name_or_path}'; expected one of: {', '.join(BUNDLED_CYCLES)}, or a path to a "
+        f"time_s,speed_kmh CSV file"
+    )
+
+
+def _approach(v: float, target: float, accel: float, decel: float) -> float:
+    """One 1-second step of a driver closing on a target speed with a comfortable acceleration."""
+    dv = target - v
+    step = accel * 3.6 if dv > 0 else decel * 3.6
+    return target if abs(dv) <= step else v + np.sign(dv) * step
+
+
+def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] | None = None,
+                  name: str | None = None) -> SpeedProfile:
+    """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
+
+    `mix` weights the segment kinds (urban / rural / highway); each segment is a series of legs: accelerate
+    to a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or change speed.
+    Deterministic for `seed`.
+    """
+    mix = dict(mix or {"urban": 0.5, "rural": 0.3, "highway": 0.2})
+    unknown = sorted(set(mix) - set(SEGMENT_KINDS))
+    if unknown:
+        raise ValueError(f"unknown segment kind {unknown[0]!r}; expected one of: {', '.join(SEGMENT_KINDS)}")
+    if duration_s < 120:
+        raise ValueError("a generated trip needs duration_s >= 120")
+    kinds = list(mix)
+    weights = np.array([mix[k] for k in kinds], dtype=float)
+    if np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError("segment mix weights must be >= 0 and not all 0")
+    weights /= weights.sum()
+    rng = np.random.default_rng([seed, 0xC7C1E])
+
+    speed: list[float] = [0.0] * int(rng.uniform(20, 90))  # warm-up idle before moving off
+    v = 0.0
+    end_idle = int(rng.uniform(10, 40))
+    while len(speed) < duration_s - end_idle:
+        kind = SEGMENT_KINDS[kinds[rng.choice(len(kinds), p=weights)]]
+        seg_end = min(len(speed) + rng.uniform(*kind["length_s"]), duration_s - end_idle)
+        accel, decel = rng.uniform(*kind["accel"]), rng.uniform(*kind["decel"])
+        while len(speed) < seg_end:
+            cruise = rng.uniform(*kind["cruise_kmh"])
+            leg_end = len(speed) + rng.uniform(*kind["leg_s"])
+            wander = 0.0
+            while len(speed) < min(leg_end, seg_end):
+                # Ornstein-Uhlenbeck wander around the cruise speed: drivers do not hold speed exactly.
+                wander += -0.05 * wander + rng.normal(0.0, 0.6)
+                v = _approach(v, max(cruise + wander, 0.0), accel, decel)
+                speed.append(v)
+            if rng.random() < kind["stop_p"] or len(speed) >= seg_end:
+                stop_for = rng.uniform(*kind["stop_s"]) if kind["stop_s"][1] > 0 else 0.0
+                if len(speed) >= seg_end and kind["stop_s"][1] == 0:
+                    continue  # highway segments flow into the next segment without stopping
+                while v > 0:
+                    v = _approach(v, 0.0, accel, decel)
+                    speed.append(v)
+                speed.extend([0.0] * int(stop_for))
+    while v > 0:  # come to rest, then idle before switching off
+        v = _approach(v, 0.0, 1.0, 1.5)
+        speed.append(v)
+    speed.extend([0.0] * end_idle)
+    label = name or f"generated-{seed}"
+    return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3),
+                        f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {mix}")

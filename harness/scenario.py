@@ -1,0 +1,416 @@
+"""Scenario files: a route, a vehicle, an anomaly schedule and what the unit is expected to achieve.
+
+Scenario files are data: they are read with PyYAML's safe loader (no tags, no code) and validated field by field.
+Every problem is reported with the file, the field path (`anomalies[2].type`), the line where known, and the
+valid choices; all problems in a file are reported at once.
+
+Example::
+
+    name: udds-overheating
+    vehicle: passenger_car          # passenger_car | light_truck
+    seed: 7
+    route:
+      cycle: udds                   # a bundled cycle, or a time_s,speed_kmh CSV path relative to this file
+      repeat: 2
+    conditions: {ambient_c: 25}
+    anomalies:
+      - {type: overheating, at_s: 900, onset_s: 60, sustain_s: 300, recovery_s: 120, severity: 0.8}
+    expect:
+      recall_min: 1.0
+      false_alarms_per_h_max: 2
+      detection_delay_s_p90_max: 120
+
+The `expect:` section is parsed and validated here; the rig evaluates it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
+from harness.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, CycleError, SpeedProfile, generate_trip, load_cycle
+from harness.route import RouteStart
+from harness.signals import SIGNALS, Trace
+from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
+
+EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
+    # key: (lowest valid value, highest valid value)
+    "recall_min": (0.0, 1.0),
+    "false_alarms_per_h_max": (0.0, None),
+    "detection_delay_s_p50_max": (0.0, None),
+    "detection_delay_s_p90_max": (0.0, None),
+    "max_delay_s": (0.0, None),
+    "fuel_r2_min": (None, 1.0),
+    "fuel_mae_lph_max": (0.0, None),
+    "latency_ms_p50_max": (0.0, None),
+    "latency_ms_p99_max": (0.0, None),
+}
+#: Detection window after an event ends within which an alarm still counts (DESIGN.md, event recall).
+DEFAULT_MAX_DELAY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    field_path: str
+    message: str
+    line: int | None = None
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; `problems` lists every problem found, each with its field and line."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file = file
+        self.problems = problems
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        lines = []
+        for p in self.problems:
+            where = f"{self.file}:{p.line}" if p.line else self.file
+            lines.append(f"{where}: {p.field_path}: {p.message}" if p.field_path else f"{where}: {p.message}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    cycle: str | None = None
+    repeat: int = 1
+    generated_duration_s: float | None = None
+    generated_mix: dict[str, float] | None = None
+    generated_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """Pass criteria for the rig; None means "not judged". `recall_min` may be per anomaly type."""
+
+    recall_min: float | dict[str, float] | None = None
+    false_alarms_per_h_max: float | None = None
+    detection_delay_s_p50_max: float | None = None
+    detection_delay_s_p90_max: float | None = None
+    max_delay_s: float = DEFAULT_MAX_DELAY_S
+    fuel_r2_min: float | None = None
+    fuel_mae_lph_max: float | None = None
+    latency_ms_p50_max: float | None = None
+    latency_ms_p99_max: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path | None
+    description: str
+    vehicle: str
+    seed: int
+    route: RouteSpec
+    conditions: PlantConditions
+    anomalies: tuple[Anomaly, ...]
+    expect: Expectations
+    sha256: str = ""
+    profile_: SpeedProfile | None = field(default=None, repr=False, compare=False)
+
+    def profile(self) -> SpeedProfile:
+        """The driver's speed profile for this route."""
+        if self.profile_ is not None:
+            return self.profile_
+        return _profile_for(self.route, self.seed, self.path.parent if self.path else None)
+
+    def run_plant(self) -> Trace:
+        """Drive the scenario: the vehicle's trace with the anomalies injected and labelled."""
+        return simulate(self.profile(), get_vehicle(self.vehicle), self.anomalies, self.seed, self.conditions)
+
+
+def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedProfile:
+    if route.cycle is not None:
+        return load_cycle(route.cycle, base_dir).repeated(route.repeat)
+    return generate_trip(seed if route.generated_seed is None else route.generated_seed,
+                         route.generated_duration_s or 1800.0, route.generated_mix)
+
+
+# --- YAML with line numbers -------------------------------------------------------------------------------
+
+def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+    """Convert a composed YAML node to Python data, recording the line of every field path."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            child = f"{path}.{key}" if path else str(key)
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, child, lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, f"{path}[{i}]", lines, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
+    """Safe-load YAML text, returning the data and a map from field path to line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioError(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+    if node is None:
+        return None, {}
+    lines: dict[str, int] = {}
+    try:
+        return _to_python(node, "", lines, yaml.SafeLoader("")), lines
+    except yaml.YAMLError as exc:  # e.g. a !!python tag: scenario files are data only, never objects
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        raise ScenarioError(file, [Problem("", f"not plain YAML data: {getattr(exc, 'problem', exc)}",
+                                           mark.line + 1 if mark else None)]) from None
+
+
+# --- validation -------------------------------------------------------------------------------------------
+
+class _Checker:
+    """Collects problems while reading fields; each reader returns a usable default after a problem."""
+
+    def __init__(self, lines: dict[str, int]):
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def report(self, path: str, message: str) -> None:
+        """Record a problem at a field path, with the line of that field or of its nearest parent."""
+        where = path
+        while where not in self.lines and where:
+            where = where.rsplit(".", 1)[0] if "." in where else where.split("[", 1)[0] if "[" in where else ""
+        self.problems.append(Problem(path, message, self.lines.get(where)))
+
+    def mapping(self, data: Any, path: str, allowed: tuple[str, ...] | dict, required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(data, dict):
+            self.report(path, f"expected a mapping with keys {', '.join(allowed)}; got {_kind(data)}")
+            return {}
+        for key in data:
+            if key not in allowed:
+                self.report(f"{path}.{key}" if path else str(key),
+                            f"unknown key '{key}'; expected one of: {', '.join(allowed)}")
+        for key in required:
+            if key not in data:
+                self.report(f"{path}.{key}" if path else key, "is required")
+        return data
+
+    def number(self, data: dict, key: str, path: str, default: float | None, lo: float | None = None,
+               hi: float | None = None, lo_open: bool = False, integer: bool = False) -> float | None:
+        full = f"{path}.{key}" if path else key
+        if key not in data:
+            return default
+        value = data[key]
+        wanted = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            self.report(full, f"expected {wanted}; got {_kind(value)} {value!r}")
+            return default
+        if value != value:  # NaN
+            self.report(full, "expected a number; got NaN")
+            return default
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            self.report(full, f"must be {'>' if lo_open else '>='} {lo:g}; got {value:g}")
+            return default
+        if hi is not None and value > hi:
+            self.report(full, f"must be <= {hi:g}; got {value:g}")
+            return default
+        return value
+
+    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...] | list[str], default: str | None,
+               what: str) -> str | None:
+        full = f"{path}.{key}" if path else key
+        if key not in data:
+            return default
+        value = data[key]
+        if not isinstance(value, str) or value not in choices:
+            shown = f"'{value}'" if isinstance(value, str) else f"{_kind(value)} {value!r}"
+            self.report(full, f"unknown {what} {shown}; expected one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def text(self, data: dict, key: str, path: str, default: str) -> str:
+        if key not in data:
+            return default
+        if not isinstance(data[key], str):
+            self.report(f"{path}.{key}" if path else key, f"expected text; got {_kind(data[key])}")
+            return default
+        return data[key]
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", type(None): "nothing"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect")
+ROUTE_KEYS = ("cycle", "repeat", "generated", "start", "hilliness")
+GENERATED_KEYS = ("duration_s", "mix", "seed")
+START_KEYS = ("latitude", "longitude", "altitude_m", "heading_deg")
+CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
+ANOMALY_KEYS = ("type", "at_s", "onset_s", "sustain_s", "recovery_s", "severity", "signal")
+
+
+def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec, dict, float, SpeedProfile | None]:
+    route = c.mapping(data, "route", ROUTE_KEYS)
+    if not isinstance(data, dict):
+        return RouteSpec(), {}, 0.3, None
+    has_cycle, has_generated = "cycle" in route, "generated" in route
+    if has_cycle == has_generated:
+        c.report("route", "needs exactly one of 'cycle' (a drive cycle name or CSV path) or 'generated'")
+    spec = RouteSpec()
+    if has_cycle:
+        cycle = route["cycle"]
+        repeat = c.number(route, "repeat", "route", 1, lo=1, integer=True)
+        if not isinstance(cycle, str):
+            c.report("route.cycle", f"expected a cycle name or CSV path; got {_kind(cycle)}; "
+                                    f"bundled cycles: {', '.join(BUNDLED_CYCLES)}")
+        else:
+            spec = RouteSpec(cycle=cycle, repeat=int(repeat))
+    elif has_generated:
+        if "repeat" in route:
+            c.report("route.repeat", "only applies to 'cycle' routes")
+        gen = c.mapping(route["generated"], "route.generated", GENERATED_KEYS, required=("duration_s",))
+        duration = c.number(gen, "duration_s", "route.generated", None, lo=120)
+        gen_seed = c.number(gen, "seed", "route.generated", None, integer=True)
+        mix = None
+        if "mix" in gen:
+            raw_mix = c.mapping(gen["mix"], "route.generated.mix", tuple(SEGMENT_KINDS))
+            mix = {k: c.number(raw_mix, k, "route.generated.mix", 0.0, lo=0.0) for k in raw_mix if k in SEGMENT_KINDS}
+            if raw_mix and not any(v and v > 0 for v in mix.values()):
+                c.report("route.generated.mix", "needs at least one weight > 0")
+        spec = RouteSpec(generated_duration_s=duration, generated_mix=mix or None,
+                         generated_seed=None if gen_seed is None else int(gen_seed))
+    start = {}
+    if "start" in route:
+        raw = c.mapping(route["start"], "route.start", START_KEYS)
+        start = {
+            "latitude": c.number(raw, "latitude", "route.start", RouteStart.latitude, lo=-80, hi=80),
+            "longitude": c.number(raw, "longitude", "route.start", RouteStart.longitude, lo=-180, hi=180),
+            "altitude_m": c.number(raw, "altitude_m", "route.start", RouteStart.altitude_m, lo=-400, hi=4500),
+            "heading_deg": c.number(raw, "heading_deg", "route.start", RouteStart.heading_deg, lo=0, hi=360),
+        }
+    hilliness = c.number(route, "hilliness", "route", PlantConditions.hilliness, lo=0.0, hi=3.0)
+    profile = None
+    if spec.cycle is not None or spec.generated_duration_s is not None:
+        try:
+            profile = _profile_for(spec, 0, base_dir) if spec.cycle else None
+        except CycleError as exc:
+            c.report("route.cycle", str(exc))
+    return spec, start, hilliness, profile
+
+
+def _read_anomalies(c: _Checker, data: Any, duration_s: float | None) -> list[Anomaly]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        c.report("anomalies", f"expected a list of anomalies; got {_kind(data)}")
+        return []
+    out: list[tuple[int, Anomaly]] = []
+    for i, raw in enumerate(data):
+        path = f"anomalies[{i}]"
+        item = c.mapping(raw, path, ANOMALY_KEYS, required=("type", "at_s"))
+        kind = c.choice(item, "type", path, ANOMALY_TYPES, None, "anomaly type")
+        at_s = c.number(item, "at_s", path, None, lo=0.0)
+        onset = c.number(item, "onset_s", path, 0.0, lo=0.0)
+        sustain = c.number(item, "sustain_s", path, 60.0, lo=0.0, lo_open=True)
+        recovery = c.number(item, "recovery_s", path, 0.0, lo=0.0)
+        severity = c.number(item, "severity", path, 0.7, lo=0.0, hi=1.0, lo_open=True)
+        signal = None
+        if kind in SENSOR_FAULT_TYPES:
+            if "signal" not in item:
+                c.report(f"{path}.signal", f"is required for a {kind} fault; expected one of: {', '.join(SIGNALS)}")
+            signal = c.choice(item, "signal", path, SIGNALS, None, "signal")
+        elif "signal" in item and kind is not None:
+            c.report(f"{path}.signal", f"only sensor faults ({', '.join(SENSOR_FAULT_TYPES)}) take a signal; "
+                                       f"{kind} acts on the vehicle")
+        if kind is None or at_s is None or (kind in SENSOR_FAULT_TYPES and signal is None):
+            continue
+        anomaly = Anomaly(kind, float(at_s), float(severity), float(onset), float(sustain), float(recovery), signal)
+        if duration_s is not None and anomaly.end_s > duration_s:
+            field_name = "at_s" if anomaly.at_s >= duration_s else "sustain_s"
+            c.report(f"{path}.{field_name}", f"window {anomaly.at_s:g}-{anomaly.end_s:g} s ends past the end of the "
+                                             f"route ({duration_s:g} s)")
+            continue
+        for j, other in out:
+            if anomaly.at_s < other.end_s and other.at_s < anomaly.end_s:
+                c.report(f"{path}.at_s", f"window {anomaly.at_s:g}-{anomaly.end_s:g} s overlaps anomalies[{j}] "
+                                         f"({other.type}, {other.at_s:g}-{other.end_s:g} s); anomalies may not overlap")
+                break
+        else:
+            out.append((i, anomaly))
+    return [a for _, a in out]
+
+
+def _read_expect(c: _Checker, data: Any) -> Expectations:
+    if data is None:
+        return Expectations()
+    raw = c.mapping(data, "expect", tuple(EXPECT_KEYS))
+    values: dict[str, Any] = {}
+    for key, (lo, hi) in EXPECT_KEYS.items():
+        if key == "recall_min" and isinstance(raw.get(key), dict):
+            per_type = c.mapping(raw[key], "expect.recall_min", ANOMALY_TYPES)
+            values[key] = {k: c.number(per_type, k, "expect.recall_min", 1.0, lo=0.0, hi=1.0)
+                           for k in per_type if k in ANOMALY_TYPES}
+        elif key in raw:
+            values[key] = c.number(raw, key, "expect", None, lo=lo, hi=hi)
+    if values.get("max_delay_s") is None:
+        values.pop("max_delay_s", None)
+    return Expectations(**values)
+
+
+def parse_scenario(data: Any, lines: dict[str, int], file: str, base_dir: Path | None = None,
+                   name: str = "scenario", sha256: str = "") -> Scenario:
+    """Validate loaded scenario data; raise ScenarioError listing every problem."""
+    c = _Checker(lines)
+    top = c.mapping(data, "", TOP_KEYS, required=("route",))
+    if not isinstance(data, dict):
+        raise ScenarioError(file, c.problems)
+    vehicle = c.choice(top, "vehicle", "", tuple(VEHICLES), "passenger_car", "vehicle")
+    seed = c.number(top, "seed", "", 0, lo=0, integer=True)
+    route, start, hilliness, profile = (_read_route(c, top["route"], base_dir) if "route" in top
+                                        else (RouteSpec(), {}, 0.3, None))
+    cond_raw = c.mapping(top.get("conditions", {}), "conditions", CONDITION_KEYS)
+    conditions = PlantConditions(
+        ambient_c=c.number(cond_raw, "ambient_c", "conditions", 20.0, lo=-40.0, hi=50.0),
+        start_fuel_pct=c.number(cond_raw, "start_fuel_pct", "conditions", 75.0, lo=0.0, hi=100.0, lo_open=True),
+        start_coolant_c=c.number(cond_raw, "start_coolant_c", "conditions", None, lo=-40.0, hi=110.0),
+        route_start=RouteStart(**start) if start else RouteStart(),
+        hilliness=hilliness,
+    )
+    duration = profile.duration_s if profile is not None else route.generated_duration_s
+    anomalies = _read_anomalies(c, top.get("anomalies"), duration)
+    expect = _read_expect(c, top.get("expect"))
+    scenario_name, description = c.text(top, "name", "", name), c.text(top, "description", "", "")
+    if c.problems:
+        raise ScenarioError(file, c.problems)
+    scenario = Scenario(
+        name=scenario_name, path=Path(file) if file else None, description=description, vehicle=vehicle, seed=int(seed), route=route,
+        conditions=conditions, anomalies=tuple(anomalies), expect=expect, sha256=sha256, profile_=profile,
+    )
+    if route.cycle is None:
+        # Generated routes may run a little past duration_s; check windows against the real trip.
+        real = scenario.profile()
+        late = [i for i, a in enumerate(anomalies) if a.end_s > real.duration_s]
+        if late:
+            raise ScenarioError(file, [Problem(f"anomalies[{late[0]}].at_s", f"window ends past the end of the "
+                                               f"route ({real.duration_s:g} s)", lines.get(f"anomalies[{late[0]}]"))])
+        scenario = Scenario(**{**scenario.__dict__, "profile_": real})
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    data, lines = parse_yaml(text, str(path))
+    return parse_scenario(data, lines, str(path), path.parent, path.stem, hashlib.sha256(raw).hexdigest())
