@@ -82,7 +82,7 @@ def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
 def trip_rows(trace: Trace) -> str:
     """The trip at 1 Hz as CSV text (fixed formatting, so the bytes depend only on the values)."""
     sampled = trace.resample()
-    labels = {event.type: event.active(sampled.t_s) for event in sampled.events}
+    labels = {kind: sampled.label_mask(kind) for kind in sorted({event.type for event in sampled.events})}
     lines = [",".join(COLUMNS)]
     columns = {"t_s": sampled.t_s, **sampled.signals, "fuel_rate_lph": sampled.aux["fuel_rate"]}
     for i in range(len(sampled.t_s)):

@@ -239,16 +239,16 @@ def _thermal(vehicle: VehicleParams, heat_in_kw: np.ndarray, speed_kmh: np.ndarr
         temp[i] = t
         opening = min(max((t - open_c) / (full_c - open_c), 0.02), 1.0)  # a bypass always leaks a little
         airflow = max(min(v / 60.0, 1.0), 0.4 if t > full_c - 2.0 else 0.15)  # fan switches on near full open
-        q_out = ua * opening * airflow * eff * (t - ambient_c) + 0.03 * (t - ambient_c)
+        q_out = ua * opening * airflow * eff * (t - ambient_c) + 0.015 * (t - ambient_c)
         # 128 degC: the pressure cap vents and the coolant boils; the reading cannot climb further.
         t = min(t + k * (q_in - q_out), 128.0)
     return temp
 
 
-def _lowpass(x: np.ndarray, tau_s: float) -> np.ndarray:
+def _lowpass(x: np.ndarray, tau_s: float, initial: float | None = None) -> np.ndarray:
     alpha = DT / (tau_s + DT)
     out = np.empty(len(x))
-    y = float(x[0])
+    y = float(x[0]) if initial is None else initial
     for i, value in enumerate(x.tolist()):
         y += alpha * (value - y)
         out[i] = y
@@ -257,7 +257,7 @@ def _lowpass(x: np.ndarray, tau_s: float) -> np.ndarray:
 
 def _ou_noise(rng: np.random.Generator, n: int, sigma: float, tau_s: float) -> np.ndarray:
     """Correlated noise (GNSS position error wanders; it is not white)."""
-    return _lowpass(rng.normal(0.0, sigma * np.sqrt(2 * tau_s / DT), n), tau_s)
+    return _lowpass(rng.normal(0.0, sigma * np.sqrt(2 * tau_s / DT), n), tau_s, initial=0.0)
 
 
 def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anomaly] | tuple = (),
