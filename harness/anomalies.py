@@ -58,9 +58,9 @@ class Anomaly:
     def envelope(self, t_s: np.ndarray) -> np.ndarray:
         """Strength over time: 0 outside the window, ramps over onset/recovery, 1 while sustained."""
         rel = t_s - self.at_s
-        up = np.ones_like(rel) if self.onset_s <= 0 else np.clip((rel + 1e-9) / self.onset_s, 0.0, 1.0)
+        up = np.ones_like(rel) if self.onset_s < 1e-3 else np.clip((rel + 1e-9) / self.onset_s, 0.0, 1.0)
         rel_end = self.end_s - t_s
-        down = np.ones_like(rel) if self.recovery_s <= 0 else np.clip(rel_end / self.recovery_s, 0.0, 1.0)
+        down = np.ones_like(rel) if self.recovery_s < 1e-3 else np.clip(rel_end / self.recovery_s, 0.0, 1.0)
         return np.where((t_s >= self.at_s) & (t_s < self.end_s), np.minimum(up, down), 0.0)
 
     def label(self) -> LabelledEvent:
