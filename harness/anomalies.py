@@ -206,7 +206,8 @@ def apply_reading_faults(t_s: np.ndarray, readings: dict[str, np.ndarray], anoma
         if a.type == "stuck_value":
             first = int(np.argmax(active))
             stuck = values[first]
-            values[active] = values[active] + env[active] * (stuck - values[active])
+            blend = values[active] + env[active] * (stuck - values[active])
+            values[active] = np.where(env[active] >= 1.0, stuck, blend)
         elif a.type == "drift":
             sign = 1.0 if rng.random() < 0.5 else -1.0
             drifted = values[active] + sign * env[active] * a.severity * DRIFT_SPAN[a.signal]

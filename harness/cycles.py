@@ -16,9 +16,18 @@ from pathlib import Path
 import numpy as np
 
 #: Bumped whenever the generator's output for a given seed changes (recorded in dataset manifests).
-GENERATOR_VERSION = "trip-gen/1"
+GENERATOR_VERSION = "trip-gen/2"
 
 BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
+
+#: Driving styles, in the behaviour model's class order.
+STYLES: tuple[str, ...] = ("normal", "eco", "aggressive")
+#: How a style changes a segment's driving: scale on the kind's accelerations and cruise speed, speed wander.
+STYLE_EFFECTS: dict[str, dict[str, float]] = {
+    "normal": {"accel": 1.0, "decel": 1.0, "cruise": 1.0, "wander": 0.6},
+    "eco": {"accel": 0.55, "decel": 0.6, "cruise": 0.88, "wander": 0.3},
+    "aggressive": {"accel": 2.0, "decel": 2.0, "cruise": 1.15, "wander": 1.5},
+}
 
 #: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length
 #: (s), stop probability at the end of each leg, typical acceleration and deceleration (m/s^2).
@@ -38,11 +47,20 @@ class CycleError(ValueError):
 
 @dataclass(frozen=True)
 class SpeedProfile:
-    """Vehicle speed (km/h) at 1 Hz, starting at t = 0, with where it came from."""
+    """Vehicle speed (km/h) at 1 Hz, starting at t = 0, with where it came from.
+
+    `style` is the driving style per second, as indices into `STYLES`; None means all "normal" (the
+    regulatory cycles are driven to a prescribed trace).
+    """
 
     name: str
     speed_kmh: np.ndarray
     provenance: str
+    style: np.ndarray | None = None
+
+    def style_at(self) -> np.ndarray:
+        """Style index per second (0 = normal where the profile has none)."""
+        return np.zeros(len(self.speed_kmh), dtype=np.int64) if self.style is None else self.style
 
     @property
     def duration_s(self) -> float:
@@ -59,7 +77,8 @@ class SpeedProfile:
     def repeated(self, times: int) -> "SpeedProfile":
         if times <= 1:
             return self
-        return SpeedProfile(f"{self.name}x{times}", np.tile(self.speed_kmh, times), self.provenance)
+        style = None if self.style is None else np.tile(self.style, times)
+        return SpeedProfile(f"{self.name}x{times}", np.tile(self.speed_kmh, times), self.provenance, style)
 
 
 def read_cycle_csv(path: Path, name: str | None = None) -> SpeedProfile:
@@ -114,55 +133,76 @@ def _approach(v: float, target: float, accel: float, decel: float) -> float:
     return target if abs(dv) <= step else v + np.sign(dv) * step
 
 
+def _weights(mix: dict[str, float], choices: dict | tuple, what: str) -> tuple[list[str], np.ndarray]:
+    unknown = sorted(set(mix) - set(choices))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r}; expected one of: {', '.join(choices)}")
+    names = list(mix)
+    weights = np.array([mix[k] for k in names], dtype=float)
+    if np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"{what} weights must be >= 0 and not all 0")
+    return names, weights / weights.sum()
+
+
 def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] | None = None,
-                  name: str | None = None) -> SpeedProfile:
+                  name: str | None = None, styles: dict[str, float] | None = None) -> SpeedProfile:
     """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
 
-    `mix` weights the segment kinds (urban / rural / highway); each segment is a series of legs: accelerate
-    to a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or change speed.
-    Deterministic for `seed`.
+    `mix` weights the segment kinds (urban / rural / highway); `styles` weights the driving styles
+    (normal / eco / aggressive; default all normal), drawn per segment. Each segment is a series of legs:
+    accelerate to a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or
+    change speed. Deterministic for `seed`.
     """
-    mix = dict(mix or {"urban": 0.5, "rural": 0.3, "highway": 0.2})
-    unknown = sorted(set(mix) - set(SEGMENT_KINDS))
-    if unknown:
-        raise ValueError(f"unknown segment kind {unknown[0]!r}; expected one of: {', '.join(SEGMENT_KINDS)}")
+    kinds, kind_p = _weights(dict(mix or {"urban": 0.5, "rural": 0.3, "highway": 0.2}), SEGMENT_KINDS,
+                             "segment kind")
+    style_names, style_p = _weights(dict(styles or {"normal": 1.0}), STYLES, "driving style")
     if duration_s < 120:
         raise ValueError("a generated trip needs duration_s >= 120")
-    kinds = list(mix)
-    weights = np.array([mix[k] for k in kinds], dtype=float)
-    if np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError("segment mix weights must be >= 0 and not all 0")
-    weights /= weights.sum()
     rng = np.random.default_rng([seed, 0xC7C1E])
 
     speed: list[float] = [0.0] * int(rng.uniform(20, 90))  # warm-up idle before moving off
+    style: list[int] = [0] * len(speed)
     v = 0.0
     end_idle = int(rng.uniform(10, 40))
     while len(speed) < duration_s - end_idle:
-        kind = SEGMENT_KINDS[kinds[rng.choice(len(kinds), p=weights)]]
+        kind = SEGMENT_KINDS[kinds[rng.choice(len(kinds), p=kind_p)]]
+        style_name = style_names[rng.choice(len(style_names), p=style_p)]
+        effect, style_index = STYLE_EFFECTS[style_name], STYLES.index(style_name)
         seg_end = min(len(speed) + rng.uniform(*kind["length_s"]), duration_s - end_idle)
-        accel, decel = rng.uniform(*kind["accel"]), rng.uniform(*kind["decel"])
+        accel = rng.uniform(*kind["accel"]) * effect["accel"]
+        decel = rng.uniform(*kind["decel"]) * effect["decel"]
+
+        def step(target: float) -> None:
+            nonlocal v
+            v = _approach(v, target, accel, decel)
+            speed.append(v)
+            style.append(style_index)
+
         while len(speed) < seg_end:
-            cruise = rng.uniform(*kind["cruise_kmh"])
+            cruise = rng.uniform(*kind["cruise_kmh"]) * effect["cruise"]
             leg_end = len(speed) + rng.uniform(*kind["leg_s"])
             wander = 0.0
             while len(speed) < min(leg_end, seg_end):
                 # Ornstein-Uhlenbeck wander around the cruise speed: drivers do not hold speed exactly.
-                wander += -0.05 * wander + rng.normal(0.0, 0.6)
-                v = _approach(v, max(cruise + wander, 0.0), accel, decel)
-                speed.append(v)
+                wander += -0.05 * wander + rng.normal(0.0, effect["wander"])
+                step(max(cruise + wander, 0.0))
             if rng.random() < kind["stop_p"] or len(speed) >= seg_end:
                 stop_for = rng.uniform(*kind["stop_s"]) if kind["stop_s"][1] > 0 else 0.0
                 if len(speed) >= seg_end and kind["stop_s"][1] == 0:
                     continue  # highway segments flow into the next segment without stopping
                 while v > 0:
-                    v = _approach(v, 0.0, accel, decel)
-                    speed.append(v)
+                    step(0.0)
                 speed.extend([0.0] * int(stop_for))
+                style.extend([style_index] * int(stop_for))
     while v > 0:  # come to rest, then idle before switching off
         v = _approach(v, 0.0, 1.0, 1.5)
         speed.append(v)
+        style.append(0)
     speed.extend([0.0] * end_idle)
+    style.extend([0] * end_idle)
     label = name or f"generated-{seed}"
-    return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3),
-                        f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {mix}")
+    provenance = f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {dict(zip(kinds, kind_p.round(3).tolist()))}"
+    if styles:
+        provenance += f", styles {dict(zip(style_names, style_p.round(3).tolist()))}"
+    return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3), provenance,
+                        np.asarray(style, dtype=np.int64))

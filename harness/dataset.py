@@ -4,7 +4,7 @@ Trips are split by trip, never by window: the train split is normal driving only
 what normal looks like), validation and test trips carry labelled anomalies. Every trip has its own speed
 trace; the real drive cycles are held out for the test split, and the build refuses to write a dataset in which
 any speed trace appears in two splits. Each trip is written at 1 Hz (what the unit samples) as CSV with the ten
-signal readings, the ground-truth fuel rate and per-sample anomaly labels; `manifest.json` records the seed,
+signal readings, the ground-truth fuel rate, the driving style and per-sample anomaly labels; `manifest.json` records the seed,
 the generator version, every trip's vehicle, route, trace digest and events, and a hash of the whole dataset.
 Output is byte-identical for the same seed.
 """
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from harness.anomalies import random_schedule
-from harness.cycles import GENERATOR_VERSION, SEGMENT_KINDS, SpeedProfile, generate_trip, load_cycle
+from harness.cycles import GENERATOR_VERSION, SEGMENT_KINDS, STYLES, SpeedProfile, generate_trip, load_cycle
 from harness.signals import SIGNALS, Trace
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
@@ -28,7 +28,7 @@ DATASET_VERSION = f"dtg-dataset/1 ({GENERATOR_VERSION})"
 SPLITS = ("train", "val", "test")
 #: Real cycles kept out of training entirely: the test split drives them.
 HELD_OUT_CYCLES = ("udds", "wltc_class3b")
-COLUMNS = ("t_s",) + SIGNALS + ("fuel_rate_lph", "anomaly", "anomaly_type")
+COLUMNS = ("t_s",) + SIGNALS + ("fuel_rate_lph", "driving_style", "anomaly", "anomaly_type")
 _FORMATS = {"latitude": "{:.7f}", "longitude": "{:.7f}", "t_s": "{:.1f}"}
 
 
@@ -41,6 +41,7 @@ class TripSpec:
     route: str  # "generated" or a bundled cycle name
     duration_s: float
     mix: dict[str, float] | None
+    styles: dict[str, float] | None
     anomalies: int
     ambient_c: float
 
@@ -56,20 +57,23 @@ def plan_trips(seed: int, train: int, val: int, test: int, duration_s: float) ->
         for i in range(counts[split]):
             weights = rng.dirichlet(np.ones(len(SEGMENT_KINDS)))
             mix = {kind: round(float(w), 3) for kind, w in zip(SEGMENT_KINDS, weights)}
+            style_weights = rng.dirichlet(np.full(len(STYLES), 0.7))  # most trips lean to one style
+            styles = {style: round(float(w), 3) for style, w in zip(STYLES, style_weights)}
             specs.append(TripSpec(split, i, str(rng.choice(list(VEHICLES))), int(seeds[k]), "generated",
-                                  duration_s, mix, 0 if split == "train" else int(rng.integers(2, 5)),
+                                  duration_s, mix, styles, 0 if split == "train" else int(rng.integers(2, 5)),
                                   round(float(rng.uniform(-5.0, 35.0)), 1)))
             k += 1
     for j, cycle in enumerate(HELD_OUT_CYCLES):
         specs.append(TripSpec("test", test + j, str(rng.choice(list(VEHICLES))), int(seeds[k]), cycle,
-                              0.0, None, 2, round(float(rng.uniform(-5.0, 35.0)), 1)))
+                              0.0, None, None, 2, round(float(rng.uniform(-5.0, 35.0)), 1)))
         k += 1
     return specs
 
 
 def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
     if spec.route == "generated":
-        profile = generate_trip(spec.seed, spec.duration_s, spec.mix, name=f"{spec.split}-{spec.index:03d}")
+        profile = generate_trip(spec.seed, spec.duration_s, spec.mix, name=f"{spec.split}-{spec.index:03d}",
+                                styles=spec.styles)
     else:
         profile = load_cycle(spec.route).repeated(2)
     rng = np.random.default_rng([spec.seed, 0x5C4ED])
@@ -85,11 +89,13 @@ def trip_rows(trace: Trace) -> str:
     labels = {kind: sampled.label_mask(kind) for kind in sorted({event.type for event in sampled.events})}
     lines = [",".join(COLUMNS)]
     columns = {"t_s": sampled.t_s, **sampled.signals, "fuel_rate_lph": sampled.aux["fuel_rate"]}
+    style = sampled.style if sampled.style is not None else np.zeros(len(sampled.t_s), dtype=np.int64)
     for i in range(len(sampled.t_s)):
         cells = []
-        for name in COLUMNS[:-2]:
+        for name in COLUMNS[:-3]:
             value = float(columns[name][i])
             cells.append("" if value != value else _FORMATS.get(name, "{:.4f}").format(value))
+        cells.append(STYLES[style[i]])
         active = [kind for kind, mask in labels.items() if mask[i]]
         cells += ["1" if active else "0", "+".join(sorted(active))]
         lines.append(",".join(cells))
@@ -139,7 +145,7 @@ def build_dataset(out_dir: Path, seed: int, train: int = 24, val: int = 8, test:
 
 
 def read_trip(path: Path) -> dict[str, np.ndarray]:
-    """A dataset trip file as columns (numbers as float arrays, NaN for no reading; anomaly_type as text)."""
+    """A dataset trip file as columns (numbers as float arrays, NaN for no reading; style and type as text)."""
     lines = path.read_text().splitlines()
     header = lines[0].split(",")
     if tuple(header) != COLUMNS:
@@ -147,7 +153,7 @@ def read_trip(path: Path) -> dict[str, np.ndarray]:
     rows = [line.split(",") for line in lines[1:]]
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(header):
-        if name == "anomaly_type":
+        if name in ("anomaly_type", "driving_style"):
             out[name] = np.array([row[j] for row in rows])
         else:
             out[name] = np.array([float(row[j]) if row[j] else np.nan for row in rows])

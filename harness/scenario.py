@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from harness.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
-from harness.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, CycleError, SpeedProfile, generate_trip, load_cycle
+from harness.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, STYLES, CycleError, SpeedProfile, generate_trip, load_cycle
 from harness.route import RouteStart
 from harness.signals import SIGNALS, Trace
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
@@ -83,6 +83,7 @@ class RouteSpec:
     generated_duration_s: float | None = None
     generated_mix: dict[str, float] | None = None
     generated_seed: int | None = None
+    generated_styles: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedPro
     if route.cycle is not None:
         return load_cycle(route.cycle, base_dir).repeated(route.repeat)
     return generate_trip(seed if route.generated_seed is None else route.generated_seed,
-                         route.generated_duration_s or 1800.0, route.generated_mix)
+                         route.generated_duration_s or 1800.0, route.generated_mix, styles=route.generated_styles)
 
 
 # --- YAML with line numbers -------------------------------------------------------------------------------
@@ -252,10 +253,22 @@ def _kind(value: Any) -> str:
 
 TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect")
 ROUTE_KEYS = ("cycle", "repeat", "generated", "start", "hilliness")
-GENERATED_KEYS = ("duration_s", "mix", "seed")
+GENERATED_KEYS = ("duration_s", "mix", "styles", "seed")
 START_KEYS = ("latitude", "longitude", "altitude_m", "heading_deg")
 CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
 ANOMALY_KEYS = ("type", "at_s", "onset_s", "sustain_s", "recovery_s", "severity", "signal")
+
+
+def _read_weights(c: _Checker, gen: dict, key: str, choices: tuple[str, ...]) -> dict[str, float] | None:
+    """A {choice: weight} mapping such as the segment mix or the driving-style mix."""
+    if key not in gen:
+        return None
+    path = f"route.generated.{key}"
+    raw = c.mapping(gen[key], path, choices)
+    weights = {k: c.number(raw, k, path, 0.0, lo=0.0) for k in raw if k in choices}
+    if raw and not any(v and v > 0 for v in weights.values()):
+        c.report(path, "needs at least one weight > 0")
+    return weights or None
 
 
 def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec, dict, float, SpeedProfile | None]:
@@ -280,14 +293,10 @@ def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpe
         gen = c.mapping(route["generated"], "route.generated", GENERATED_KEYS, required=("duration_s",))
         duration = c.number(gen, "duration_s", "route.generated", None, lo=120)
         gen_seed = c.number(gen, "seed", "route.generated", None, integer=True)
-        mix = None
-        if "mix" in gen:
-            raw_mix = c.mapping(gen["mix"], "route.generated.mix", tuple(SEGMENT_KINDS))
-            mix = {k: c.number(raw_mix, k, "route.generated.mix", 0.0, lo=0.0) for k in raw_mix if k in SEGMENT_KINDS}
-            if raw_mix and not any(v and v > 0 for v in mix.values()):
-                c.report("route.generated.mix", "needs at least one weight > 0")
-        spec = RouteSpec(generated_duration_s=duration, generated_mix=mix or None,
-                         generated_seed=None if gen_seed is None else int(gen_seed))
+        mix = _read_weights(c, gen, "mix", tuple(SEGMENT_KINDS))
+        styles = _read_weights(c, gen, "styles", STYLES)
+        spec = RouteSpec(generated_duration_s=duration, generated_mix=mix, generated_seed=None if gen_seed is None
+                         else int(gen_seed), generated_styles=styles)
     start = {}
     if "start" in route:
         raw = c.mapping(route["start"], "route.start", START_KEYS)

@@ -92,8 +92,9 @@ class Trace:
     """A drive as the vehicle produced it, at `PLANT_RATE_HZ`.
 
     `signals` holds what the sensors read (faults included), `truth` the fault-free values of the same ten
-    signals, `aux` the auxiliary channels (`fuel_rate` there is the ground-truth engine fuel rate, L/h), and
-    `events` the ground-truth anomaly labels.
+    signals, `aux` the auxiliary channels (`fuel_rate` there is the ground-truth engine fuel rate, L/h),
+    `events` the ground-truth anomaly labels, and `style` the driver's style per sample (an index into
+    `harness.cycles.STYLES`: normal, eco, aggressive).
     """
 
     t_s: np.ndarray
@@ -101,6 +102,7 @@ class Trace:
     truth: dict[str, np.ndarray]
     aux: dict[str, np.ndarray]
     events: list[LabelledEvent] = field(default_factory=list)
+    style: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
@@ -144,4 +146,5 @@ class Trace:
             truth={name: values[idx] for name, values in self.truth.items()},
             aux=aux,
             events=list(self.events),
+            style=None if self.style is None else self.style[idx],
         )

@@ -347,7 +347,8 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
         "battery_voltage": battery,
         "gear": gear.astype(float),
     }
-    return Trace(t_s=t, signals=readings, truth=truth, aux=aux, events=[a.label() for a in anomalies])
+    style = np.repeat(profile.style_at(), int(PLANT_RATE_HZ))[:n]
+    return Trace(t_s=t, signals=readings, truth=truth, aux=aux, events=[a.label() for a in anomalies], style=style)
 
 
 @dataclass(frozen=True)
