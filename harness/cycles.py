@@ -26,7 +26,8 @@ STYLES: tuple[str, ...] = ("normal", "eco", "aggressive")
 STYLE_EFFECTS: dict[str, dict[str, float]] = {
     "normal": {"accel": 1.0, "decel": 1.0, "cruise": 1.0, "wander": 0.6},
     "eco": {"accel": 0.55, "decel": 0.6, "cruise": 0.88, "wander": 0.3},
-    "aggressive": {"accel": 2.0, "decel": 2.0, "cruise": 1.15, "wander": 1.5},
+    # Brisk but within what drivers do every day: below the 3.5 m/s^2 / 4 m/s^2 harsh-event limits of the app.
+    "aggressive": {"accel": 1.8, "decel": 1.7, "cruise": 1.15, "wander": 1.5},
 }
 
 #: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.datafile import Checker, DataFileError, Problem, decode_text, kind_of, parse_yaml
 from harness.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
 from harness.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, STYLES, CycleError, SpeedProfile, generate_trip, load_cycle
 from harness.route import RouteStart
@@ -53,27 +52,8 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
 DEFAULT_MAX_DELAY_S = 60.0
 
 
-@dataclass(frozen=True)
-class Problem:
-    field_path: str
-    message: str
-    line: int | None = None
-
-
-class ScenarioError(ValueError):
+class ScenarioError(DataFileError):
     """A scenario file is invalid; `problems` lists every problem found, each with its field and line."""
-
-    def __init__(self, file: str, problems: list[Problem]):
-        self.file = file
-        self.problems = problems
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        lines = []
-        for p in self.problems:
-            where = f"{self.file}:{p.line}" if p.line else self.file
-            lines.append(f"{where}: {p.field_path}: {p.message}" if p.field_path else f"{where}: {p.message}")
-        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -133,123 +113,7 @@ def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedPro
                          route.generated_duration_s or 1800.0, route.generated_mix, styles=route.generated_styles)
 
 
-# --- YAML with line numbers -------------------------------------------------------------------------------
-
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-
-
-def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
-    """Convert a composed YAML node to Python data, recording the line of every field path."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
-        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            child = f"{path}.{key}" if path else str(key)
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, child, lines, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, f"{path}[{i}]", lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
-def parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
-    """Safe-load YAML text, returning the data and a map from field path to line number."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ScenarioError(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
-    if node is None:
-        return None, {}
-    lines: dict[str, int] = {}
-    try:
-        return _to_python(node, "", lines, yaml.SafeLoader("")), lines
-    except yaml.YAMLError as exc:  # e.g. a !!python tag: scenario files are data only, never objects
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        raise ScenarioError(file, [Problem("", f"not plain YAML data: {getattr(exc, 'problem', exc)}",
-                                           mark.line + 1 if mark else None)]) from None
-
-
 # --- validation -------------------------------------------------------------------------------------------
-
-class _Checker:
-    """Collects problems while reading fields; each reader returns a usable default after a problem."""
-
-    def __init__(self, lines: dict[str, int]):
-        self.lines = lines
-        self.problems: list[Problem] = []
-
-    def report(self, path: str, message: str) -> None:
-        """Record a problem at a field path, with the line of that field or of its nearest parent."""
-        where = path
-        while where not in self.lines and where:
-            where = where.rsplit(".", 1)[0] if "." in where else where.split("[", 1)[0] if "[" in where else ""
-        self.problems.append(Problem(path, message, self.lines.get(where)))
-
-    def mapping(self, data: Any, path: str, allowed: tuple[str, ...] | dict, required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(data, dict):
-            self.report(path, f"expected a mapping with keys {', '.join(allowed)}; got {_kind(data)}")
-            return {}
-        for key in data:
-            if key not in allowed:
-                self.report(f"{path}.{key}" if path else str(key),
-                            f"unknown key '{key}'; expected one of: {', '.join(allowed)}")
-        for key in required:
-            if key not in data:
-                self.report(f"{path}.{key}" if path else key, "is required")
-        return data
-
-    def number(self, data: dict, key: str, path: str, default: float | None, lo: float | None = None,
-               hi: float | None = None, lo_open: bool = False, integer: bool = False) -> float | None:
-        full = f"{path}.{key}" if path else key
-        if key not in data:
-            return default
-        value = data[key]
-        wanted = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            self.report(full, f"expected {wanted}; got {_kind(value)} {value!r}")
-            return default
-        if value != value:  # NaN
-            self.report(full, "expected a number; got NaN")
-            return default
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            self.report(full, f"must be {'>' if lo_open else '>='} {lo:g}; got {value:g}")
-            return default
-        if hi is not None and value > hi:
-            self.report(full, f"must be <= {hi:g}; got {value:g}")
-            return default
-        return value
-
-    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...] | list[str], default: str | None,
-               what: str) -> str | None:
-        full = f"{path}.{key}" if path else key
-        if key not in data:
-            return default
-        value = data[key]
-        if not isinstance(value, str) or value not in choices:
-            shown = f"'{value}'" if isinstance(value, str) else f"{_kind(value)} {value!r}"
-            self.report(full, f"unknown {what} {shown}; expected one of: {', '.join(choices)}")
-            return default
-        return value
-
-    def text(self, data: dict, key: str, path: str, default: str) -> str:
-        if key not in data:
-            return default
-        if not isinstance(data[key], str):
-            self.report(f"{path}.{key}" if path else key, f"expected text; got {_kind(data[key])}")
-            return default
-        return data[key]
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", type(None): "nothing"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
 
 TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect")
 ROUTE_KEYS = ("cycle", "repeat", "generated", "start", "hilliness")
@@ -259,7 +123,7 @@ CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
 ANOMALY_KEYS = ("type", "at_s", "onset_s", "sustain_s", "recovery_s", "severity", "signal")
 
 
-def _read_weights(c: _Checker, gen: dict, key: str, choices: tuple[str, ...]) -> dict[str, float] | None:
+def _read_weights(c: Checker, gen: dict, key: str, choices: tuple[str, ...]) -> dict[str, float] | None:
     """A {choice: weight} mapping such as the segment mix or the driving-style mix."""
     if key not in gen:
         return None
@@ -271,7 +135,7 @@ def _read_weights(c: _Checker, gen: dict, key: str, choices: tuple[str, ...]) ->
     return weights or None
 
 
-def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec, dict, float, SpeedProfile | None]:
+def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec, dict, float, SpeedProfile | None]:
     route = c.mapping(data, "route", ROUTE_KEYS)
     if not isinstance(data, dict):
         return RouteSpec(), {}, 0.3, None
@@ -283,7 +147,7 @@ def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpe
         cycle = route["cycle"]
         repeat = c.number(route, "repeat", "route", 1, lo=1, integer=True)
         if not isinstance(cycle, str):
-            c.report("route.cycle", f"expected a cycle name or CSV path; got {_kind(cycle)}; "
+            c.report("route.cycle", f"expected a cycle name or CSV path; got {kind_of(cycle)}; "
                                     f"bundled cycles: {', '.join(BUNDLED_CYCLES)}")
         else:
             spec = RouteSpec(cycle=cycle, repeat=int(repeat))
@@ -316,11 +180,11 @@ def _read_route(c: _Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpe
     return spec, start, hilliness, profile
 
 
-def _read_anomalies(c: _Checker, data: Any, duration_s: float | None) -> list[Anomaly]:
+def _read_anomalies(c: Checker, data: Any, duration_s: float | None) -> list[Anomaly]:
     if data is None:
         return []
     if not isinstance(data, list):
-        c.report("anomalies", f"expected a list of anomalies; got {_kind(data)}")
+        c.report("anomalies", f"expected a list of anomalies; got {kind_of(data)}")
         return []
     out: list[tuple[int, Anomaly]] = []
     for i, raw in enumerate(data):
@@ -358,7 +222,7 @@ def _read_anomalies(c: _Checker, data: Any, duration_s: float | None) -> list[An
     return [a for _, a in out]
 
 
-def _read_expect(c: _Checker, data: Any) -> Expectations:
+def _read_expect(c: Checker, data: Any) -> Expectations:
     if data is None:
         return Expectations()
     raw = c.mapping(data, "expect", tuple(EXPECT_KEYS))
@@ -378,7 +242,7 @@ def _read_expect(c: _Checker, data: Any) -> Expectations:
 def parse_scenario(data: Any, lines: dict[str, int], file: str, base_dir: Path | None = None,
                    name: str = "scenario", sha256: str = "") -> Scenario:
     """Validate loaded scenario data; raise ScenarioError listing every problem."""
-    c = _Checker(lines)
+    c = Checker(lines)
     top = c.mapping(data, "", TOP_KEYS, required=("route",))
     if not isinstance(data, dict):
         raise ScenarioError(file, c.problems)
@@ -422,9 +286,6 @@ def load_scenario(path: str | Path) -> Scenario:
         raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(str(path), [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    data, lines = parse_yaml(text, str(path))
+    text = decode_text(raw, str(path), ScenarioError)
+    data, lines = parse_yaml(text, str(path), ScenarioError)
     return parse_scenario(data, lines, str(path), path.parent, path.stem, hashlib.sha256(raw).hexdigest())

@@ -113,7 +113,7 @@ VEHICLES: dict[str, VehicleParams] = {
         fuel="diesel", fuel_lhv_mj_l=35.8, fuel_density_kg_l=0.835, tank_l=65.0, displacement_l=2.5,
         idle_rpm=750.0, redline_rpm=4200.0, rated_power_kw=98.0, rated_rpm=3800.0,
         gear_ratios=(4.271, 2.282, 1.429, 1.000, 0.829, 0.695), final_drive=4.778, wheel_radius_m=0.32,
-        upshift_rpm=(1700.0, 3300.0), downshift_rpm=1100.0, max_traction_accel=3.0,
+        upshift_rpm=(1700.0, 3300.0), downshift_rpm=1100.0, max_traction_accel=4.0,
         brake_bar_per_g=120.0, thermal_mass_kj_k=90.0, radiator_ua_kw_k=2.4,
     ),
 }
