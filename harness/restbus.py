@@ -15,6 +15,10 @@ all the protocol; `RestBus` only moves their frames between the clock, the trace
 background thread. Frames are stamped with their scenario time in `can.Message.timestamp`; a python-can
 virtual bus created with `preserve_timestamps=True` passes that stamp on, other interfaces replace it.
 
+`answer_at_request_stamp` (simulated rigs): answer with the reading at the scenario time stamped on the request
+(a virtual bus with `preserve_timestamps=True` carries it) instead of the time the answer is computed, so results
+do not depend on thread scheduling.
+
 What it does not model: bus load, arbitration or bit timing (the virtual bus has none either);
 ECU response latency (answers go out as fast as Python gets there); OBD negative responses, multi-PID
 requests, ISO-TP multi-frame, J1939 requests/transport protocol/address claim/DM1; phase offsets
@@ -296,8 +300,10 @@ class RestBus:
         min_wall_sleep_s: float = 0.002,
         max_lag_wall_s: float = 0.25,
         recv_timeout_wall_s: float = 0.01,
+        answer_at_request_stamp: bool = False,
     ) -> None:
         self._profile = get_profile(profile)
+        self._answer_at_request_stamp = answer_at_request_stamp
         self._bus = bus
         self._trace = trace
         self._clock = clock
@@ -417,7 +423,10 @@ class RestBus:
             request = self._bus.recv(timeout=self._recv_timeout_wall_s)
             if request is None or request.is_extended_id or request.arbitration_id not in OBD_REQUEST_IDS:
                 continue  # other traffic on the bus is not for this ECU
-            t_s = self._clock.now_s()
+            # With `answer_at_request_stamp` the ECU reads its sensor at the scenario time stamped on the request
+            # (a simulated unit stamps its poll tick), so what it answers does not depend on how fast the host
+            # threads ran: a run gives the same values at 1x and at 100x.
+            t_s = request.timestamp if self._answer_at_request_stamp else self._clock.now_s()
             pid = obd_request_pid(request.data)
             data = None if pid is None else obd_response(pid, self._trace.reading_at(t_s))
             if data is None:

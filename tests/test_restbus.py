@@ -273,9 +273,8 @@ def test_j1939_broadcast_periods_at_50x_real_time(channel: str) -> None:
         # Broadcasting starts when the worker thread does, a moment after start_s.
         assert len(stamped) == pytest.approx((start_s + duration_s - stamped[0]) / period_s, abs=1.0), name
         assert np.diff(stamped) == pytest.approx(period_s, rel=1e-6), name  # scheduled scenario times
-        # What a listener sees: frames arrive in batches, so fit the period (least squares) over all of them.
-        arrival_period_s = np.polyfit(np.arange(len(arrived)), arrived, 1)[0]
-        assert arrival_period_s == pytest.approx(period_s, rel=0.10), name
+        # When frames reach a listener depends on the host's load (they go out in batches); that is measured by
+        # `dtg-hil bench link`, not asserted here.
         assert np.all(arrived - stamped > -1e-6), name  # never sent before it is due
 
 

@@ -1,0 +1,579 @@
+"""The STM32 firmware, simulated at its interfaces: CAN in (python-can bus), UART out (any byte sink).
+
+What it does, as the reference firmware does:
+
+- Profile ``obd2``: once per second of scenario time (a *poll cycle*: the first at start, the next ones on
+  whole scenario seconds) it asks the engine ECU for each PID in
+  `OBD_POLL_PIDS`, one at a time: a service 01 request on the functional ID 0x7DF,
+  ``[0x02, 0x01, PID, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]``, then up to `OBD_RESPONSE_TIMEOUT_S` (500 ms of
+  scenario time) for the ECU's answer on 0x7E8 with the same PID. No answer in time counts as
+  *unanswered* and the next PID is asked. The pad byte is 0xAA: DESIGN.md writes the request that way and
+  the reference firmware pads its responses with 0xAA too (`shared/vectors/raw_can_v1_reference_firmware.txt`).
+  An answer that comes later is still forwarded and its value used, and is counted in `answers_late`: at a
+  high time scale the 500 ms are a few wall milliseconds, and a thread-scheduling delay (Python switches
+  threads every 5 ms) can make a simulated ECU's answer late; `answers_late` tells that apart from silence.
+  A cycle that overruns the next tick (e.g. several PIDs unanswered: 9 × 0.5 s) makes the firmware skip the
+  ticks it missed; `FirmwareStats.poll_ticks_missed` counts them.
+- Profile ``j1939``: it only listens; the vehicle broadcasts.
+- It forwards EVERY CAN frame it receives to the UART in the configured codec, in arrival order, and its
+  own OBD requests too (`forward_own_requests`, on by default): the app and the harness then see each
+  request next to its answer, and an end-to-end check can account for every frame on the bus. A frame the
+  codec cannot carry (a 29-bit ID on ``raw-can-v1``) is never truncated: it is counted in
+  `FirmwareStats.frames_unforwardable` and not sent. ``dtg-link-v2`` carries every classic CAN frame.
+- With ``dtg-link-v2`` it also sends, on every whole second of scenario time, a `SampleRecord` of the
+  latest value it has decoded for each of the ten signals, followed by a `StatusRecord` of its counters.
+  A simulator that falls behind still sends one sample per second (counted in `samples_late`), because the
+  app's 60-sample windows count on 1 Hz. Values come
+  from the bus through the profile's DBC (`harness.dbc`); J1939 "not available" / "error" codes (SAE
+  J1939-71 transmitted ranges: above 0xFA, 0xFAFF, 0xFAFFFFFF for 1, 2, 4 bytes) give no value. Signals the
+  bus does not carry (on OBD-II: brake pressure, acceleration, position) come from `local_sensors`, a
+  callable modelling the unit's own sensors, or are None. A value, once decoded, is held until a newer one
+  arrives (see `max_value_age_s` to let old values lapse).
+
+Frames are stamped (dtg-link-v2) with the scenario time at which the firmware read them off the bus.
+
+What it does NOT model: the STM32's CAN filter banks and hardware receive FIFOs (every frame on the bus is
+received; no FIFO overrun), bus-off recovery and error counters, CAN arbitration or bit timing, the UART's
+baud rate and DMA (bytes go out as fast as the byte sink takes them; a sink that times out drops the batch
+being written, counted in `frames_dropped_uart`), interrupt latency (the reception stamp lags the bus by
+the simulator's scheduling: normally a few wall milliseconds, i.e. a few hundred scenario milliseconds at
+100x; when the process is CPU-bound it can be seconds of scenario time — J1939's 200 frames/s at 100x is
+about the limit of rest-bus + firmware + reader sharing one Python interpreter), flash/EEPROM, the GNSS
+input, power modes and the watchdog.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import can
+import cantools
+import cantools.j1939
+import serial
+
+from harness.dbc import Profile, get_profile, load_database
+from harness.link import (
+    CanFrame,
+    LinkCodec,
+    SampleRecord,
+    StatusRecord,
+    get_codec,
+)
+from harness.signals import SIGNALS
+
+__all__ = [
+    "OBD_POLL_PIDS",
+    "OBD_REQUEST_PAD_BYTE",
+    "OBD_RESPONSE_TIMEOUT_S",
+    "POLL_PERIOD_S",
+    "SAMPLE_PERIOD_S",
+    "Clock",
+    "FirmwareStats",
+    "LatestValues",
+    "LocalSensors",
+    "Stm32Sim",
+    "Stm32SimError",
+    "UartSink",
+    "obd_request_data",
+]
+
+#: The PIDs the unit needs, in the order each poll cycle asks them: the five of the ten signals OBD-II carries
+#: first (speed, rpm, throttle, coolant, fuel level), then load, intake air temperature, MAF, module voltage.
+OBD_POLL_PIDS: tuple[int, ...] = (0x0D, 0x0C, 0x11, 0x05, 0x2F, 0x04, 0x0F, 0x10, 0x42)
+OBD_REQUEST_PAD_BYTE = 0xAA
+OBD_RESPONSE_TIMEOUT_S = 0.5
+POLL_PERIOD_S = 1.0
+SAMPLE_PERIOD_S = 1.0
+_OBD_SERVICE_CURRENT_DATA = 0x01
+_OBD_POSITIVE_RESPONSE = 0x41
+_UINT32_MASK = 0xFFFFFFFF
+
+
+class Clock(Protocol):
+    """What the firmware needs of a clock (`harness.clock.ScenarioClock` is one)."""
+
+    def now_s(self) -> float: ...
+
+    def wall_s_until(self, t_s: float) -> float: ...
+
+
+class UartSink(Protocol):
+    """Where the firmware writes its UART bytes: a pyserial `Serial`, `PtyDeviceWriter`, or any such object."""
+
+    def write(self, data: bytes) -> int | None: ...
+
+
+#: The unit's own sensors: scenario time (s) -> readings by signal name (missing or NaN = no reading).
+LocalSensors = Callable[[float], Mapping[str, float]]
+
+
+class Stm32SimError(RuntimeError):
+    """The simulated firmware was misused (started twice, used after stop) or its worker failed."""
+
+
+def obd_request_data(pid: int) -> bytes:
+    """The 8 data bytes of the firmware's service 01 request for `pid`.
+
+    >>> obd_request_data(0x0D).hex(" ")
+    '02 01 0d aa aa aa aa aa'
+    """
+    if not 0 <= pid <= 0xFF:
+        raise ValueError(f"an OBD-II PID is one byte (0x00..0xFF), got {pid!r}")
+    return bytes((0x02, _OBD_SERVICE_CURRENT_DATA, pid)) + bytes((OBD_REQUEST_PAD_BYTE,)) * 5
+
+
+@dataclass
+class FirmwareStats:
+    """The firmware's counters.
+
+    Accounting: every frame read off the bus is counted in `frames_received`; every frame the firmware
+    handles (received ones, and its own requests when it forwards them) ends up in exactly one of
+    `frames_forwarded`, `frames_unforwardable` or `frames_dropped_uart`.
+    """
+
+    requests_sent: int = 0
+    requests_answered: int = 0
+    requests_unanswered: int = 0
+    answers_late: int = 0  # answers that came after their request was counted unanswered (still forwarded)
+    request_send_errors: int = 0  # requests the bus refused to send (not counted in requests_sent)
+    poll_cycles: int = 0
+    poll_ticks_missed: int = 0  # 1 Hz poll ticks skipped because a cycle overran them
+    frames_received: int = 0  # CAN frames read off the bus
+    frames_forwarded: int = 0  # CAN frames written to the UART (own requests included)
+    frames_unforwardable: int = 0  # CAN frames the codec cannot carry (29-bit on raw-can-v1, RTR, CAN FD)
+    frames_dropped_uart: int = 0  # CAN frames lost because the UART sink timed out
+    samples_sent: int = 0
+    samples_late: int = 0  # samples sent a period or more after their tick (the simulator fell behind)
+    status_sent: int = 0
+    bytes_written: int = 0
+    uart_write_timeouts: int = 0
+
+
+def _j1939_valid_max(length_bits: int) -> int:
+    """Largest raw value that is data, per SAE J1939-71's transmitted ranges (above it: error / not available)."""
+    if length_bits in (8, 16, 32):
+        return (0xFA << (length_bits - 8)) | ((1 << (length_bits - 8)) - 1)
+    return (1 << length_bits) - 2  # discrete or odd-sized fields: all ones is "not available"
+
+
+class LatestValues:
+    """The latest frame of each message the unit decodes, and the plant values they carry.
+
+    Pure bookkeeping: `note(frame)` keeps the frame if it is one the profile decodes (cheap; called for
+    every frame); `values(t_s)` decodes the kept frames through the profile's DBC (once per sample).
+    A value older than `max_value_age_s` (scenario seconds; None = never) counts as no reading.
+    """
+
+    def __init__(self, profile: Profile, max_value_age_s: float | None = None) -> None:
+        self.profile = profile
+        self._database = load_database(profile.name)
+        self._max_value_age_s = max_value_age_s
+        if profile.name == "obd2":
+            self._response_id = self._database.get_message_by_name("OBD2_RESPONSE").frame_id
+            self._obd_bindings = {b.pid: b for b in profile.signals if b.pid is not None}
+        else:
+            self._pgn_messages = {
+                cantools.j1939.pgn_from_frame_id(m.frame_id): m for m in self._database.messages
+            }
+            self._j1939_bindings = {
+                m.name: [b for b in profile.signals if b.message == m.name] for m in self._database.messages
+            }
+        self._latest: dict[object, tuple[float, bytes]] = {}  # key (PID or PGN) -> (time, data)
+        self._pgn_of_id: dict[int, int] = {}  # cantools' PGN extraction costs ~40 us; a bus has few IDs
+
+    def _pgn(self, frame_id: int) -> int:
+        pgn = self._pgn_of_id.get(frame_id)
+        if pgn is None:
+            pgn = self._pgn_of_id[frame_id] = cantools.j1939.pgn_from_frame_id(frame_id)
+        return pgn
+
+    def note(self, frame: CanFrame, t_s: float) -> int | None:
+        """Keep `frame` if it carries values; returns the OBD PID of a positive service 01 answer, else None."""
+        data = frame.data
+        if self.profile.name == "obd2":
+            if (
+                not frame.is_extended
+                and frame.can_id == self._response_id
+                and len(data) >= 3
+                and data[1] == _OBD_POSITIVE_RESPONSE
+            ):
+                self._latest[data[2]] = (t_s, data)
+                return data[2]
+            return None
+        if frame.is_extended:
+            # match by PGN, so a different priority or source address still reads (as a DTG does)
+            pgn = self._pgn(frame.can_id)
+            if pgn in self._pgn_messages:
+                self._latest[pgn] = (t_s, data)
+        return None
+
+    def values(self, t_s: float) -> dict[str, float | None]:
+        """Plant channel -> latest value (None when none, too old, or "not available" on the bus)."""
+        out: dict[str, float | None] = {b.channel: None for b in self.profile.signals}
+        for key, (seen_s, data) in self._latest.items():
+            if self._max_value_age_s is not None and t_s - seen_s > self._max_value_age_s:
+                continue
+            if self.profile.name == "obd2":
+                binding = self._obd_bindings.get(key)
+                if binding is None:
+                    continue
+                try:
+                    decoded = self._database.decode_message(self._response_id, data, decode_choices=False)
+                except (cantools.database.DecodeError, KeyError, ValueError):
+                    continue  # too short for its PID, or a PID the DBC does not describe
+                if binding.signal in decoded:
+                    out[binding.channel] = binding.from_bus(float(decoded[binding.signal]))
+            else:
+                message = self._pgn_messages[key]
+                try:
+                    raw = message.decode(data, decode_choices=False, scaling=False)
+                except (cantools.database.DecodeError, ValueError):
+                    continue
+                for binding in self._j1939_bindings[message.name]:
+                    signal = message.get_signal_by_name(binding.signal)
+                    value = raw.get(binding.signal)
+                    if value is None or value > _j1939_valid_max(signal.length):
+                        continue
+                    out[binding.channel] = binding.from_bus(float(signal.conversion.raw_to_scaled(value)))
+        return out
+
+
+class Stm32Sim:
+    """The simulated STM32: reads `bus`, polls (profile obd2), writes `codec` frames to `uart`, on `clock`.
+
+    Runs in a background thread from `start()` until `stop()`. `end_s` (scenario time; default never) ends
+    polling and the 1 Hz records: no poll cycle or sample starts at or after it, a cycle under way finishes,
+    and `wait()` returns once that is done; frames are still forwarded until `stop()`. `stop()` ends any
+    wait for an answer (that request counts as neither answered nor unanswered), forwards every frame
+    already queued on the bus, sends a last status record (dtg-link-v2) and returns. A stopped simulator
+    cannot be restarted. The caller owns `bus` and `uart` and must not receive from `bus` meanwhile.
+
+    Use as a context manager::
+
+        with Stm32Sim(bus, uart, clock, profile="obd2", codec="dtg-link-v2") as firmware:
+            ...
+        print(firmware.stats)
+    """
+
+    #: Longest the worker blocks at a time (wall seconds), so stop() is prompt at any time scale.
+    MAX_WALL_WAIT_S = 0.02
+    #: Most frames handled between two UART writes (bounds a batch's bytes and its latency).
+    MAX_BATCH_FRAMES = 256
+    #: Most frames `stop()` drains from the bus after the worker stops (bounds the drain).
+    MAX_DRAIN_FRAMES = 1_000_000
+
+    def __init__(
+        self,
+        bus: can.BusABC,
+        uart: UartSink,
+        clock: Clock,
+        *,
+        profile: str = "obd2",
+        codec: str = "dtg-link-v2",
+        local_sensors: LocalSensors | None = None,
+        end_s: float = math.inf,
+        poll_pids: tuple[int, ...] = OBD_POLL_PIDS,
+        forward_own_requests: bool = True,
+        max_value_age_s: float | None = None,
+        first_seq: int = 0,
+    ) -> None:
+        self._profile = get_profile(profile)
+        self._codec: LinkCodec = get_codec(codec)
+        self._encoder = self._codec.encoder(first_seq)
+        self._first_seq = first_seq
+        self._bus = bus
+        self._uart = uart
+        self._clock = clock
+        self._local_sensors = local_sensors
+        self._end_s = end_s
+        self._poll_pids = tuple(poll_pids)
+        for pid in self._poll_pids:
+            obd_request_data(pid)  # validates
+        self._forward_own_requests = forward_own_requests
+        self._latest = LatestValues(self._profile, max_value_age_s)
+        self._request_id = load_database("obd2").get_message_by_name("OBD2_REQUEST_FUNCTIONAL").frame_id
+        self._max_id_bits = self._codec.capabilities.max_id_bits
+        self._sends_records = "sample" in self._codec.capabilities.record_types
+
+        self._stats = FirmwareStats()
+        self._stats_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._state = "new"  # new -> running -> stopped
+        self._stop_requested = threading.Event()
+        self._polling_done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._out = bytearray()
+        self._out_frames = 0
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    @property
+    def profile(self) -> str:
+        return self._profile.name
+
+    @property
+    def codec(self) -> LinkCodec:
+        return self._codec
+
+    @property
+    def first_seq(self) -> int:
+        """The sequence number of the first frame (give it to ``decoder(first_seq=...)`` to count early loss)."""
+        return self._first_seq
+
+    @property
+    def stats(self) -> FirmwareStats:
+        """A snapshot of the counters (safe to read while running)."""
+        with self._stats_lock:
+            return replace(self._stats)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the worker thread, if any."""
+        return self._error
+
+    def start(self) -> Stm32Sim:
+        with self._state_lock:
+            if self._state == "stopped":
+                raise Stm32SimError(
+                    f"{self._describe()} was stopped; a stopped firmware cannot be restarted, create a new Stm32Sim"
+                )
+            if self._state == "running":
+                raise Stm32SimError(f"{self._describe()} is already running")
+            self._state = "running"
+            self._thread = threading.Thread(target=self._run, name=f"stm32-sim-{self.profile}", daemon=True)
+            self._thread.start()
+        return self
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until polling and sampling are over (`end_s` passed, last cycle done); False on timeout."""
+        if self._state == "new":
+            raise Stm32SimError(f"{self._describe()} was never started")
+        return self._polling_done.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop, forward what is queued on the bus, and wait; raises Stm32SimError on failure or timeout."""
+        with self._state_lock:
+            if self._state == "stopped":
+                return
+            self._state = "stopped"
+            self._stop_requested.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                raise Stm32SimError(f"{self._describe()} did not stop within {timeout_s} s")
+        if self._error is not None:
+            raise Stm32SimError(f"{self._describe()} failed: {self._error!r}") from self._error
+
+    def __enter__(self) -> Stm32Sim:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Stm32Sim {self._describe()} state={self._state} {self.stats}>"
+
+    # -- worker -------------------------------------------------------------------------------------
+
+    def _describe(self) -> str:
+        channel = getattr(self._bus, "channel_info", self._bus)
+        return f"STM32 sim '{self._profile.name}'/{self._codec.name} on {channel!s}"
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+            self._drain()
+            if self._sends_records:
+                with self._stats_lock:
+                    self._queue_record(self._status(self._clock.now_s()))
+            self._flush()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller through stop()
+            self._error = error
+        finally:
+            self._polling_done.set()
+
+    def _loop(self) -> None:
+        clock, stats = self._clock, self._stats
+        t0_s = clock.now_s()
+        polling = self._profile.name == "obd2" and bool(self._poll_pids)
+        # The first poll cycle starts at once; later cycles and the samples fall on whole scenario seconds
+        # (tick k at k * period), so sample times are the same whenever the firmware was started.
+        next_poll_s = t0_s
+        next_sample_s = (_tick_at(t0_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
+        queue: list[int] = []
+        pending_pid: int | None = None
+        pending_deadline_s = math.inf
+        cycle_s = t0_s
+        timed_out: set[int] = set()  # PIDs of this cycle whose answer did not come in time
+
+        while not self._stop_requested.is_set():
+            now_s = clock.now_s()
+            with self._stats_lock:
+                # OBD-II: give up on an overdue answer, then ask the next PID of the cycle
+                if pending_pid is not None and now_s >= pending_deadline_s:
+                    stats.requests_unanswered += 1
+                    timed_out.add(pending_pid)
+                    pending_pid = None
+                if polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s:
+                    due_tick = _tick_at(now_s, POLL_PERIOD_S)
+                    stats.poll_ticks_missed += max(0, due_tick - math.ceil(next_poll_s / POLL_PERIOD_S - 1e-9))
+                    cycle_s = max(due_tick * POLL_PERIOD_S, t0_s)
+                    next_poll_s = (due_tick + 1) * POLL_PERIOD_S
+                    stats.poll_cycles += 1
+                    queue = list(self._poll_pids)
+                    timed_out.clear()
+                while pending_pid is None and queue:
+                    pid = queue.pop(0)
+                    if self._request(pid, now_s, cycle_s):
+                        pending_pid, pending_deadline_s = pid, now_s + OBD_RESPONSE_TIMEOUT_S
+
+                # dtg-link-v2: the 1 Hz sample and status, one per tick even when late (the app counts on 1 Hz)
+                while self._sends_records and next_sample_s <= now_s and next_sample_s < self._end_s:
+                    if now_s - next_sample_s >= SAMPLE_PERIOD_S:
+                        stats.samples_late += 1
+                    self._queue_record(self._sample(next_sample_s))
+                    self._queue_record(self._status(next_sample_s))
+                    next_sample_s = (_tick_at(next_sample_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
+
+                more_polls = polling and next_poll_s < self._end_s
+                more_samples = self._sends_records and next_sample_s < self._end_s
+                if pending_pid is None and not queue and not more_polls and not more_samples:
+                    self._polling_done.set()
+            self._flush()
+
+            # sleep on the bus until the next thing is due (bounded, so stop() is prompt)
+            wake_s = min(
+                pending_deadline_s if pending_pid is not None else math.inf,
+                next_poll_s if more_polls and pending_pid is None and not queue else math.inf,
+                next_sample_s if more_samples else math.inf,
+            )
+            timeout_wall_s = min(self.MAX_WALL_WAIT_S, clock.wall_s_until(wake_s)) if wake_s < math.inf else (
+                self.MAX_WALL_WAIT_S
+            )
+            message = self._bus.recv(timeout=timeout_wall_s)
+            if message is None:
+                continue
+            with self._stats_lock:
+                handled = 0
+                while message is not None:
+                    pid = self._receive(message, clock.now_s())
+                    if pid is not None and pid == pending_pid:
+                        stats.requests_answered += 1
+                        pending_pid = None
+                    elif pid in timed_out:
+                        stats.answers_late += 1
+                        timed_out.discard(pid)
+                    handled += 1
+                    if handled >= self.MAX_BATCH_FRAMES or (pending_pid is None and queue):
+                        break  # answer in: ask the next PID before reading on
+                    message = self._bus.recv(timeout=0.0)
+            self._flush()
+
+    def _drain(self) -> None:
+        """Forward the frames still queued on the bus when stop() was called."""
+        for _ in range(self.MAX_DRAIN_FRAMES):
+            message = self._bus.recv(timeout=0.0)
+            if message is None:
+                return
+            with self._stats_lock:
+                self._receive(message, self._clock.now_s())
+            if self._out_frames >= self.MAX_BATCH_FRAMES:
+                self._flush()
+
+    def _request(self, pid: int, now_s: float, cycle_s: float) -> bool:
+        """Send the request for `pid` (and forward it); False if the CAN controller refused it.
+
+        The frame is stamped with its poll cycle's tick (scenario time); a simulated ECU that honours the stamp
+        answers with the value at that instant, which makes simulated runs independent of thread timing.
+        """
+        message = can.Message(arbitration_id=self._request_id, is_extended_id=False, data=obd_request_data(pid),
+                              timestamp=cycle_s)
+        try:
+            self._bus.send(message, timeout=self.MAX_WALL_WAIT_S)
+        except can.CanError:
+            self._stats.request_send_errors += 1  # e.g. bus-off: this PID is skipped for this cycle
+            return False
+        self._stats.requests_sent += 1
+        if self._forward_own_requests:
+            self._forward(CanFrame(self._request_id, bytes(message.data), False, max(now_s, 0.0)))
+        return True
+
+    def _receive(self, message: can.Message, now_s: float) -> int | None:
+        """Count and forward one frame off the bus; returns the PID if it is an OBD-II answer."""
+        self._stats.frames_received += 1
+        if message.is_error_frame or message.is_remote_frame or message.is_fd or len(message.data) > 8:
+            self._stats.frames_unforwardable += 1  # no codec carries these
+            return None
+        frame = CanFrame(message.arbitration_id, bytes(message.data), message.is_extended_id, max(now_s, 0.0))
+        self._forward(frame)
+        return self._latest.note(frame, now_s)
+
+    def _forward(self, frame: CanFrame) -> None:
+        if frame.is_extended and self._max_id_bits < 29:
+            self._stats.frames_unforwardable += 1  # never truncate: a truncated ID is another, valid ID
+            return
+        self._out += self._encoder.encode(frame)
+        self._out_frames += 1
+
+    def _sample(self, t_s: float) -> SampleRecord:
+        bus_values = self._latest.values(t_s)
+        local: Mapping[str, float] = self._local_sensors(t_s) if self._local_sensors is not None else {}
+        values: list[float | None] = []
+        for name in SIGNALS:
+            if name in bus_values:
+                values.append(bus_values[name])
+            else:
+                reading = local.get(name)
+                values.append(None if reading is None or math.isnan(reading) else float(reading))
+        self._stats.samples_sent += 1
+        return SampleRecord(_time_ms(t_s), tuple(values))
+
+    def _status(self, t_s: float) -> StatusRecord:
+        stats = self._stats
+        self._stats.status_sent += 1
+        return StatusRecord(
+            _time_ms(t_s),
+            requests_sent=stats.requests_sent & _UINT32_MASK,
+            requests_unanswered=stats.requests_unanswered & _UINT32_MASK,
+            can_frames_received=stats.frames_received & _UINT32_MASK,
+            can_frames_dropped=(stats.frames_unforwardable + stats.frames_dropped_uart) & _UINT32_MASK,
+        )
+
+    def _queue_record(self, record: SampleRecord | StatusRecord) -> None:
+        self._out += self._encoder.encode(record)
+
+    def _flush(self) -> None:
+        """Write the queued bytes to the UART; a timed-out write loses them (counted), others are fatal."""
+        if not self._out:
+            return
+        data, frames = bytes(self._out), self._out_frames
+        self._out.clear()
+        self._out_frames = 0
+        try:
+            self._uart.write(data)
+        except serial.SerialTimeoutException:
+            with self._stats_lock:
+                self._stats.uart_write_timeouts += 1
+                self._stats.frames_dropped_uart += frames
+            return
+        with self._stats_lock:
+            self._stats.bytes_written += len(data)
+            self._stats.frames_forwarded += frames
+
+
+def _tick_at(t_s: float, period_s: float) -> int:
+    """The index of the latest tick (k * period_s) at or before `t_s`."""
+    return math.floor(t_s / period_s + 1e-9)
+
+
+def _time_ms(t_s: float) -> int:
+    return max(0, round(t_s * 1000.0))

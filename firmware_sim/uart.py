@@ -1,0 +1,285 @@
+"""The simulated UART: a pseudo-terminal pair standing in for the STM32 → Android serial line, and a capture.
+
+On a rig the STM32's UART reaches the harness through a USB-serial tap that pyserial opens by its device
+path (``/dev/ttyUSB0``). In simulation `PtyPair` provides the same thing: the simulated firmware writes to
+the *device end* (the pty master, `PtyPair.device`), and the harness opens the *port end* (the pty slave,
+`PtyPair.port`) with pyserial exactly as it would open the tap, so the harness's serial code path is the
+real one. The opposite wiring also works (firmware writing to a pyserial `Serial` on the port, a reader on
+the master): `open_serial()` and `read_device()` are there for it.
+
+`UartCapture` is the harness's reader: a background thread that reads a pyserial port, feeds the link
+codec's streaming decoder, and keeps the decoded records and the decoder's statistics.
+
+What this module does not model: baud rate and bit timing (a pty moves bytes as fast as the kernel
+does, whatever baud rate is configured), framing/parity errors, modem lines (RTS/DTR/CTS ioctls fail
+on ptys; nothing here touches them) and flow control. A pty buffers a few kilobytes; a writer whose
+reader stalls blocks, and `PtyDeviceWriter.write` turns that into `serial.SerialTimeoutException` after
+its `write_timeout_s`, as a pyserial port with a write timeout would.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import serial
+
+from harness.link import CanFrame, DecoderStats, LinkDecoder, Received, SampleRecord, StatusRecord
+
+UART_BAUD = 921600
+#: 8N1: a start bit, 8 data bits, a stop bit per byte.
+UART_BITS_PER_BYTE = 10
+UART_BYTES_PER_S = UART_BAUD // UART_BITS_PER_BYTE
+
+__all__ = [
+    "UART_BAUD",
+    "UART_BITS_PER_BYTE",
+    "UART_BYTES_PER_S",
+    "CaptureStats",
+    "PtyDeviceWriter",
+    "PtyPair",
+    "UartCapture",
+    "UartError",
+]
+
+
+class UartError(RuntimeError):
+    """The simulated UART was misused (used after close) or its reader failed; says which port."""
+
+
+class PtyDeviceWriter:
+    """The device end of a pty pair as a byte sink with a bounded `write` (like a pyserial port with a
+    write timeout): what the simulated firmware writes to."""
+
+    def __init__(self, master_fd: int, port: str, write_timeout_s: float = 1.0) -> None:
+        self._fd = master_fd
+        self._port = port
+        self.write_timeout_s = write_timeout_s
+        self._closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of `data`; `serial.SerialTimeoutException` if the reader stalls past the timeout."""
+        if self._closed:
+            raise UartError(f"pty device end of {self._port} is closed")
+        view = memoryview(data)
+        deadline = time.monotonic() + self.write_timeout_s
+        written = 0
+        while written < len(view):
+            try:
+                written += os.write(self._fd, view[written:])
+                continue
+            except BlockingIOError:
+                pass
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise serial.SerialTimeoutException(
+                    f"write to pty {self._port} timed out after {self.write_timeout_s} s: "
+                    f"{written} of {len(view)} bytes written (is anyone reading the port?)"
+                )
+            select.select([], [self._fd], [], remaining_s)
+        return written
+
+    def flush(self) -> None:
+        """Nothing to flush: `write` returns once the bytes are in the kernel's pty buffer."""
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class PtyPair:
+    """An ``os.openpty()`` pair in raw mode: `device` (master, the firmware's side) and `port` (the slave's
+    path, the harness's side). Close it (or use it as a context manager) to release both ends."""
+
+    def __init__(self, write_timeout_s: float = 1.0) -> None:
+        self._master_fd, self._slave_fd = os.openpty()
+        # Raw mode (no echo, no CR/LF translation, no line buffering) so every byte passes unchanged. The pty
+        # has one termios; setting it through the master applies before anyone opens the slave.
+        tty.setraw(self._master_fd)
+        tty.setraw(self._slave_fd)
+        os.set_blocking(self._master_fd, False)
+        self.port: str = os.ttyname(self._slave_fd)
+        self.device = PtyDeviceWriter(self._master_fd, self.port, write_timeout_s)
+        self._serials: list[serial.Serial] = []
+        self._closed = False
+
+    def open_serial(self, timeout_s: float = 0.05, write_timeout_s: float | None = 1.0) -> serial.Serial:
+        """A pyserial port on the slave at 921600 8N1, as the harness opens a real UART tap."""
+        self._check_open()
+        port = serial.Serial(
+            self.port, UART_BAUD, bytesize=8, parity="N", stopbits=1, timeout=timeout_s, write_timeout=write_timeout_s
+        )
+        self._serials.append(port)
+        return port
+
+    def read_device(self, max_bytes: int = 65536, timeout_s: float = 0.05) -> bytes:
+        """Bytes written to the port end, read from the device end; b"" when none came within `timeout_s`."""
+        self._check_open()
+        readable, _, _ = select.select([self._master_fd], [], [], timeout_s)
+        if not readable:
+            return b""
+        try:
+            return os.read(self._master_fd, max_bytes)
+        except BlockingIOError:
+            return b""
+        except OSError as error:  # EIO: the slave side hung up
+            if error.errno == errno.EIO:
+                return b""
+            raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UartError(f"pty pair {self.port} is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.device.close()
+        for port in self._serials:
+            port.close()
+        for fd in (self._master_fd, self._slave_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> PtyPair:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PtyPair port={self.port} {'closed' if self._closed else 'open'}>"
+
+
+@dataclass
+class CaptureStats:
+    """What a capture has read and decoded (records by kind; the decoder's own counters are separate)."""
+
+    bytes_read: int = 0
+    can_frames: int = 0
+    samples: int = 0
+    statuses: int = 0
+
+
+class UartCapture:
+    """Reads `port` in a background thread and decodes it with `decoder`.
+
+    `records` keeps every decoded `Received` when `keep_records` is true (set it false for long benchmarks:
+    the counts in `stats` are kept either way). `on_received`, if given, is called in the reader thread with
+    each batch of decoded records. After `stop()` the decoder has been `finish()`-ed.
+    """
+
+    def __init__(
+        self,
+        port: serial.Serial,
+        decoder: LinkDecoder,
+        *,
+        keep_records: bool = True,
+        on_received: Callable[[list[Received]], None] | None = None,
+    ) -> None:
+        self._port = port
+        self._decoder = decoder
+        self._keep_records = keep_records
+        self._on_received = on_received
+        self._records: list[Received] = []
+        self._stats = CaptureStats()
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = "new"
+        self._error: BaseException | None = None
+        self.last_status: StatusRecord | None = None
+
+    @property
+    def stats(self) -> CaptureStats:
+        with self._lock:
+            return replace(self._stats)
+
+    @property
+    def decoder_stats(self) -> DecoderStats:
+        with self._lock:
+            return replace(self._decoder.stats)
+
+    @property
+    def records(self) -> list[Received]:
+        with self._lock:
+            return list(self._records)
+
+    def can_frames(self) -> list[CanFrame]:
+        return [r.record for r in self.records if isinstance(r.record, CanFrame)]
+
+    def samples(self) -> list[SampleRecord]:
+        return [r.record for r in self.records if isinstance(r.record, SampleRecord)]
+
+    def start(self) -> UartCapture:
+        if self._state != "new":
+            raise UartError(f"capture on {self._port.port} was already {self._state}; create a new UartCapture")
+        self._state = "running"
+        self._thread = threading.Thread(target=self._run, name=f"uart-capture-{self._port.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_for_bytes(self, total_bytes: int, timeout_s: float) -> bool:
+        """Block until `total_bytes` have been read in all (e.g. the firmware's `bytes_written`); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.stats.bytes_read < total_bytes:
+            if self._error is not None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop reading, then `finish()` the decoder; raises UartError if the reader failed or hangs."""
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        self._stop_requested.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise UartError(f"capture on {self._port.port} did not stop within {timeout_s} s")
+        self._accept(self._decoder.finish(), 0)
+        if self._error is not None:
+            raise UartError(f"capture on {self._port.port} failed: {self._error!r}") from self._error
+
+    def __enter__(self) -> UartCapture:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _accept(self, received: list[Received], n_bytes: int) -> None:
+        with self._lock:
+            self._stats.bytes_read += n_bytes
+            for item in received:
+                record = item.record
+                if isinstance(record, CanFrame):
+                    self._stats.can_frames += 1
+                elif isinstance(record, SampleRecord):
+                    self._stats.samples += 1
+                else:
+                    self._stats.statuses += 1
+                    self.last_status = record
+            if self._keep_records:
+                self._records.extend(received)
+        if self._on_received is not None and received:
+            self._on_received(received)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop_requested.is_set():
+                chunk = self._port.read(max(1, self._port.in_waiting))
+                if chunk:
+                    with self._lock:
+                        received = self._decoder.feed(chunk)
+                    self._accept(received, len(chunk))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller through stop()
+            self._error = error
+
