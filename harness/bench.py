@@ -26,12 +26,15 @@ import sys
 import threading
 import time
 import uuid
+
+import numpy as np
 from dataclasses import dataclass
 
 import can
 
 from harness.clock import ScenarioClock
-from harness.cycles import load_cycle
+from harness.anomalies import random_schedule
+from harness.cycles import generate_trip, load_cycle
 from harness.dbc import PROFILES, get_profile
 from harness.link import codec_names, get_codec
 from harness.restbus import RestBus
@@ -256,6 +259,25 @@ def bench_link(
     if echo:
         print(result.report(), flush=True)
     return result
+
+
+def cmd_bench_plant(args: argparse.Namespace) -> int:
+    """Time the plant over generated trips with anomalies; prints hours of driving per second of CPU."""
+    trip_s = 1800.0
+    trips = int(np.ceil(args.hours * 3600.0 / trip_s))
+    rng = np.random.default_rng(args.seed)
+    profiles = [generate_trip(args.seed + i, trip_s) for i in range(trips)]
+    schedules = [random_schedule(rng, p.duration_s, 3) for p in profiles]
+    started = time.perf_counter()
+    driven_s = 0.0
+    for i, (profile, schedule) in enumerate(zip(profiles, schedules)):
+        trace = simulate(profile, get_vehicle(list(VEHICLES)[i % len(VEHICLES)]), schedule, args.seed + i)
+        driven_s += trace.duration_s
+    elapsed = time.perf_counter() - started
+    anomalies = sum(len(s) for s in schedules)
+    print(f"plant: {driven_s / 3600:.2f} h of driving ({trips} trips, {anomalies} anomalies, 10 Hz) in "
+          f"{elapsed:.2f} s = {driven_s / elapsed:.0f}x real time")
+    return 0
 
 
 def add_link_arguments(parser: argparse.ArgumentParser) -> None:

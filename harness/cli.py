@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness import bench as benchmarks
 from harness.cycles import BUNDLED_CYCLES, CycleError, load_cycle
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
@@ -98,30 +99,6 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench_plant(args: argparse.Namespace) -> int:
-    """Time the plant over generated trips with anomalies; prints hours of driving per second of CPU."""
-    import numpy as np
-
-    from harness.anomalies import random_schedule
-    from harness.cycles import generate_trip
-
-    trip_s = 1800.0
-    trips = int(np.ceil(args.hours * 3600.0 / trip_s))
-    rng = np.random.default_rng(args.seed)
-    profiles = [generate_trip(args.seed + i, trip_s) for i in range(trips)]
-    schedules = [random_schedule(rng, p.duration_s, 3) for p in profiles]
-    started = time.perf_counter()
-    driven_s = 0.0
-    for i, (profile, schedule) in enumerate(zip(profiles, schedules)):
-        trace = simulate(profile, get_vehicle(list(VEHICLES)[i % len(VEHICLES)]), schedule, args.seed + i)
-        driven_s += trace.duration_s
-    elapsed = time.perf_counter() - started
-    anomalies = sum(len(s) for s in schedules)
-    print(f"plant: {driven_s / 3600:.2f} h of driving ({trips} trips, {anomalies} anomalies, 10 Hz) in "
-          f"{elapsed:.2f} s = {driven_s / elapsed:.0f}x real time")
-    return EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtg-hil", description="Hardware-in-the-loop harness for a DTG edge-AI unit.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -168,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     plant = bench_cmds.add_parser("plant", help="time the vehicle plant generating trips with anomalies")
     plant.add_argument("--hours", type=float, default=10.0, help="hours of driving to generate (default: 10)")
     plant.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    plant.set_defaults(func=cmd_bench_plant)
+    plant.set_defaults(func=benchmarks.cmd_bench_plant)
+    link = bench_cmds.add_parser("link", help="rest-bus -> CAN -> STM32 simulator -> pty -> decoder, frames lost")
+    benchmarks.add_link_arguments(link)
+    link.set_defaults(func=benchmarks.cmd_bench_link)
     return parser
 
 
