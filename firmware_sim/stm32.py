@@ -2,8 +2,7 @@
 
 What it does, as the reference firmware does:
 
-- Profile ``obd2``: once per second of scenario time (a *poll cycle*: the first at start, the next ones on
-  whole scenario seconds) it asks the engine ECU for each PID in
+- Profile ``obd2``: once per second of scenario time (a *poll cycle*, on whole scenario seconds) it asks the engine ECU for each PID in
   `OBD_POLL_PIDS`, one at a time: a service 01 request on the functional ID 0x7DF,
   ``[0x02, 0x01, PID, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]``, then up to `OBD_RESPONSE_TIMEOUT_S` (500 ms of
   scenario time) for the ECU's answer on 0x7E8 with the same PID. No answer in time counts as
@@ -20,10 +19,12 @@ What it does, as the reference firmware does:
   request next to its answer, and an end-to-end check can account for every frame on the bus. A frame the
   codec cannot carry (a 29-bit ID on ``raw-can-v1``) is never truncated: it is counted in
   `FirmwareStats.frames_unforwardable` and not sent. ``dtg-link-v2`` carries every classic CAN frame.
-- With ``dtg-link-v2`` it also sends, on every whole second of scenario time, a `SampleRecord` of the
-  latest value it has decoded for each of the ten signals, followed by a `StatusRecord` of its counters.
-  A simulator that falls behind still sends one sample per second (counted in `samples_late`), because the
-  app's 60-sample windows count on 1 Hz. Values come
+- With ``dtg-link-v2`` it also sends a `SampleRecord` of the latest value it has decoded for each of the ten
+  signals, followed by a `StatusRecord` of its counters, once per second: on OBD-II as soon as a poll cycle is
+  complete (every PID answered or timed out), stamped with that cycle's tick, so a sample's values and its
+  time describe the same instant; on J1939 on every whole second of scenario time. A J1939 simulator that falls
+  behind still sends one sample per second (counted in `samples_late`), because the app's 60-sample windows
+  count on 1 Hz. Values come
   from the bus through the profile's DBC (`harness.dbc`); J1939 "not available" / "error" codes (SAE
   J1939-71 transmitted ranges: above 0xFA, 0xFAFF, 0xFAFFFFFF for 1, 2, 4 bytes) give no value. Signals the
   bus does not carry (on OBD-II: brake pressure, acceleration, position) come from `local_sensors`, a
@@ -405,14 +406,15 @@ class Stm32Sim:
         clock, stats = self._clock, self._stats
         t0_s = clock.now_s()
         polling = self._profile.name == "obd2" and bool(self._poll_pids)
-        # The first poll cycle starts at once; later cycles and the samples fall on whole scenario seconds
+        # Poll cycles and samples fall on whole scenario seconds
         # (tick k at k * period), so sample times are the same whenever the firmware was started.
-        next_poll_s = t0_s
+        next_poll_s = math.ceil(t0_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S
         next_sample_s = (_tick_at(t0_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
         queue: list[int] = []
         pending_pid: int | None = None
         pending_deadline_s = math.inf
         cycle_s = t0_s
+        cycle_open = False
         timed_out: set[int] = set()  # PIDs of this cycle whose answer did not come in time
 
         while not self._stop_requested.is_set():
@@ -426,7 +428,7 @@ class Stm32Sim:
                 if polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s:
                     due_tick = _tick_at(now_s, POLL_PERIOD_S)
                     stats.poll_ticks_missed += max(0, due_tick - math.ceil(next_poll_s / POLL_PERIOD_S - 1e-9))
-                    cycle_s = max(due_tick * POLL_PERIOD_S, t0_s)
+                    cycle_s = due_tick * POLL_PERIOD_S
                     next_poll_s = (due_tick + 1) * POLL_PERIOD_S
                     stats.poll_cycles += 1
                     queue = list(self._poll_pids)
@@ -435,9 +437,19 @@ class Stm32Sim:
                     pid = queue.pop(0)
                     if self._request(pid, now_s, cycle_s):
                         pending_pid, pending_deadline_s = pid, now_s + OBD_RESPONSE_TIMEOUT_S
+                        cycle_open = True
+                if cycle_open and pending_pid is None and not queue:
+                    # OBD-II with dtg-link-v2: a poll cycle's sample goes out as soon as the cycle is complete,
+                    # stamped with the cycle's tick, the instant its values describe.
+                    cycle_open = False
+                    if self._sends_records:
+                        self._queue_record(self._sample(cycle_s))
+                        self._queue_record(self._status(cycle_s))
 
-                # dtg-link-v2: the 1 Hz sample and status, one per tick even when late (the app counts on 1 Hz)
-                while self._sends_records and next_sample_s <= now_s and next_sample_s < self._end_s:
+                # J1939 with dtg-link-v2: the 1 Hz sample and status on each tick, even when late (the app counts
+                # on 1 Hz)
+                while (self._sends_records and not polling and next_sample_s <= now_s
+                       and next_sample_s < self._end_s):
                     if now_s - next_sample_s >= SAMPLE_PERIOD_S:
                         stats.samples_late += 1
                     self._queue_record(self._sample(next_sample_s))
@@ -445,7 +457,7 @@ class Stm32Sim:
                     next_sample_s = (_tick_at(next_sample_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
 
                 more_polls = polling and next_poll_s < self._end_s
-                more_samples = self._sends_records and next_sample_s < self._end_s
+                more_samples = self._sends_records and not polling and next_sample_s < self._end_s
                 if pending_pid is None and not queue and not more_polls and not more_samples:
                     self._polling_done.set()
             self._flush()

@@ -140,9 +140,9 @@ def test_uart_carries_each_request_and_answer_byte_exactly(channel: str, buses: 
     sink = ByteSink()
     clock = ScenarioClock(10.0)
     with FakeEcu(new_bus(buses, channel)):
-        firmware = Stm32Sim(new_bus(buses, channel), sink, clock, profile="obd2", codec="raw-can-v1", end_s=0.5)
+        firmware = Stm32Sim(new_bus(buses, channel), sink, clock, profile="obd2", codec="raw-can-v1", end_s=1.5)
         with firmware:
-            assert firmware.wait(5.0)  # one poll cycle (t = 0), then polling is over
+            assert firmware.wait(5.0)  # one poll cycle (t = 1 s, the first whole second), then polling is over
 
     # Hand-computed: the speed request 0x7DF [02 01 0D AA AA AA AA AA] on raw-can-v1, CRC over bytes 1-11.
     body = bytes.fromhex("07df08" "02010daaaaaaaaaa")
@@ -172,8 +172,8 @@ def test_unanswered_requests_are_counted_exactly(channel: str, buses: list[can.B
     sink = ByteSink()
     clock = ScenarioClock(10.0)  # 500 ms of scenario time is 50 ms of wall time: no answer is ever late
     with FakeEcu(new_bus(buses, channel), ignore=ignored) as ecu:
-        with Stm32Sim(new_bus(buses, channel), sink, clock, profile="obd2", codec="dtg-link-v2", end_s=2.5) as fw:
-            assert fw.wait(10.0)  # cycles at t = 0, 1, 2, each with two 500 ms waits for nothing
+        with Stm32Sim(new_bus(buses, channel), sink, clock, profile="obd2", codec="dtg-link-v2", end_s=3.5) as fw:
+            assert fw.wait(10.0)  # cycles at t = 1, 2, 3, each with two 500 ms waits for nothing
     stats = fw.stats
     assert stats.poll_cycles == 3
     assert stats.requests_sent == 27 == len(ecu.requests)
