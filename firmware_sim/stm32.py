@@ -12,7 +12,9 @@ What it does, as the reference firmware does:
   high time scale the 500 ms are a few wall milliseconds, and a thread-scheduling delay (Python switches
   threads every 5 ms) can make a simulated ECU's answer late; `answers_late` tells that apart from silence.
   A cycle that overruns the next tick (e.g. several PIDs unanswered: 9 × 0.5 s) makes the firmware skip the
-  ticks it missed; `FirmwareStats.poll_ticks_missed` counts them.
+  ticks it missed; `FirmwareStats.poll_ticks_missed` counts them. With `catch_up_polls` (simulated rigs, where
+  an overrun comes from the host's thread scheduling, not the vehicle) it polls a missed tick late instead,
+  stamped with that tick, and counts it in `poll_cycles_late`.
 - Profile ``j1939``: it only listens; the vehicle broadcasts.
 - It forwards EVERY CAN frame it receives to the UART in the configured codec, in arrival order, and its
   own OBD requests too (`forward_own_requests`, on by default): the app and the harness then see each
@@ -142,6 +144,7 @@ class FirmwareStats:
     request_send_errors: int = 0  # requests the bus refused to send (not counted in requests_sent)
     poll_cycles: int = 0
     poll_ticks_missed: int = 0  # 1 Hz poll ticks skipped because a cycle overran them
+    poll_cycles_late: int = 0  # with catch_up_polls: cycles run late (a whole period or more) instead of skipped
     frames_received: int = 0  # CAN frames read off the bus
     frames_forwarded: int = 0  # CAN frames written to the UART (own requests included)
     frames_unforwardable: int = 0  # CAN frames the codec cannot carry (29-bit on raw-can-v1, RTR, CAN FD)
@@ -280,7 +283,9 @@ class Stm32Sim:
         forward_own_requests: bool = True,
         max_value_age_s: float | None = None,
         first_seq: int = 0,
+        catch_up_polls: bool = False,
     ) -> None:
+        self._catch_up_polls = catch_up_polls
         self._profile = get_profile(profile)
         self._codec: LinkCodec = get_codec(codec)
         self._encoder = self._codec.encoder(first_seq)
@@ -425,9 +430,23 @@ class Stm32Sim:
                     stats.requests_unanswered += 1
                     timed_out.add(pending_pid)
                     pending_pid = None
+                if cycle_open and pending_pid is None and not queue:
+                    # OBD-II with dtg-link-v2: a poll cycle's sample goes out as soon as the cycle is complete
+                    # (before the next cycle can start), stamped with the cycle's tick, the instant its values
+                    # describe.
+                    cycle_open = False
+                    if self._sends_records:
+                        self._queue_record(self._sample(cycle_s))
+                        self._queue_record(self._status(cycle_s))
                 if polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s:
                     due_tick = _tick_at(now_s, POLL_PERIOD_S)
-                    stats.poll_ticks_missed += max(0, due_tick - math.ceil(next_poll_s / POLL_PERIOD_S - 1e-9))
+                    if self._catch_up_polls:
+                        # Simulated rigs: a tick the host was too slow for is polled late, stamped with its own
+                        # tick; the simulated ECU answers for that instant, so the run is the same at any speed.
+                        due_tick = round(next_poll_s / POLL_PERIOD_S)
+                        stats.poll_cycles_late += now_s - next_poll_s >= POLL_PERIOD_S
+                    else:
+                        stats.poll_ticks_missed += max(0, due_tick - math.ceil(next_poll_s / POLL_PERIOD_S - 1e-9))
                     cycle_s = due_tick * POLL_PERIOD_S
                     next_poll_s = (due_tick + 1) * POLL_PERIOD_S
                     stats.poll_cycles += 1
@@ -438,13 +457,6 @@ class Stm32Sim:
                     if self._request(pid, now_s, cycle_s):
                         pending_pid, pending_deadline_s = pid, now_s + OBD_RESPONSE_TIMEOUT_S
                         cycle_open = True
-                if cycle_open and pending_pid is None and not queue:
-                    # OBD-II with dtg-link-v2: a poll cycle's sample goes out as soon as the cycle is complete,
-                    # stamped with the cycle's tick, the instant its values describe.
-                    cycle_open = False
-                    if self._sends_records:
-                        self._queue_record(self._sample(cycle_s))
-                        self._queue_record(self._status(cycle_s))
 
                 # J1939 with dtg-link-v2: the 1 Hz sample and status on each tick, even when late (the app counts
                 # on 1 Hz)
