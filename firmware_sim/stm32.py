@@ -66,6 +66,7 @@ from harness.link import (
     get_codec,
 )
 from harness.signals import SIGNALS
+from harness.worker import Worker, WorkerError
 
 __all__ = [
     "OBD_POLL_PIDS",
@@ -113,7 +114,7 @@ class UartSink(Protocol):
 LocalSensors = Callable[[float], Mapping[str, float]]
 
 
-class Stm32SimError(RuntimeError):
+class Stm32SimError(WorkerError):
     """The simulated firmware was misused (started twice, used after stop) or its worker failed."""
 
 
@@ -245,7 +246,7 @@ class LatestValues:
         return out
 
 
-class Stm32Sim:
+class Stm32Sim(Worker):
     """The simulated STM32: reads `bus`, polls (profile obd2), writes `codec` frames to `uart`, on `clock`.
 
     Runs in a background thread from `start()` until `stop()`. `end_s` (scenario time; default never) ends
@@ -266,6 +267,7 @@ class Stm32Sim:
     MAX_WALL_WAIT_S = 0.02
     #: Most frames handled between two UART writes (bounds a batch's bytes and its latency).
     MAX_BATCH_FRAMES = 256
+    error_type = Stm32SimError
     #: Most frames `stop()` drains from the bus after the worker stops (bounds the drain).
     MAX_DRAIN_FRAMES = 1_000_000
 
@@ -287,6 +289,7 @@ class Stm32Sim:
     ) -> None:
         self._catch_up_polls = catch_up_polls
         self._profile = get_profile(profile)
+        super().__init__(f"stm32-sim-{self._profile.name}")
         self._codec: LinkCodec = get_codec(codec)
         self._encoder = self._codec.encoder(first_seq)
         self._first_seq = first_seq
@@ -306,12 +309,7 @@ class Stm32Sim:
 
         self._stats = FirmwareStats()
         self._stats_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._state = "new"  # new -> running -> stopped
-        self._stop_requested = threading.Event()
         self._polling_done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._out = bytearray()
         self._out_frames = 0
 
@@ -336,54 +334,11 @@ class Stm32Sim:
         with self._stats_lock:
             return replace(self._stats)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def error(self) -> BaseException | None:
-        """The exception that ended the worker thread, if any."""
-        return self._error
-
-    def start(self) -> Stm32Sim:
-        with self._state_lock:
-            if self._state == "stopped":
-                raise Stm32SimError(
-                    f"{self._describe()} was stopped; a stopped firmware cannot be restarted, create a new Stm32Sim"
-                )
-            if self._state == "running":
-                raise Stm32SimError(f"{self._describe()} is already running")
-            self._state = "running"
-            self._thread = threading.Thread(target=self._run, name=f"stm32-sim-{self.profile}", daemon=True)
-            self._thread.start()
-        return self
-
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until polling and sampling are over (`end_s` passed, last cycle done); False on timeout."""
         if self._state == "new":
             raise Stm32SimError(f"{self._describe()} was never started")
         return self._polling_done.wait(timeout_s)
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop, forward what is queued on the bus, and wait; raises Stm32SimError on failure or timeout."""
-        with self._state_lock:
-            if self._state == "stopped":
-                return
-            self._state = "stopped"
-            self._stop_requested.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                raise Stm32SimError(f"{self._describe()} did not stop within {timeout_s} s")
-        if self._error is not None:
-            raise Stm32SimError(f"{self._describe()} failed: {self._error!r}") from self._error
-
-    def __enter__(self) -> Stm32Sim:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Stm32Sim {self._describe()} state={self._state} {self.stats}>"
@@ -394,7 +349,7 @@ class Stm32Sim:
         channel = getattr(self._bus, "channel_info", self._bus)
         return f"STM32 sim '{self._profile.name}'/{self._codec.name} on {channel!s}"
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         try:
             self._loop()
             self._drain()
@@ -402,8 +357,6 @@ class Stm32Sim:
                 with self._stats_lock:
                     self._queue_record(self._status(self._clock.now_s()))
             self._flush()
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through stop()
-            self._error = error
         finally:
             self._polling_done.set()
 

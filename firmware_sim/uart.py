@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 import serial
 
+from harness.worker import Worker, WorkerError
 from harness.link import CanFrame, DecoderStats, LinkDecoder, Received, SampleRecord, StatusRecord
 
 UART_BAUD = 921600
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class UartError(RuntimeError):
+class UartError(WorkerError):
     """The simulated UART was misused (used after close) or its reader failed; says which port."""
 
 
@@ -168,13 +169,15 @@ class CaptureStats:
     statuses: int = 0
 
 
-class UartCapture:
+class UartCapture(Worker):
     """Reads `port` in a background thread and decodes it with `decoder`.
 
     `records` keeps every decoded `Received` when `keep_records` is true (set it false for long benchmarks:
     the counts in `stats` are kept either way). `on_received`, if given, is called in the reader thread with
     each batch of decoded records. After `stop()` the decoder has been `finish()`-ed.
     """
+
+    error_type = UartError
 
     def __init__(
         self,
@@ -184,6 +187,7 @@ class UartCapture:
         keep_records: bool = True,
         on_received: Callable[[list[Received]], None] | None = None,
     ) -> None:
+        super().__init__(f"uart-capture-{port.port}")
         self._port = port
         self._decoder = decoder
         self._keep_records = keep_records
@@ -191,10 +195,6 @@ class UartCapture:
         self._records: list[Received] = []
         self._stats = CaptureStats()
         self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state = "new"
-        self._error: BaseException | None = None
         self.last_status: StatusRecord | None = None
 
     @property
@@ -218,14 +218,6 @@ class UartCapture:
     def samples(self) -> list[SampleRecord]:
         return [r.record for r in self.records if isinstance(r.record, SampleRecord)]
 
-    def start(self) -> UartCapture:
-        if self._state != "new":
-            raise UartError(f"capture on {self._port.port} was already {self._state}; create a new UartCapture")
-        self._state = "running"
-        self._thread = threading.Thread(target=self._run, name=f"uart-capture-{self._port.port}", daemon=True)
-        self._thread.start()
-        return self
-
     def wait_for_bytes(self, total_bytes: int, timeout_s: float) -> bool:
         """Block until `total_bytes` have been read in all (e.g. the firmware's `bytes_written`); False on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -235,25 +227,8 @@ class UartCapture:
             time.sleep(0.002)
         return True
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop reading, then `finish()` the decoder; raises UartError if the reader failed or hangs."""
-        if self._state == "stopped":
-            return
-        self._state = "stopped"
-        self._stop_requested.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                raise UartError(f"capture on {self._port.port} did not stop within {timeout_s} s")
+    def _finish(self) -> None:
         self._accept(self._decoder.finish(), 0)
-        if self._error is not None:
-            raise UartError(f"capture on {self._port.port} failed: {self._error!r}") from self._error
-
-    def __enter__(self) -> UartCapture:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _accept(self, received: list[Received], n_bytes: int) -> None:
         with self._lock:
@@ -272,14 +247,11 @@ class UartCapture:
         if self._on_received is not None and received:
             self._on_received(received)
 
-    def _run(self) -> None:
-        try:
-            while not self._stop_requested.is_set():
-                chunk = self._port.read(max(1, self._port.in_waiting))
-                if chunk:
-                    with self._lock:
-                        received = self._decoder.feed(chunk)
-                    self._accept(received, len(chunk))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through stop()
-            self._error = error
+    def _work(self) -> None:
+        while not self._stop_requested.is_set():
+            chunk = self._port.read(max(1, self._port.in_waiting))
+            if chunk:
+                with self._lock:
+                    received = self._decoder.feed(chunk)
+                self._accept(received, len(chunk))
 

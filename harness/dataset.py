@@ -4,7 +4,8 @@ Trips are split by trip, never by window: the train split is normal driving only
 what normal looks like), validation and test trips carry labelled anomalies. Every trip has its own speed
 trace; the real drive cycles are held out for the test split, and the build refuses to write a dataset in which
 any speed trace appears in two splits. Each trip is written at 1 Hz (what the unit samples) as CSV with the ten
-signal readings, the ground-truth fuel rate, the driving style and per-sample anomaly labels; `manifest.json` records the seed,
+signal readings as the unit receives them (signals the OBD-II bus carries at the bus's resolution), the
+ground-truth fuel rate, the driving style and per-sample anomaly labels; `manifest.json` records the seed,
 the generator version, every trip's vehicle, route, trace digest and events, and a hash of the whole dataset.
 Output is byte-identical for the same seed.
 """
@@ -20,11 +21,14 @@ from typing import Callable
 import numpy as np
 
 from harness.anomalies import random_schedule
+from harness.dbc import as_received
 from harness.cycles import GENERATOR_VERSION, SEGMENT_KINDS, STYLES, SpeedProfile, generate_trip, load_cycle
 from harness.signals import SIGNALS, Trace
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
-DATASET_VERSION = f"dtg-dataset/1 ({GENERATOR_VERSION})"
+DATASET_VERSION = f"dtg-dataset/2 ({GENERATOR_VERSION})"
+#: The bus the unit reads: readings it carries are written at that bus's resolution (`harness.dbc.as_received`).
+BUS_PROFILE = "obd2"
 SPLITS = ("train", "val", "test")
 #: Real cycles kept out of training entirely: the test split drives them.
 HELD_OUT_CYCLES = ("udds", "wltc_class3b")
@@ -86,9 +90,10 @@ def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
 def trip_rows(trace: Trace) -> str:
     """The trip at 1 Hz as CSV text (fixed formatting, so the bytes depend only on the values)."""
     sampled = trace.resample()
+    readings = as_received(BUS_PROFILE, sampled.signals)
     labels = {kind: sampled.label_mask(kind) for kind in sorted({event.type for event in sampled.events})}
     lines = [",".join(COLUMNS)]
-    columns = {"t_s": sampled.t_s, **sampled.signals, "fuel_rate_lph": sampled.aux["fuel_rate"]}
+    columns = {"t_s": sampled.t_s, **readings, "fuel_rate_lph": sampled.aux["fuel_rate"]}
     style = sampled.style if sampled.style is not None else np.zeros(len(sampled.t_s), dtype=np.int64)
     for i in range(len(sampled.t_s)):
         cells = []
@@ -134,6 +139,7 @@ def build_dataset(out_dir: Path, seed: int, train: int = 24, val: int = 8, test:
         "version": DATASET_VERSION,
         "seed": seed,
         "sample_rate_hz": 1.0,
+        "bus_profile": BUS_PROFILE,
         "columns": list(COLUMNS),
         "held_out_cycles": list(HELD_OUT_CYCLES),
         "splits": {split: [t["file"] for t in trips if t["split"] == split] for split in SPLITS},

@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import cantools
+import numpy as np
 
 from harness.signals import PHYSICAL_RANGE, SIGNALS
 
@@ -173,3 +174,32 @@ def load_database(profile: str) -> cantools.database.Database:
     The returned object is shared between callers: treat it as read-only.
     """
     return cantools.database.load_file(str(get_profile(profile).dbc_path), strict=True)
+
+
+def as_received(profile: str, readings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Readings as the unit receives them over `profile`'s bus: each carried signal rounded to its bus
+    resolution and clamped to its bus range (what encoding and decoding through the DBC does); signals the
+    bus does not carry pass unchanged (the unit measures them itself). NaN (no reading) stays NaN.
+
+    Training data goes through this so that models see what the unit sees: a coolant temperature that OBD-II
+    sends in whole degrees has no sensor noise left, and a model trained on noisy readings would call every
+    warm engine's coolant sensor stuck.
+
+    >>> as_received("obd2", {"coolant_temp": np.array([87.4, 87.6])})["coolant_temp"].tolist()
+    [87.0, 88.0]
+    """
+    chosen = get_profile(profile)
+    database = load_database(profile)
+    out = dict(readings)
+    for binding in chosen.signals:
+        if binding.channel not in readings:
+            continue
+        signal = database.get_message_by_name(binding.message).get_signal_by_name(binding.signal)
+        scale, offset = float(signal.scale), float(signal.offset)
+        lo = signal.minimum if signal.minimum is not None else -np.inf
+        hi = signal.maximum if signal.maximum is not None else np.inf
+        bus = np.clip(np.asarray(readings[binding.channel], dtype=float) * binding.bus_per_plant_unit, lo, hi)
+        raw = np.round((bus - offset) / scale)
+        out[binding.channel] = (raw * scale + offset) / binding.bus_per_plant_unit
+    return out
+

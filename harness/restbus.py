@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -42,6 +42,7 @@ import cantools
 from harness.clock import ScenarioClock
 from harness.dbc import get_profile, load_database
 from harness.signals import Trace
+from harness.worker import Worker, WorkerError
 
 OBD_FUNCTIONAL_REQUEST_ID = 0x7DF
 OBD_PHYSICAL_REQUEST_ID = 0x7E0
@@ -264,11 +265,11 @@ class RestBusStats:
     send_errors: int = 0
 
 
-class RestBusError(RuntimeError):
+class RestBusError(WorkerError):
     """The rest-bus was misused (started twice, used after stop) or its worker thread failed."""
 
 
-class RestBus:
+class RestBus(Worker):
     """Plays `trace` on `bus` as profile `profile`'s ECUs, in a background thread, on `clock`.
 
     Runs from `start()` until `stop()`, or until scenario time reaches `end_s` (default: the end of the
@@ -288,6 +289,7 @@ class RestBus:
 
     #: Consecutive failed sends after which the worker gives up (a closed or bus-off interface).
     MAX_CONSECUTIVE_SEND_ERRORS = 50
+    error_type = RestBusError
 
     def __init__(
         self,
@@ -303,6 +305,7 @@ class RestBus:
         answer_at_request_stamp: bool = False,
     ) -> None:
         self._profile = get_profile(profile)
+        super().__init__(f"restbus-{self._profile.name}")
         self._answer_at_request_stamp = answer_at_request_stamp
         self._bus = bus
         self._trace = trace
@@ -313,12 +316,6 @@ class RestBus:
         self._recv_timeout_wall_s = recv_timeout_wall_s
         self._stats = RestBusStats()
         self._stats_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._state = "new"  # new -> running -> stopped
-        self._stop_requested = threading.Event()
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._consecutive_send_errors = 0
 
     # -- public API ---------------------------------------------------------------------------------
@@ -333,58 +330,6 @@ class RestBus:
         with self._stats_lock:
             return replace(self._stats)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def error(self) -> BaseException | None:
-        """The exception that ended the worker thread, if any."""
-        return self._error
-
-    def start(self) -> RestBus:
-        with self._state_lock:
-            if self._state == "stopped":
-                raise RestBusError(
-                    f"{self._describe()} was stopped; a stopped rest-bus cannot be restarted, create a new RestBus"
-                )
-            if self._state == "running":
-                raise RestBusError(f"{self._describe()} is already running")
-            worker = self._run_obd2 if self._profile.name == "obd2" else self._run_j1939
-            self._thread = threading.Thread(
-                target=self._run, args=(worker,), name=f"restbus-{self.profile}", daemon=True
-            )
-            self._state = "running"
-            self._thread.start()
-        return self
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until the worker has finished (end of scenario, stop or failure); False on timeout."""
-        if self._state == "new":
-            raise RestBusError(f"{self._describe()} was never started")
-        return self._done.wait(timeout_s)
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker and wait for it; raises RestBusError if it failed or does not stop in time."""
-        with self._state_lock:
-            if self._state == "stopped":
-                return
-            self._state = "stopped"
-            self._stop_requested.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                raise RestBusError(f"{self._describe()} did not stop within {timeout_s} s")
-        if self._error is not None:
-            raise RestBusError(f"{self._describe()} failed: {self._error!r}") from self._error
-
-    def __enter__(self) -> RestBus:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<RestBus {self._describe()} state={self._state} {self.stats}>"
 
@@ -398,13 +343,11 @@ class RestBus:
             for name, amount in increments.items():
                 setattr(self._stats, name, getattr(self._stats, name) + amount)
 
-    def _run(self, worker: Callable[[], None]) -> None:
-        try:
-            worker()
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through stop()
-            self._error = error
-        finally:
-            self._done.set()
+    def _work(self) -> None:
+        if self._profile.name == "obd2":
+            self._run_obd2()
+        else:
+            self._run_j1939()
 
     def _send(self, message: can.Message) -> None:
         try:
