@@ -4,7 +4,8 @@ Trips are split by trip, never by window: the train split is normal driving only
 what normal looks like), validation and test trips carry labelled anomalies. Every trip has its own speed
 trace; the real drive cycles are held out for the test split, and the build refuses to write a dataset in which
 any speed trace appears in two splits. Each trip is written at 1 Hz (what the unit samples) as CSV with the ten
-signal readings as the unit receives them (signals the OBD-II bus carries at the bus's resolution), the
+signal readings as the app receives them (signals the OBD-II bus carries at the bus's resolution, then every
+signal at the resolution of the link's sample record), the
 ground-truth fuel rate, the driving style and per-sample anomaly labels; `manifest.json` records the seed,
 the generator version, every trip's vehicle, route, trace digest and events, and a hash of the whole dataset.
 Output is byte-identical for the same seed.
@@ -22,11 +23,12 @@ import numpy as np
 
 from harness.anomalies import random_schedule
 from harness.dbc import as_received
+from harness.link import as_sampled
 from harness.cycles import GENERATOR_VERSION, SEGMENT_KINDS, STYLES, SpeedProfile, generate_trip, load_cycle
 from harness.signals import SIGNALS, Trace
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
-DATASET_VERSION = f"dtg-dataset/2 ({GENERATOR_VERSION})"
+DATASET_VERSION = f"dtg-dataset/3 ({GENERATOR_VERSION})"
 #: The bus the unit reads: readings it carries are written at that bus's resolution (`harness.dbc.as_received`).
 BUS_PROFILE = "obd2"
 SPLITS = ("train", "val", "test")
@@ -90,7 +92,7 @@ def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
 def trip_rows(trace: Trace) -> str:
     """The trip at 1 Hz as CSV text (fixed formatting, so the bytes depend only on the values)."""
     sampled = trace.resample()
-    readings = as_received(BUS_PROFILE, sampled.signals)
+    readings = as_sampled(as_received(BUS_PROFILE, sampled.signals))
     labels = {kind: sampled.label_mask(kind) for kind in sorted({event.type for event in sampled.events})}
     lines = [",".join(COLUMNS)]
     columns = {"t_s": sampled.t_s, **readings, "fuel_rate_lph": sampled.aux["fuel_rate"]}

@@ -913,3 +913,20 @@ def get_codec(name: str) -> LinkCodec:
     except (KeyError, TypeError):
         raise ValueError(f"unknown link codec {name!r}; expected one of: {', '.join(codec_names())}") from None
 
+
+def as_sampled(readings: dict) -> dict:
+    """Readings as a dtg-link-v2 sample record delivers them to the app: each of the ten signals rounded to
+    its field's resolution and saturated to its range; NaN stays NaN. Training data goes through this (after
+    `harness.dbc.as_received`) so that models see the values the app sees.
+    """
+    import numpy as np
+
+    out = dict(readings)
+    for spec in SAMPLE_FIELDS:
+        if spec.name in readings:
+            lo, hi = spec.value_range
+            values = np.asarray(readings[spec.name], dtype=float)
+            out[spec.name] = np.clip(np.round(values * spec.counts_per_unit), lo * spec.counts_per_unit,
+                                     hi * spec.counts_per_unit) / spec.counts_per_unit
+    return out
+
