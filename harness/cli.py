@@ -99,6 +99,18 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_models(args: argparse.Namespace) -> int:
+    from harness.models import ManifestError, bench_models, format_bench
+
+    try:
+        rows = bench_models(args.manifest, runs=args.runs)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_bench(rows))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtg-hil", description="Hardware-in-the-loop harness for a DTG edge-AI unit.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -149,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     link = bench_cmds.add_parser("link", help="rest-bus -> CAN -> STM32 simulator -> pty -> decoder, frames lost")
     benchmarks.add_link_arguments(link)
     link.set_defaults(func=benchmarks.cmd_bench_link)
+    model_bench = bench_cmds.add_parser("models", help="p50/p99 latency and size of each model, beside the reference's")
+    model_bench.add_argument("--manifest", default="models/manifest.json",
+                             help="models manifest (default: models/manifest.json)")
+    model_bench.add_argument("--runs", type=int, default=2000, help="timed runs per model after warm-up (default: 2000)")
+    model_bench.set_defaults(func=cmd_bench_models)
     return parser
 
 

@@ -49,9 +49,10 @@ def route_along(distance_m: np.ndarray, seed: int, start: RouteStart = RouteStar
         raw[i] = g
         rise += g * STEP_M
     kernel = np.hanning(31)
-    grade_grid = np.clip(np.convolve(raw, kernel / kernel.sum(), mode="same"), -MAX_GRADE, MAX_GRADE)
+    # (np.convolve's "same" output is as long as the longer input: trim it for routes shorter than the kernel)
+    grade_grid = np.clip(np.convolve(raw, kernel / kernel.sum(), mode="same")[:n], -MAX_GRADE, MAX_GRADE)
     # Heading: mostly straight, with gentle curves and occasional 90-degree junction turns.
-    turn_rate = np.convolve(rng.normal(0.0, 0.25, n), np.ones(20) / 20, mode="same")  # deg per 10 m
+    turn_rate = np.convolve(rng.normal(0.0, 0.25, n), np.ones(20) / 20, mode="same")[:n]  # deg per 10 m
     junction = rng.random(n) < 1.0 / 150.0  # about one turn every 1.5 km
     turn_rate[junction] += rng.choice([-90.0, 90.0], junction.sum())
     heading = np.radians(start.heading_deg + np.cumsum(turn_rate))

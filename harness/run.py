@@ -1,0 +1,262 @@
+"""Run one scenario on a rig, end to end, and judge it.
+
+On the simulated rig the whole chain runs in this process, on one scenario clock:
+
+    plant trace ─► RestBus (python-can virtual bus) ─► Stm32Sim ─► pty ─► pyserial ─► AppSim (ONNX models)
+        ─► EdgeAI logcat lines ─► EventCollector ─► metrics vs ground truth ─► Judgement
+
+Every run keeps its artifacts in one folder: `events.log` (the logcat lines as the app wrote them),
+`can.blf` (every frame on the bus, python-can's BLF writer, scenario-time stamps), `labels.json` (the ground
+truth), `result.json` (metrics, verdict, loss accounting) and `run.png` (signals, anomaly score against its
+threshold with alarms, fuel prediction against truth).
+
+What a simulated run does not show: real bus timing and arbitration, a real phone's scheduling, and real
+sensor noise beyond the plant's; that is what the `hil` tests on a real rig are for.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import can
+import numpy as np
+
+from firmware_sim.app import AppSim
+from firmware_sim.rules import RuleLimits
+from firmware_sim.stm32 import Stm32Sim
+from firmware_sim.uart import PtyPair
+from harness.clock import ScenarioClock
+from harness.events import EventCollector, FuelResult
+from harness.models import ModelSet
+from harness.metrics import Judgement, ScenarioMetrics, default_sources_for_type, end_to_end_latency, judge, \
+    latency_stats, scenario_metrics
+from harness.restbus import RestBus
+from harness.rig import RigConfig
+from harness.scenario import Scenario
+from harness.signals import Trace
+from harness.vehicle import get_vehicle
+
+#: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
+RUN_GRACE_WALL_S = 30.0
+
+
+class RunError(RuntimeError):
+    """The run itself failed (a part of the rig died or hung): neither a pass nor a model failure."""
+
+
+@dataclass
+class Accounting:
+    """Where every frame, sample and window went, from the rest-bus to the harness."""
+
+    can_frames_sent: int = 0
+    obd_requests_answered: int = 0
+    obd_requests_unanswered: int = 0
+    firmware_frames_received: int = 0
+    firmware_frames_forwarded: int = 0
+    firmware_frames_unforwardable: int = 0
+    link_frames_decoded: int = 0
+    link_crc_errors: int = 0
+    link_frames_lost: int = 0
+    samples_sent: int = 0
+    poll_ticks_missed: int = 0
+    poll_cycles_late: int = 0
+    samples_received: int = 0
+    windows_scored: int = 0
+    event_lines: int = 0
+    event_problems: int = 0
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    rig: RigConfig
+    artifacts: Path
+    trace: Trace
+    collector: EventCollector
+    metrics: ScenarioMetrics
+    judgement: Judgement
+    accounting: Accounting
+    wall_s: float
+    model_types: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def speed(self) -> float:
+        """Scenario seconds per wall second achieved."""
+        return self.trace.duration_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+class _BusLog(can.Listener):
+    """Writes every frame to the CAN log and remembers when each scenario second's last frame arrived."""
+
+    def __init__(self, writer: can.Listener):
+        self.writer = writer
+        self.last_wall_by_second: dict[int, float] = {}
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.writer.on_message_received(msg)
+        self.last_wall_by_second[int(math.floor(msg.timestamp + 1e-9))] = time.monotonic()
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+
+def fuel_truth(trace: Trace, window_s: int = 60):
+    """The true mean fuel rate over the window that ends at sample `t_s` (what the fuel model estimates)."""
+    per_second = trace.resample().aux["fuel_rate"]
+
+    def at(t_s: float) -> float:
+        end = int(round(t_s)) + 1
+        return float(np.mean(per_second[max(end - window_s, 0):end]))
+
+    return at
+
+
+def _local_sensors(trace: Trace):
+    """The unit's own sensors (brake, accelerometer, GNSS) read the plant directly."""
+    return trace.reading_at
+
+
+def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
+    """Wait until `counter()` stops changing (the app has read what was sent), bounded by `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last = counter()
+    while time.monotonic() < deadline:
+        time.sleep(settle_s)
+        now = counter()
+        if now == last:
+            return
+        last = now
+
+
+def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
+                 model_types: tuple[str, ...] = ()) -> RunResult:
+    """Drive `scenario` through the simulated rig and judge it against its `expect:` section."""
+    if not rig.simulated:
+        raise RunError(f"rig '{rig.name}' has real hardware; this runner drives simulated rigs only")
+    reason = rig.unsupported(scenario)
+    if reason:
+        raise RunError(reason)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    trace = scenario.run_plant()
+    duration_s = trace.duration_s
+    vehicle = get_vehicle(scenario.vehicle)
+    # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
+    channel = "dtg-sim-" + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789", "ghijklmnop"))
+    buses = [can.Bus(interface="virtual", channel=channel, preserve_timestamps=True) for _ in range(3)]
+    bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"))
+    notifier = can.Notifier(buses[2], [bus_log], timeout=0.05)
+    log_file = (artifacts / "events.log").open("w", encoding="utf-8")
+    collector = EventCollector()
+    lock = threading.Lock()
+
+    def logcat(line: str) -> None:  # the simulated phone's logcat, read by the harness as adb logcat would be
+        with lock:
+            log_file.write(line + "\n")
+            collector.feed_line(line)
+
+    pty = PtyPair()
+    serial_port = pty.open_serial(timeout_s=0.02)
+    frozen = gc.isenabled()
+    gc.collect()
+    gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
+    # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
+    # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, 0.5e-3))
+    clock = ScenarioClock(rig.time_scale)
+    rest_bus = RestBus(buses[0], trace, rig.profile, clock, end_s=duration_s, answer_at_request_stamp=True)
+    firmware = Stm32Sim(buses[1], pty.device, clock, profile=rig.profile, codec=rig.codec,
+                        local_sensors=_local_sensors(trace), end_s=duration_s, max_value_age_s=1.5,
+                        catch_up_polls=True)
+    app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
+                 limits=RuleLimits.for_redline(vehicle.redline_rpm))
+    started = time.monotonic()
+    try:
+        app.start()
+        rest_bus.start()
+        firmware.start()
+        budget_s = duration_s / rig.time_scale + RUN_GRACE_WALL_S
+        if not firmware.wait(budget_s):
+            raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
+                           f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
+        firmware.stop()
+        _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
+        app.stop()
+        rest_bus.stop()
+    finally:
+        wall_s = time.monotonic() - started
+        for part in (firmware, app, rest_bus):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - the first failure is the one reported below
+                pass
+        sys.setswitchinterval(switch_interval)
+        gc.unfreeze()
+        if not frozen:
+            gc.disable()
+        notifier.stop()  # stops its listeners too: the BLF file is finished and closed
+        for bus in buses:
+            bus.shutdown()
+        serial_port.close()
+        pty.close()
+        log_file.close()
+    for part, name in ((firmware, "STM32 simulator"), (app, "app simulator"), (rest_bus, "rest-bus")):
+        if part.error is not None:
+            raise RunError(f"the {name} failed: {part.error!r}") from part.error
+
+    events = collector.events
+    sent_seconds = sorted(bus_log.last_wall_by_second)
+    model_results = [r for r in collector.received if r.event.kind in ("anomaly", "fuel", "behaviour")]
+    e2e = end_to_end_latency(sent_seconds, [bus_log.last_wall_by_second[s] for s in sent_seconds],
+                             [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
+    types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
+    metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
+                               sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
+                               end_to_end=latency_stats(e2e.latencies_ms) if e2e.latencies_ms else None)
+    judgement = judge(scenario.expect, metrics)
+    link = app.link_stats
+    fw = firmware.stats
+    accounting = Accounting(
+        can_frames_sent=rest_bus.stats.frames_sent + fw.requests_sent,
+        obd_requests_answered=fw.requests_answered, obd_requests_unanswered=fw.requests_unanswered,
+        firmware_frames_received=fw.frames_received, firmware_frames_forwarded=fw.frames_forwarded,
+        firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.frames_decoded,
+        link_crc_errors=link.crc_errors, link_frames_lost=link.frames_lost or 0, samples_sent=fw.samples_sent,
+        poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
+        samples_received=app.stats.samples_received, windows_scored=app.stats.windows_scored,
+        event_lines=len(events), event_problems=len(collector.problems),
+    )
+    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types)
+    _write_artifacts(result)
+    return result
+
+
+def _write_artifacts(result: RunResult) -> None:
+    from harness.plot import render_run
+
+    labels = [asdict(e) for e in result.trace.events]
+    (result.artifacts / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    summary = {
+        "scenario": result.scenario.name,
+        "scenario_sha256": result.scenario.sha256,
+        "rig": result.rig.name,
+        "passed": result.judgement.passed,
+        "verdict": result.judgement.message,
+        "criteria": [asdict(c) for c in result.judgement.criteria],
+        "accounting": asdict(result.accounting),
+        "scenario_s": result.trace.duration_s,
+        "wall_s": round(result.wall_s, 3),
+        "speed_x": round(result.speed, 1),
+    }
+    (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
+    render_run(result.trace, result.collector.events, result.artifacts / "run.png",
+               f"{result.scenario.name} on {result.rig.name}: {'PASS' if result.judgement.passed else 'FAIL'}",
+               fuel_truth(result.trace) if fuel else None)

@@ -1,0 +1,129 @@
+"""The anomaly model candidates: physics features (with or without an MLP autoencoder), and the reference
+family LSTM autoencoder (the z-score baseline is in `training.evaluate`, which the tests use without torch).
+
+All three learn from normal training windows only. The threshold is placed afterwards, on the normal driving of
+the validation trips (`training.evaluate.calibrate_threshold`), never on test data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness.signals import SIGNALS
+from training.common import Clock, Progress, batches, predict
+from training.data import Windows
+from training.fuel import channel_stats
+from training.nets import (CHANNELS, CROSS_CHANNELS, FEATURES, AnomalyFeatures, AnomalyModel, Channels,
+                           CrossPredictor, FeatureAE, FuelTCN, LstmAE)
+
+#: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
+RESIDUAL_QUANTILE = 0.999
+
+
+def robust_scale(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and a spread that is never 0 (MAD, floored by a quarter of the std and by 1e-3)."""
+    centre = np.median(feats, axis=0)
+    mad = 1.4826 * np.median(np.abs(feats - centre), axis=0)
+    return centre, np.maximum(np.maximum(mad, 0.25 * feats.std(axis=0)), 1e-3)
+
+
+def train_cross(train: Windows, fallback: np.ndarray, seed: int, epochs: int, progress: Progress,
+                batch_size: int = 256, lr: float = 3e-3) -> CrossPredictor:
+    """The rpm and throttle predictors, on normal training windows."""
+    clock = Clock()
+    channels = Channels(fallback, CROSS_CHANNELS)
+    mean, std = channel_stats(channels, train.x)
+    model = CrossPredictor(Channels(fallback, CROSS_CHANNELS, mean, std))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng([seed, 0xC055])
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total = 0.0
+        for idx in batches(len(train.x), batch_size, rng):
+            rpm_pred, rpm, thr_pred, thr = model(torch.from_numpy(train.x[idx]))
+            loss = torch.nn.functional.smooth_l1_loss(rpm_pred, rpm) + torch.nn.functional.smooth_l1_loss(thr_pred, thr)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        progress(f"anomaly  cross-signal predictor epoch {epoch}/{epochs}  loss {total / len(train.x):.4f}  {clock}")
+    return model.eval()
+
+
+def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: CrossPredictor, fallback: np.ndarray,
+                  seed: int, epochs: int, use_ae: bool, progress: Progress, batch_size: int = 256,
+                  lr: float = 2e-3) -> AnomalyModel:
+    clock = Clock()
+    extractor = AnomalyFeatures(fuel, fallback, cross).eval()
+    feats = predict(extractor, train.x)
+    progress(f"anomaly  {len(FEATURES)} features of {len(feats)} normal training windows  {clock}")
+    centre, scale = robust_scale(feats)
+    ones = np.ones(len(FEATURES))
+    bare = AnomalyModel(extractor, centre, scale, None, ones, ones)
+    z = predict(bare.standardise, feats)
+    ae = None
+    if use_ae:
+        ae = FeatureAE(len(FEATURES))
+        opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=1e-4)
+        rng = np.random.default_rng([seed, 0xAE])
+        zt = torch.from_numpy(z.astype(np.float32))
+        zv = torch.from_numpy(predict(bare.standardise, predict(extractor, val_normal.x)).astype(np.float32))
+        steps = epochs * ((len(z) + batch_size - 1) // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+        best, best_state = np.inf, None
+        for epoch in range(1, epochs + 1):
+            ae.train()
+            total = 0.0
+            for idx in batches(len(z), batch_size, rng):
+                # Huber: a few heavy-tailed normal windows must not decide what "normal" reconstructs to.
+                loss = torch.nn.functional.smooth_l1_loss(ae(zt[idx]), zt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            ae.eval()
+            with torch.no_grad():
+                val_loss = float(torch.nn.functional.smooth_l1_loss(ae(zv), zv))
+            progress(f"anomaly  epoch {epoch:3d}/{epochs}  loss {total / len(z):8.4f}  val {val_loss:.4f}  {clock}")
+            if val_loss < best:
+                best, best_state = val_loss, {k: v.clone() for k, v in ae.state_dict().items()}
+        ae.load_state_dict(best_state)
+        ae.eval()
+        resid = z - predict(ae, z.astype(np.float32))
+    else:
+        resid = z
+    scale_hi = np.maximum(np.quantile(np.maximum(resid, 0.0), RESIDUAL_QUANTILE, axis=0), 0.5)
+    scale_lo = np.maximum(np.quantile(np.maximum(-resid, 0.0), RESIDUAL_QUANTILE, axis=0), 0.5)
+    return AnomalyModel(extractor, centre, scale, ae, scale_hi, scale_lo).eval()
+
+
+def train_lstm_ae(train: Windows, val_normal: Windows, fallback: np.ndarray, seed: int, epochs: int,
+                  progress: Progress, batch_size: int = 128, lr: float = 3e-3, hidden: int = 32) -> LstmAE:
+    """The reference family, on the same preprocessed channels (NaN handling, GPS steps) as a fair comparison."""
+    clock = Clock()
+    channels = Channels(fallback, CHANNELS)
+    mean, std = channel_stats(channels, train.x)
+    model = LstmAE(Channels(fallback, CHANNELS, mean, std), hidden=hidden)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * ((len(train.x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    rng = np.random.default_rng([seed, 0x157])
+    best, best_state = np.inf, None
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total = 0.0
+        for idx in batches(len(train.x), batch_size, rng):
+            loss = model(torch.from_numpy(train.x[idx])).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        val_loss = float(predict(model, val_normal.x).mean())
+        progress(f"lstm-ae  epoch {epoch:3d}/{epochs}  loss {total / len(train.x):8.4f}  val {val_loss:.4f}  {clock}")
+        if val_loss < best:
+            best, best_state = val_loss, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return model.eval()
