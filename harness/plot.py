@@ -39,14 +39,17 @@ def render_trace(trace: Trace, out: Path, title: str) -> Path:
         ax.set_ylabel(f"{label}\n[{UNITS[name]}]", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        for event in trace.events:
-            ax.axvspan(event.start_s / 60.0, event.end_s / 60.0, color=anomaly_colour(event.type), alpha=0.25)
+        _shade(ax, trace)
     seen: dict[str, object] = {}
     for event in trace.events:
         name = event.type if event.signal is None else f"{event.type} ({event.signal})"
         seen.setdefault(name, plt.Rectangle((0, 0), 1, 1, color=anomaly_colour(event.type), alpha=0.4))
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="upper right", fontsize=8, ncol=min(4, len(seen)))
+    return _save(fig, axes, title, out)
+
+
+def _save(fig, axes, title: str, out: Path) -> Path:
     axes[-1].set_xlabel("scenario time [min]")
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -110,9 +113,4 @@ def render_run(trace: Trace, events: list, out: Path, title: str, fuel_truth=Non
     for ax in axes:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("scenario time [min]")
-    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return _save(fig, axes, title, out)

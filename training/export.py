@@ -1,4 +1,4 @@
-"""ONNX export of the torch models, metadata, and onnxruntime sessions as the device runs them."""
+"""ONNX export of the torch models and their metadata (sessions open as the device runs them: harness.models)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+
+from harness.models import open_session
 
 OPSET = 18
 
@@ -51,16 +53,6 @@ def export_torch(model: torch.nn.Module, path: Path, outputs: list[str], metadat
     onnx.save(onx, str(path))
 
 
-def session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_opset(path: Path) -> int:
     model = onnx.load(str(path))
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -68,7 +60,7 @@ def onnx_opset(path: Path) -> int:
 
 def parity(model: torch.nn.Module, path: Path, x: np.ndarray) -> float:
     """Largest |onnxruntime - torch| over the first output on windows `x`."""
-    sess = session(path)
+    sess = open_session(path)
     worst = 0.0
     for w in x:
         got = sess.run(None, {"window": w[None].astype(np.float32)})[0]
