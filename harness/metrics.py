@@ -41,7 +41,6 @@ point-adjusted F1 (never alone; not at all here).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Mapping, Sequence
 

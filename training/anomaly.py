@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.signals import SIGNALS
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.fuel import channel_stats

@@ -1,8 +1,6 @@
 """The behaviour model: LightGBM on the 18 window statistics of `harness.features.behaviour_features`."""
 from __future__ import annotations
 
-import numpy as np
-
 from harness.cycles import STYLES
 from harness.features import behaviour_features_batch
 from training.common import Clock, Progress

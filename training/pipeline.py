@@ -14,20 +14,17 @@ Order of work, and which data each step may see:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from harness.anomalies import BEHAVIOURAL_TYPES
 from harness.cycles import STYLES
-from harness.dataset import DATASET_VERSION, build_dataset
+from harness.dataset import build_dataset
 from harness.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features_batch
 from harness.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
 from harness.signals import SIGNALS, UNITS
