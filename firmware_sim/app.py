@@ -26,8 +26,8 @@ from firmware_sim.stm32 import LatestValues
 from harness.cycles import STYLES
 from harness.dbc import get_profile
 from harness.events import (AnomalyResult, AppStatus, BehaviourResult, FeatureDebug, FuelResult, ModelRef,
-                            RuleEvent, format_event_line)
-from harness.features import WINDOW_S, behaviour_features
+                            RuleEvent, event_to_json, format_event_line)
+from harness.features import CONTEXT_S, WINDOW_S, behaviour_features
 from firmware_sim.uart import UartCapture
 from harness.link import CanFrame, DecoderStats, Received, SampleRecord, get_codec
 from harness.models import ModelSet
@@ -76,10 +76,15 @@ class SampleAssembler:
 
 
 class WindowBuffer:
-    """The last 60 seconds of samples; a window is emitted every `stride_s` seconds once 60 s are covered."""
+    """The last `context_s` seconds of samples; once `window_s` seconds are covered, every `stride_s` seconds it
+    emits the anomaly model's input [context_s, 10] (NaN for seconds with no sample, before the first one
+    included); the last `window_s` rows are the window the fuel and behaviour models take."""
 
-    def __init__(self, window_s: int = WINDOW_S, stride_s: int = 1):
+    def __init__(self, window_s: int = WINDOW_S, stride_s: int = 1, context_s: int | None = None):
         self.window_s, self.stride_s = window_s, stride_s
+        self.context_s = window_s if context_s is None else context_s
+        if self.context_s < window_s:
+            raise ValueError(f"context_s ({self.context_s}) must be at least window_s ({window_s})")
         self._rows: dict[int, np.ndarray] = {}
         self._first: int | None = None
 
@@ -88,38 +93,42 @@ class WindowBuffer:
         if self._first is None:
             self._first = second
         self._rows[second] = row
-        for old in [s for s in self._rows if s <= second - self.window_s]:
+        for old in [s for s in self._rows if s <= second - self.context_s]:
             del self._rows[old]
         since = second - self._first + 1
         if since < self.window_s or (since - self.window_s) % self.stride_s:
             return None
-        window = np.full((self.window_s, N_SIGNALS), np.nan, dtype=np.float32)
-        for i, s in enumerate(range(second - self.window_s + 1, second + 1)):
+        context = np.full((self.context_s, N_SIGNALS), np.nan, dtype=np.float32)
+        for i, s in enumerate(range(second - self.context_s + 1, second + 1)):
             if s in self._rows:
-                window[i] = self._rows[s]
-        return window
+                context[i] = self._rows[s]
+        return context
 
 
 class AppSim:
     """The simulated app: reads `port` (a pyserial Serial) in a thread and writes EdgeAI lines to `log`.
 
-    `log` receives each logcat line (no newline); the simulated Android device keeps them as logcat would.
+    `log` receives each logcat line (no newline); or, with `log_payload`, only each line's JSON payload (what a
+    real app hands to `android.util.Log`, which adds the prefix: `firmware_sim.phone` runs it that way).
     Start it with `start()` (or as a context manager); `stop()` reads what is left, scores it and logs a last
     status line. A stopped app cannot be restarted.
     """
 
     def __init__(self, port, models: ModelSet, *, log: Callable[[str], None], codec: str = "dtg-link-v2",
                  profile: str = "obd2", limits: RuleLimits = RuleLimits(), stride_s: int = 1,
-                 debug_features: bool = False, status_every_s: float = 60.0, pid: int = 4321):
+                 debug_features: bool = False, status_every_s: float = 60.0, pid: int = 4321,
+                 log_payload: Callable[[str], None] | None = None):
         self._models = models
         manifest = models.manifest
         self._refs = {name: ModelRef(name, entry.sha256[:16], manifest.version)
                       for name, entry in manifest.models.items()}
         self._log = log
+        # On a (simulated) phone the system's logger adds the logcat prefix: the app hands it the payload only.
+        self._log_payload = log_payload
         self._capture = UartCapture(port, get_codec(codec).decoder(), keep_records=False,
                                     on_received=self._on_records)
         self._samples = SampleAssembler(codec, profile)
-        self._windows = WindowBuffer(WINDOW_S, stride_s)
+        self._windows = WindowBuffer(WINDOW_S, stride_s, CONTEXT_S)
         self._rules = RuleDetector(limits)
         self._debug = debug_features
         self._status_every_s = status_every_s
@@ -137,6 +146,11 @@ class AppSim:
     @property
     def bytes_read(self) -> int:
         return self._capture.stats.bytes_read
+
+    @property
+    def running(self) -> bool:
+        """True while the reading thread runs (False before start, after stop, or when it died)."""
+        return self._capture.running
 
     @property
     def error(self) -> BaseException | None:
@@ -169,21 +183,22 @@ class AppSim:
         for hit in self._rules.feed(t_s, row.tolist()):
             self.stats.rule_events += 1
             self._write(RuleEvent(t_s, hit.type, float(hit.value), float(hit.limit)))
-        window = self._windows.add(t_s, row)
-        if window is not None:
-            self._score(t_s, window)
+        context = self._windows.add(t_s, row)
+        if context is not None:
+            self._score(t_s, context)
         if t_s >= self._next_status_s:
             self._next_status_s = (math.floor(t_s / self._status_every_s) + 1) * self._status_every_s
             self._write(self._status())
 
-    def _score(self, t_s: float, window: np.ndarray) -> None:
+    def _score(self, t_s: float, context: np.ndarray) -> None:
         self.stats.windows_scored += 1
+        window = context[-WINDOW_S:]
         started = time.perf_counter()
         fuel = self._models.fuel(window)
         fuel_ms = (time.perf_counter() - started) * 1000.0
         self._write(FuelResult(t_s, round(fuel_ms, 4), self._refs["fuel"], float(fuel)))
         started = time.perf_counter()
-        anomaly = self._models.anomaly(window)
+        anomaly = self._models.anomaly(context)
         anomaly_ms = (time.perf_counter() - started) * 1000.0
         self._write(AnomalyResult(t_s, round(anomaly_ms, 4), self._refs["anomaly"], anomaly.score,
                                   self._models.threshold, anomaly.alarm,
@@ -207,5 +222,8 @@ class AppSim:
     def _write(self, event) -> None:
         self._seq += 1
         event = replace(event, seq=self._seq)
-        self._log(format_event_line(event, pid=self._pid, tid=self._pid + 29))
+        if self._log_payload is not None:
+            self._log_payload(event_to_json(event))
+        else:
+            self._log(format_event_line(event, pid=self._pid, tid=self._pid + 29))
         self.stats.lines_written += 1

@@ -229,6 +229,23 @@ def apply_reading_faults(t_s: np.ndarray, readings: dict[str, np.ndarray], anoma
 
 
 
+#: How long each type of anomaly lasts at full strength (s) when drawn at random: faults of the vehicle persist
+#: until it is repaired or stopped (a failed fan heats the engine for as long as it runs; a leak keeps leaking: a
+#: one-minute "leak" of a few L/h would be below the tank sender's resolution), sensor faults and driving come
+#: and go.
+SUSTAIN_RANGE_S: dict[str, tuple[float, float]] = {"overheating": (240.0, 480.0), "fuel_leak": (240.0, 600.0)}
+DEFAULT_SUSTAIN_RANGE_S = (60.0, 240.0)
+
+
+def random_shape(rng: np.random.Generator, kind: str) -> tuple[float, float, float]:
+    """(onset_s, sustain_s, recovery_s) of an anomaly of `kind` drawn at random: faults that set in at once
+    (GPS jump, stuck value, dropout) have no ramp in, and a GPS jump or a stuck value no ramp out."""
+    onset = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value", "dropout") else 0.0, 1))
+    sustain = float(round(rng.uniform(*SUSTAIN_RANGE_S.get(kind, DEFAULT_SUSTAIN_RANGE_S)), 1))
+    recovery = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value") else 0.0, 1))
+    return onset, sustain, recovery
+
+
 def random_schedule(rng: np.random.Generator, duration_s: float, count: int,
                     types: tuple[str, ...] = ANOMALY_TYPES, earliest_s: float = 120.0,
                     gap_s: float = 60.0) -> list[Anomaly]:
@@ -242,9 +259,7 @@ def random_schedule(rng: np.random.Generator, duration_s: float, count: int,
     for start in slots:
         kind = str(rng.choice(types))
         at_s = float(round(max(start, free_from), 1))
-        onset = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value", "dropout") else 0.0, 1))
-        sustain = float(round(rng.uniform(60.0, 240.0) if kind != "overheating" else rng.uniform(240.0, 480.0), 1))
-        recovery = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value") else 0.0, 1))
+        onset, sustain, recovery = random_shape(rng, kind)
         anomaly = Anomaly(kind, at_s, float(round(rng.uniform(0.3, 1.0), 2)), onset, sustain, recovery,
                           str(rng.choice(SIGNALS)) if kind in SENSOR_FAULT_TYPES else None)
         if anomaly.end_s > duration_s - 1.0:

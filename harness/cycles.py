@@ -22,13 +22,17 @@ BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
 
 #: Driving styles, in the behaviour model's class order.
 STYLES: tuple[str, ...] = ("normal", "eco", "aggressive")
-#: How a style changes a segment's driving: scale on the kind's accelerations and cruise speed, speed wander.
+#: How a style changes a segment's driving: scale on the kind's accelerations and cruise speed, speed wander,
+#: and on the engine speeds the driver shifts at (`harness.vehicle`: eco drivers change up early and hold a
+#: high gear, aggressive ones rev each gear out and change down early).
 STYLE_EFFECTS: dict[str, dict[str, float]] = {
-    "normal": {"accel": 1.0, "decel": 1.0, "cruise": 1.0, "wander": 0.6},
-    "eco": {"accel": 0.55, "decel": 0.6, "cruise": 0.88, "wander": 0.3},
+    "normal": {"accel": 1.0, "decel": 1.0, "cruise": 1.0, "wander": 0.6, "shift": 1.0},
+    "eco": {"accel": 0.55, "decel": 0.6, "cruise": 0.88, "wander": 0.3, "shift": 0.8},
     # Brisk but within what drivers do every day: below the 3.5 m/s^2 / 4 m/s^2 harsh-event limits of the app.
-    "aggressive": {"accel": 1.8, "decel": 1.7, "cruise": 1.15, "wander": 1.5},
+    "aggressive": {"accel": 1.8, "decel": 1.7, "cruise": 1.15, "wander": 1.5, "shift": 1.35},
 }
+#: The shift-speed scale per style index (STYLES order).
+SHIFT_SCALE = np.array([STYLE_EFFECTS[s]["shift"] for s in STYLES])
 
 #: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length
 #: (s), stop probability at the end of each leg, typical acceleration and deceleration (m/s^2).

@@ -23,12 +23,13 @@ import numpy as np
 
 from harness.anomalies import random_schedule
 from harness.dbc import as_received
+from harness.gnss import as_received_nmea
 from harness.link import as_sampled
 from harness.cycles import GENERATOR_VERSION, SEGMENT_KINDS, STYLES, SpeedProfile, generate_trip, load_cycle
 from harness.signals import SIGNALS, Trace
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
-DATASET_VERSION = f"dtg-dataset/3 ({GENERATOR_VERSION})"
+DATASET_VERSION = f"dtg-dataset/5 ({GENERATOR_VERSION})"
 #: The bus the unit reads: readings it carries are written at that bus's resolution (`harness.dbc.as_received`).
 BUS_PROFILE = "obd2"
 SPLITS = ("train", "val", "test")
@@ -92,7 +93,7 @@ def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
 def trip_rows(trace: Trace) -> str:
     """The trip at 1 Hz as CSV text (fixed formatting, so the bytes depend only on the values)."""
     sampled = trace.resample()
-    readings = as_sampled(as_received(BUS_PROFILE, sampled.signals))
+    readings = as_sampled(as_received_nmea(as_received(BUS_PROFILE, sampled.signals)))
     labels = {kind: sampled.label_mask(kind) for kind in sorted({event.type for event in sampled.events})}
     lines = [",".join(COLUMNS)]
     columns = {"t_s": sampled.t_s, **readings, "fuel_rate_lph": sampled.aux["fuel_rate"]}

@@ -3,7 +3,7 @@
 The unit's models look at windows of `WINDOW_S` samples (1 Hz) of the ten signals in `harness.signals.SIGNALS`
 order, in the units the unit reads (km/h, rpm, %, bar, degC, %, m/s^2, deg, deg, m); NaN means "no reading".
 
-- `sliding_windows` cuts a trip into such windows.
+- `sliding_windows` cuts a trip into such windows; `context_windows` into the anomaly model's longer inputs.
 - `behaviour_features` computes the 18 statistics the behaviour model takes (`BEHAVIOUR_FEATURES` names them).
   Standard deviations are SAMPLE standard deviations (ddof=1); the reference app used the population one.
   Missing readings are ignored; a statistic with too few readings is NaN (the model treats NaN as missing).
@@ -21,6 +21,10 @@ import numpy as np
 from harness.signals import SIGNALS
 
 WINDOW_S = 60
+#: The anomaly model's input: the last `CONTEXT_S` samples (NaN before the trip's first), of which the last
+#: `WINDOW_S` are the window the other models see. Slow faults (a fuel leak of a few L/h against a tank level
+#: sent in 0.4 % steps, a failing fan) only rise above the readings' noise over minutes.
+CONTEXT_S = 300
 EARTH_RADIUS_M = 6_371_000.0
 #: Below this step length (m) between two fixes the heading is noise, so the heading rate is taken as 0.
 MIN_STEP_FOR_HEADING_M = 2.0
@@ -36,6 +40,16 @@ BEHAVIOUR_FEATURES: tuple[str, ...] = (
     "lateral_mean_ms2", "lateral_std_ms2",
     "fuel_level_slope_pct_per_min",
 )
+
+
+def context_windows(samples: np.ndarray, context_s: int = CONTEXT_S, window_s: int = WINDOW_S,
+                    stride_s: int = 1) -> np.ndarray:
+    """Inputs [n, context_s, signals] ending where `sliding_windows(samples, window_s, stride_s)`'s windows end.
+
+    The rows before the trip's first sample are NaN, as the app feeds them before it has `context_s` seconds.
+    """
+    pad = np.full((context_s - window_s, samples.shape[1]), np.nan, dtype=samples.dtype)
+    return sliding_windows(np.concatenate([pad, samples]), context_s, stride_s)
 
 
 def sliding_windows(samples: np.ndarray, window_s: int = WINDOW_S, stride_s: int = 1) -> np.ndarray:

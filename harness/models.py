@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.features import WINDOW_S, behaviour_features
+from harness.features import CONTEXT_S, WINDOW_S, behaviour_features
 from harness.signals import SIGNALS
 
 MODEL_NAMES = ("fuel", "anomaly", "behaviour")
 #: Input and output names and shapes of the model contract (docs/models.md).
 CONTRACT: dict[str, dict[str, dict[str, list[int]]]] = {
     "fuel": {"inputs": {"window": [1, WINDOW_S, len(SIGNALS)]}, "outputs": {"fuel_rate_lph": [1, 1]}},
-    "anomaly": {"inputs": {"window": [1, WINDOW_S, len(SIGNALS)]},
+    "anomaly": {"inputs": {"window": [1, CONTEXT_S, len(SIGNALS)]},
                 "outputs": {"score": [1], "signal_scores": [1, len(SIGNALS)]}},
     "behaviour": {"inputs": {"features": [1, 18]}, "outputs": {"label": [1], "probabilities": [1, 3]}},
 }
@@ -173,12 +173,12 @@ class AnomalyResult:
         return max(self.signal_scores, key=self.signal_scores.get)
 
 
-def _window(window: np.ndarray) -> np.ndarray:
+def _window(window: np.ndarray, length_s: int = WINDOW_S) -> np.ndarray:
     w = np.asarray(window, dtype=np.float32)
-    if w.shape == (WINDOW_S, len(SIGNALS)):
+    if w.shape == (length_s, len(SIGNALS)):
         w = w[None]
-    if w.shape != (1, WINDOW_S, len(SIGNALS)):
-        raise ValueError(f"a window is [{WINDOW_S}, {len(SIGNALS)}] (or [1, {WINDOW_S}, {len(SIGNALS)}]) of "
+    if w.shape != (1, length_s, len(SIGNALS)):
+        raise ValueError(f"a window is [{length_s}, {len(SIGNALS)}] (or [1, {length_s}, {len(SIGNALS)}]) of "
                          f"{', '.join(SIGNALS)}; got shape {w.shape}")
     return w
 
@@ -206,8 +206,9 @@ class ModelSet:
         """Mean fuel rate (L/h) over the window."""
         return float(self._run("fuel", {"window": _window(window)})[0][0, 0])
 
-    def anomaly(self, window: np.ndarray) -> AnomalyResult:
-        score, per_signal = self._run("anomaly", {"window": _window(window)})
+    def anomaly(self, context: np.ndarray) -> AnomalyResult:
+        """Score the anomaly model's input: the last CONTEXT_S samples, NaN before the trip's first."""
+        score, per_signal = self._run("anomaly", {"window": _window(context, CONTEXT_S)})
         value = float(score[0])
         return AnomalyResult(value, value > self.threshold, dict(zip(SIGNALS, per_signal[0].astype(float).tolist())))
 
@@ -251,17 +252,18 @@ class BenchRow:
 
 
 def bench_example_inputs(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """A plausible window (cruising at 50 km/h) and its behaviour features: inputs for latency runs."""
+    """A plausible drive (cruising at 50 km/h): a window, the anomaly model's context ending with it, and its
+    behaviour features: inputs for latency runs."""
     rng = np.random.default_rng(seed)
-    t = np.arange(WINDOW_S, dtype=np.float64)
+    t = np.arange(CONTEXT_S, dtype=np.float64)
     speed = 50.0 + 3.0 * np.sin(t / 9.0)
     window = np.stack([
         speed, speed * 38.0, 20.0 + 5.0 * np.sin(t / 7.0), np.zeros_like(t), 88.0 + rng.normal(0, 0.1, len(t)),
         60.0 - t * 0.002 + rng.normal(0, 0.1, len(t)), np.gradient(speed / 3.6) + rng.normal(0, 0.05, len(t)),
         37.5665 + np.cumsum(speed / 3.6) / 111_195.0, np.full_like(t, 126.978), 100.0 + t * 0.05,
     ], axis=1).astype(np.float32)
-    return {"fuel": {"window": window[None]}, "anomaly": {"window": window[None]},
-            "behaviour": {"features": behaviour_features(window)[None]}}
+    return {"fuel": {"window": window[None, -WINDOW_S:]}, "anomaly": {"window": window[None]},
+            "behaviour": {"features": behaviour_features(window[-WINDOW_S:])[None]}}
 
 
 def bench_session(session, feeds: dict[str, np.ndarray], runs: int = 2000, warmup: int = 200) -> tuple[float, float]:

@@ -78,13 +78,15 @@ class ScenarioItem(pytest.Item):
             pytest.skip(f"sim tests need a simulated rig; --rig {rig.path} has real hardware")
         if self.variant == "hil" and rig.simulated:
             pytest.skip("no real rig configured: pass --rig FILE (or set DTG_RIG) naming a rig with real hardware "
-                        "(stm32.kind: real, android.kind: adb, a python-can interface other than virtual); "
+                        "(android.kind: adb, a python-can interface other than virtual; rigs/loopback.yaml runs "
+                        "the real drivers against stand-ins); "
                         f"the rig in use is '{rig.name}', which is simulated")
         reason = rig.unsupported(self.scenario)
         if reason:
             pytest.skip(reason)
-        if not rig.simulated:
-            pytest.skip("real-rig drivers are not available in this version of dtg-hil (issue 6)")
+        if rig.stm32_kind != "simulated":
+            pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
+                        "only (docs/rig.md, 'Bring-up of a real bench')")
         from harness.run import run_scenario
 
         models, model_types = _session_models(self.config, rig)

@@ -56,7 +56,8 @@ def anomaly_type_table(results: Sequence[RunResult]) -> str:
 def speed_line(results: Sequence[RunResult]) -> str:
     scenario_s = sum(r.trace.duration_s for r in results)
     wall_s = sum(r.wall_s for r in results)
-    return (f"simulated rig: {scenario_s / 3600:.2f} h of scenario in {wall_s:.0f} s of wall time = "
+    rigs = ", ".join(sorted({f"'{r.rig.name}'" for r in results}))
+    return (f"rig {rigs}: {scenario_s / 3600:.2f} h of scenario in {wall_s:.0f} s of wall time = "
             f"{scenario_s / wall_s:.0f} scenario-seconds per wall-second "
             f"(slowest scenario {min(r.speed for r in results):.0f}x)") if wall_s > 0 else ""
 

@@ -42,6 +42,10 @@ GNSS_KINDS = ("none", "simulated", "nmea")
 POSITION = ("latitude", "longitude", "altitude")
 DEFAULT_MANIFEST = "models/manifest.json"
 DEFAULT_SIM_TIME_SCALE = 100.0
+#: A real-rig setting with this value (CAN channel of an slcan interface, UART tap port, adb serial, GNSS port)
+#: makes the harness start the project's stand-in for that part (`firmware_sim.slcan`, a tee'd pty,
+#: `firmware_sim.adbd`, `harness.gnss`): the loopback rig, whose real-device code paths run in CI.
+SIMULATED = "simulated"
 
 
 class RigError(DataFileError):
@@ -67,6 +71,20 @@ class RigConfig:
     gnss_baudrate: int = 9600
     models: Path = Path(DEFAULT_MANIFEST)
     time_scale: float = DEFAULT_SIM_TIME_SCALE
+
+    @property
+    def standins(self) -> tuple[str, ...]:
+        """The stand-ins the harness starts for parts named `simulated` in a real-rig section (`STANDINS`)."""
+        out = []
+        if self.can.get("interface") == "slcan" and self.can.get("channel") == SIMULATED:
+            out.append("slcan")
+        if self.uart_tap == SIMULATED:
+            out.append("uart_tap")
+        if self.android_kind == "adb" and self.adb_serial == SIMULATED:
+            out.append("adb")
+        if self.gnss_kind == "nmea" and self.gnss_port == SIMULATED:
+            out.append("gnss")
+        return tuple(out)
 
     @property
     def simulated(self) -> bool:

@@ -15,6 +15,7 @@ sensor noise beyond the plant's; that is what the `hil` tests on a real rig are 
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -23,17 +24,22 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import can
 import numpy as np
 
 from firmware_sim.app import AppSim
+from firmware_sim.gnss_input import GnssInput
 from firmware_sim.rules import RuleLimits
+from firmware_sim.slcan import SlcanAdapter
 from firmware_sim.stm32 import Stm32Sim
-from firmware_sim.uart import PtyPair
+from firmware_sim.uart import PtyPair, TeeSink
 from harness.clock import ScenarioClock
-from harness.events import EventCollector, FuelResult
+from harness.events import AppStatus, EventCollector, FuelResult
+from harness.gnss import NmeaFeed, as_received_nmea, trace_position_source
+from harness.phone import PhoneSession
 from harness.models import ModelSet
 from harness.metrics import Judgement, ScenarioMetrics, default_sources_for_type, end_to_end_latency, judge, \
     latency_stats, scenario_metrics
@@ -41,10 +47,13 @@ from harness.restbus import RestBus
 from harness.rig import RigConfig
 from harness.scenario import Scenario
 from harness.signals import Trace
+from harness.uart_tap import SentFrameLog, TapReport, UartTap
 from harness.vehicle import get_vehicle
 
 #: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
 RUN_GRACE_WALL_S = 30.0
+#: The UTC time at scenario second 0, for the GNSS feed's NMEA time and date fields.
+GNSS_START_UTC = datetime(2026, 1, 15, 8, 0, 0, tzinfo=timezone.utc)
 
 
 class RunError(RuntimeError):
@@ -85,6 +94,7 @@ class RunResult:
     accounting: Accounting
     wall_s: float
     model_types: tuple[str, ...] = field(default_factory=tuple)
+    tap: TapReport | None = None  # the UART tap's cross-check against the CAN log, when the rig has a tap
 
     @property
     def speed(self) -> float:
@@ -119,8 +129,11 @@ def fuel_truth(trace: Trace, window_s: int = 60):
 
 
 def _local_sensors(trace: Trace):
-    """The unit's own sensors (brake, accelerometer, GNSS) read the plant directly."""
-    return trace.reading_at
+    """The unit's own sensors (brake, accelerometer, GNSS) read the plant; the position at the resolution its
+    GNSS receiver's NMEA sentences carry (on a rig with a GNSS feed, `GnssInput` reads the sentences instead)."""
+    def read(t_s: float) -> dict:
+        return as_received_nmea(trace.reading_at(t_s))
+    return read
 
 
 def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
@@ -137,9 +150,15 @@ def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
 
 def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
                  model_types: tuple[str, ...] = ()) -> RunResult:
-    """Drive `scenario` through the simulated rig and judge it against its `expect:` section."""
-    if not rig.simulated:
-        raise RunError(f"rig '{rig.name}' has real hardware; this runner drives simulated rigs only")
+    """Drive `scenario` through the rig's chain and judge it against its `expect:` section.
+
+    The STM32 must be simulated (a real STM32 needs a bench runner this version does not have); the CAN
+    interface, the UART tap, the Android device and the GNSS feed may each be simulated in-process, a
+    stand-in behind its real driver (`rig.standins`: the loopback rig), or, except the STM32, real hardware.
+    """
+    if rig.stm32_kind != "simulated":
+        raise RunError(f"rig '{rig.name}' has a real STM32: this version drives a simulated STM32 only "
+                       "(docs/rig.md, 'Bring-up of a real bench')")
     reason = rig.unsupported(scenario)
     if reason:
         raise RunError(reason)
@@ -149,50 +168,109 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     vehicle = get_vehicle(scenario.vehicle)
     # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
     channel = "dtg-sim-" + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789", "ghijklmnop"))
-    buses = [can.Bus(interface="virtual", channel=channel, preserve_timestamps=True) for _ in range(3)]
-    bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"))
-    notifier = can.Notifier(buses[2], [bus_log], timeout=0.05)
-    log_file = (artifacts / "events.log").open("w", encoding="utf-8")
     collector = EventCollector()
     lock = threading.Lock()
+    parts: list = []  # (name, worker) in start order; stopped in reverse
+    stack = contextlib.ExitStack()
+    log_file = stack.enter_context((artifacts / "events.log").open("w", encoding="utf-8"))
 
-    def logcat(line: str) -> None:  # the simulated phone's logcat, read by the harness as adb logcat would be
+    def logcat(line: str) -> None:  # EdgeAI lines, from the simulated app or from adb logcat
         with lock:
             log_file.write(line + "\n")
             collector.feed_line(line)
 
-    pty = PtyPair()
-    serial_port = pty.open_serial(timeout_s=0.02)
     frozen = gc.isenabled()
-    gc.collect()
-    gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
-    # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
-    # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
     switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, 0.5e-3))
-    clock = ScenarioClock(rig.time_scale)
-    rest_bus = RestBus(buses[0], trace, rig.profile, clock, end_s=duration_s, answer_at_request_stamp=True)
-    firmware = Stm32Sim(buses[1], pty.device, clock, profile=rig.profile, codec=rig.codec,
-                        local_sensors=_local_sensors(trace), end_s=duration_s, max_value_age_s=1.5,
-                        catch_up_polls=True)
-    app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
-                 limits=RuleLimits.for_redline(vehicle.redline_rpm))
     started = time.monotonic()
+    app = phone = tap = None
     try:
-        app.start()
-        rest_bus.start()
-        firmware.start()
+        # The CAN wire: a python-can virtual bus; the firmware and a bus monitor sit on it, the harness's rest-bus
+        # too, or behind the rig's CAN interface (the slcan stand-in bridges its pty to the wire).
+        firmware_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
+        monitor_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
+        simulated_can = rig.can.get("interface") == "virtual"
+        if simulated_can:
+            harness_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel,
+                                                      preserve_timestamps=True))
+        else:
+            settings = rig.can_settings()
+            if "slcan" in rig.standins:
+                adapter = SlcanAdapter(channel).start()
+                stack.callback(adapter.stop)
+                settings.update(channel=adapter.port, sleep_after_open=0)
+            harness_bus = stack.enter_context(can.Bus(**settings))
+        # The UART: the app's port, and the tap's when the rig has one (it sees the same bytes).
+        app_pty = stack.enter_context(PtyPair())
+        if rig.android_kind != "simulated":
+            # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
+            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts))
+            phone.start_app()
+        gc.collect()
+        gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
+
+        clock = ScenarioClock(rig.time_scale)
+        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"))
+        sent_log = SentFrameLog(clock.now_s)
+        notifier = can.Notifier(monitor_bus, [bus_log, sent_log], timeout=0.05)
+        stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
+        sink = app_pty.device
+        if rig.uart_tap:
+            tap_port = rig.uart_tap
+            if "uart_tap" in rig.standins:
+                tap_pty = stack.enter_context(PtyPair(write_timeout_s=0.5))
+                sink = TeeSink(app_pty.device, tap_pty.device, names=("app", "tap"))
+                tap_port = tap_pty.port
+            tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
+                          record_path=artifacts / "uart.bin", now_s=clock.now_s)
+            parts.append(("UART tap", tap))
+
+        local_sensors = _local_sensors(trace)
+        if "gnss" in rig.standins:
+            gnss_pty = stack.enter_context(PtyPair())
+            gnss_in = GnssInput(gnss_pty.port, other=local_sensors, baudrate=rig.gnss_baudrate,
+                                now_s=clock.now_s, start_utc=GNSS_START_UTC)
+            feed = NmeaFeed(gnss_pty.device, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
+                            baudrate=rig.gnss_baudrate, end_s=duration_s)
+            parts += [("GNSS input", gnss_in), ("GNSS feed", feed)]
+            local_sensors = gnss_in
+
+        if rig.android_kind == "simulated":
+            serial_port = app_pty.open_serial(timeout_s=0.02)
+            stack.callback(serial_port.close)
+            app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
+                         limits=RuleLimits.for_redline(vehicle.redline_rpm))
+            parts.append(("app simulator", app))
+
+        rest_bus = RestBus(harness_bus, trace, rig.profile, clock, end_s=duration_s,
+                           answer_at_request_stamp=simulated_can)
+        firmware = Stm32Sim(firmware_bus, sink, clock, profile=rig.profile, codec=rig.codec,
+                            local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
+                            catch_up_polls=True)
+        parts += [("rest-bus", rest_bus), ("STM32 simulator", firmware)]
+
+        # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
+        # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
+        sys.setswitchinterval(min(switch_interval, 0.5e-3))
+        for _, part in parts:
+            part.start()
         budget_s = duration_s / rig.time_scale + RUN_GRACE_WALL_S
         if not firmware.wait(budget_s):
             raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
                            f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
-        firmware.stop()
-        _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
-        app.stop()
         rest_bus.stop()
+        firmware.stop()
+        if app is not None:
+            _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
+        if tap is not None:
+            _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
+        if phone is not None:
+            _wait_quiet(lambda: len(collector.received), timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
+            phone.check_alive()
+        for _, part in reversed(parts):
+            part.stop()
     finally:
         wall_s = time.monotonic() - started
-        for part in (firmware, app, rest_bus):
+        for _, part in reversed(parts):
             try:
                 part.stop()
             except Exception:  # noqa: BLE001 - the first failure is the one reported below
@@ -201,13 +279,8 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         gc.unfreeze()
         if not frozen:
             gc.disable()
-        notifier.stop()  # stops its listeners too: the BLF file is finished and closed
-        for bus in buses:
-            bus.shutdown()
-        serial_port.close()
-        pty.close()
-        log_file.close()
-    for part, name in ((firmware, "STM32 simulator"), (app, "app simulator"), (rest_bus, "rest-bus")):
+        stack.close()
+    for name, part in parts:
         if part.error is not None:
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
@@ -221,19 +294,27 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=latency_stats(e2e.latencies_ms) if e2e.latencies_ms else None)
     judgement = judge(scenario.expect, metrics)
-    link = app.link_stats
     fw = firmware.stats
+    if app is not None:
+        link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
+        samples, windows = app.stats.samples_received, app.stats.windows_scored
+    else:  # the app on a phone reports its counters in its status lines
+        status = next((e for e in reversed(events) if isinstance(e, AppStatus)), None)
+        link = dict(status.link) if status else {}
+        samples, windows = (status.samples_received, status.windows_scored) if status else (0, 0)
     accounting = Accounting(
         can_frames_sent=rest_bus.stats.frames_sent + fw.requests_sent,
         obd_requests_answered=fw.requests_answered, obd_requests_unanswered=fw.requests_unanswered,
         firmware_frames_received=fw.frames_received, firmware_frames_forwarded=fw.frames_forwarded,
-        firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.frames_decoded,
-        link_crc_errors=link.crc_errors, link_frames_lost=link.frames_lost or 0, samples_sent=fw.samples_sent,
-        poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
-        samples_received=app.stats.samples_received, windows_scored=app.stats.windows_scored,
-        event_lines=len(events), event_problems=len(collector.problems),
+        firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.get("frames_decoded", 0),
+        link_crc_errors=link.get("crc_errors", 0), link_frames_lost=link.get("frames_lost") or 0,
+        samples_sent=fw.samples_sent, poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
+        samples_received=samples, windows_scored=windows, event_lines=len(events),
+        event_problems=len(collector.problems),
     )
-    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types)
+    tap_report = tap.report(sent_log.frames, time_scale=rig.time_scale) if tap is not None else None
+    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
+                       tap_report)
     _write_artifacts(result)
     return result
 
@@ -255,6 +336,13 @@ def _write_artifacts(result: RunResult) -> None:
         "wall_s": round(result.wall_s, 3),
         "speed_x": round(result.speed, 1),
     }
+    if result.tap is not None:
+        tap = result.tap
+        summary["uart_tap"] = {
+            "frames_sent": tap.frames_sent, "frames_forwarded": tap.frames_forwarded, "missing": len(tap.missing),
+            "unexpected": len(tap.unexpected), "crc_errors": tap.crc_errors, "frames_lost": tap.frames_lost,
+            "latency_ms": asdict(tap.latency), "report": str(tap),
+        }
     (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
     render_run(result.trace, result.collector.events, result.artifacts / "run.png",

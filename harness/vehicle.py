@@ -17,7 +17,8 @@ Physics, in the order the plant evaluates it:
   published calibration. One extension beyond VT-CPFM-1: the idle term scales with engine speed above the
   rpm the gear strategy would have chosen (friction work grows with rpm), so over-revving and fast idle cost
   fuel as they do on a real engine.
-- Gears: an automatic-style shift schedule with hysteresis, upshift rpm rising with power demand; clutch slip
+- Gears: an automatic-style shift schedule with hysteresis, upshift rpm rising with power demand and scaled by the
+  driving style (`harness.cycles.STYLE_EFFECTS`: eco changes up early, aggressive late); clutch slip
   at pull-away; neutral at rest. rpm = v / (2 pi r_wheel) * 60 * ratio(gear) * final_drive.
 - Throttle: engine power demand over the power available at the current rpm (a simple full-load curve).
 - Brake pressure: the deceleration the road load and engine braking do not provide, as line pressure.
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.anomalies import Anomaly, apply_reading_faults, apply_speed_anomalies, vehicle_modifiers
-from harness.cycles import SpeedProfile
+from harness.cycles import SHIFT_SCALE, SpeedProfile
 from harness.route import RouteStart, route_along
 from harness.signals import PLANT_RATE_HZ, Trace
 
@@ -183,8 +184,11 @@ def _smooth(x: np.ndarray, samples: int) -> np.ndarray:
 
 
 def _gears_and_rpm(vehicle: VehicleParams, speed_kmh: np.ndarray, demand: np.ndarray,
-                   rpm_target: np.ndarray, idle_boost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gear (0 = neutral), engine rpm, and the rpm normal driving would have had (for the friction term)."""
+                   rpm_target: np.ndarray, idle_boost: np.ndarray,
+                   shift_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gear (0 = neutral), engine rpm, and the rpm normal driving would have had (for the friction term).
+
+    `shift_scale` scales the up- and downshift engine speeds per sample (the driver's style)."""
     n_gears = len(vehicle.gear_ratios)
     per_kmh = np.array([vehicle.rpm_in_gear(1.0, g) for g in range(1, n_gears + 1)])  # rpm per km/h in each gear
     up_lo, up_hi = vehicle.upshift_rpm
@@ -193,8 +197,8 @@ def _gears_and_rpm(vehicle: VehicleParams, speed_kmh: np.ndarray, demand: np.nda
     rpm = np.empty(len(speed_kmh))
     normal_rpm = np.empty(len(speed_kmh))
     gear, since_shift = 0, 10.0
-    for i, (v, d, target, boost) in enumerate(zip(speed_kmh.tolist(), demand.tolist(), rpm_target.tolist(),
-                                                  idle_boost.tolist())):
+    for i, (v, d, target, boost, k) in enumerate(zip(speed_kmh.tolist(), demand.tolist(), rpm_target.tolist(),
+                                                     idle_boost.tolist(), shift_scale.tolist())):
         since_shift += DT
         if v < 1.0:
             gear = 0
@@ -204,12 +208,13 @@ def _gears_and_rpm(vehicle: VehicleParams, speed_kmh: np.ndarray, demand: np.nda
             continue
         if gear == 0:
             gear = 1
-        up_at = up_lo + (up_hi - up_lo) * min(max(d, 0.0), 1.0)
+        up_at = (up_lo + (up_hi - up_lo) * min(max(d, 0.0), 1.0)) * k
+        down_at = vehicle.downshift_rpm * k
         if since_shift >= 1.0:
-            if gear < n_gears and v * per_kmh[gear - 1] > up_at and v * per_kmh[gear] > vehicle.downshift_rpm * 1.1:
+            if gear < n_gears and v * per_kmh[gear - 1] > up_at and v * per_kmh[gear] > down_at * 1.1:
                 gear += 1
                 since_shift = 0.0
-            elif gear > 1 and v * per_kmh[gear - 1] < vehicle.downshift_rpm:
+            elif gear > 1 and v * per_kmh[gear - 1] < down_at:
                 gear -= 1
                 since_shift = 0.0
         # Pull-away: below idle speed in first gear the clutch (or converter) slips.
@@ -277,10 +282,16 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
     resistance = road_load_n(vehicle, speed, route.grade, route.altitude_m)
     tractive_n = resistance + 1.04 * vehicle.mass_kg * accel
     wheel_power_kw = tractive_n * speed / 3600.0  # N * km/h / 3600 = kW
-    engine_power_kw = np.maximum(wheel_power_kw, 0.0) / vehicle.driveline_efficiency
+    # The speed follower works on a flat road, so a long climb at speed can ask for more than the engine has:
+    # the engine gives at most its rated power (the fuel and the heat into the coolant stay those of a real
+    # engine at full load; without the cap a healthy light truck boiled at 140 km/h uphill).
+    engine_power_kw = np.minimum(np.maximum(wheel_power_kw, 0.0) / vehicle.driveline_efficiency,
+                                 vehicle.rated_power_kw)
     # Power demand relative to the rated point drives the shift schedule; actual throttle follows below.
     demand = engine_power_kw / vehicle.rated_power_kw * 2.0
-    gear, rpm, normal_rpm = _gears_and_rpm(vehicle, speed, demand, mods.rpm_target, mods.idle_rpm_boost)
+    style = np.repeat(profile.style_at(), int(PLANT_RATE_HZ))[:n]
+    gear, rpm, normal_rpm = _gears_and_rpm(vehicle, speed, demand, mods.rpm_target, mods.idle_rpm_boost,
+                                           SHIFT_SCALE[style])
 
     friction_factor = 1.0 + np.maximum(rpm - normal_rpm, 0.0) / vehicle.idle_rpm + mods.idle_rpm_boost / vehicle.idle_rpm
     fuel_l_s = fuel_rate_l_s(vehicle, engine_power_kw, friction_factor)
@@ -347,7 +358,6 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
         "battery_voltage": battery,
         "gear": gear.astype(float),
     }
-    style = np.repeat(profile.style_at(), int(PLANT_RATE_HZ))[:n]
     return Trace(t_s=t, signals=readings, truth=truth, aux=aux, events=[a.label() for a in anomalies], style=style)
 
 

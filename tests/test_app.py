@@ -31,6 +31,21 @@ def test_window_every_stride_once_60_seconds_are_covered_and_gaps_are_nan():
     assert np.isnan(w[100 - 61]).all() and not np.isnan(np.delete(w, 100 - 61, axis=0)).any()
 
 
+def test_context_holds_the_last_seconds_with_nan_before_the_first_sample():
+    buffer = WindowBuffer(60, stride_s=1, context_s=300)
+    out = {}
+    for t in range(10, 400):
+        context = buffer.add(float(t), np.full(len(SIGNALS), float(t)))
+        if context is not None:
+            out[t] = context
+    assert min(out) == 69  # 60 seconds covered
+    first = out[69]
+    assert first.shape == (300, 10) and np.isnan(first[:240]).all() and first[240, 0] == 10.0
+    assert first[-1, 0] == 69.0
+    late = out[399]
+    assert not np.isnan(late).any() and late[0, 0] == 100.0 and late[-1, 0] == 399.0
+
+
 def test_dtg_link_v2_samples_pass_through_with_their_time():
     values = tuple(float(i) for i in range(10))[:9] + (None,)
     out = SampleAssembler("dtg-link-v2").feed(SampleRecord(42_000, values))

@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from harness.cycles import STYLES
-from harness.features import BEHAVIOUR_FEATURES, behaviour_features
+from harness.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features
 from harness.models import CONTRACT, MODEL_NAMES, ManifestError, ModelSet, bench_models, format_bench, load_manifest
 from harness.signals import SIGNALS
 from training.data import make_windows
@@ -111,11 +111,14 @@ def test_manifest_lists_rule_based_types_and_exclusions(manifest):
 
 
 def test_model_set_runs_a_window_with_missing_readings(models, held_out):
-    window = held_out[0].samples[600:660].copy()
-    window[10:30, 2] = np.nan  # throttle drops out
+    context = held_out[0].samples[360:660].copy()
+    context[-50:-30, 2] = np.nan  # throttle drops out
+    window = context[-WINDOW_S:]
     fuel = models.fuel(window)
     assert np.isfinite(fuel) and 0.0 <= fuel < 120.0
-    result = models.anomaly(window)
+    with pytest.raises(ValueError, match=r"a window is \[300, 10\]"):
+        models.anomaly(window)
+    result = models.anomaly(context)
     assert result.alarm and result.worst_signal == "throttle_position"
     label, probs = models.behaviour_window(window)
     assert label in range(3) and probs.shape == (3,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
@@ -170,8 +173,7 @@ def behaviour_scores(manifest, models, held_out_windows):
     return macro_f1(w.style[sub], pred), macro_f1(w.style[sub], base)
 
 
-#: Regression floor for the behaviour model: what it measures today (0.79 on the test split, 0.81 here), less a
-#: margin.
+#: Regression floor for the behaviour model: what it measures today (0.81 on the test split), less a margin.
 BEHAVIOUR_F1_FLOOR = 0.75
 
 
@@ -181,7 +183,7 @@ def test_behaviour_beats_baseline_on_held_out_trips(behaviour_scores):
 
 
 @pytest.mark.xfail(reason="issue 4 target macro-F1 >= 0.90 not reached: 60-s windows of the generated styles "
-                          "measure 0.79-0.81 at bus resolution (a CNN on the raw window did no better); see "
+                          "measure 0.81 at bus resolution (a CNN on the raw window did no better); see "
                           "docs/models.md",
                    strict=False)
 def test_behaviour_macro_f1_target_on_held_out_trips(behaviour_scores):
@@ -201,10 +203,12 @@ def anomaly_reports(manifest, models, held_out):
     return report, base, summary
 
 
-#: Regression floors for the anomaly model on this held-out set: today's figures (min event AUROC 0.89, recall
-#: 0.89, 1.3 false alarms per hour over 4.7 h of normal driving) less a margin; the issue's targets are the
-#: xfail tests below (docs/models.md, "Known limits").
-ANOMALY_AUROC_FLOOR, ANOMALY_RECALL_FLOOR, ANOMALY_FA_PER_H_CEILING = 0.85, 0.85, 2.0
+#: Regression floors for the anomaly model on this held-out set (8 one-hour trips and two cycles: about 10
+#: events per type): today's figures less a margin. Today: event AUROC 1.0 for seven types and 0.83 for spike
+#: noise (rpm spikes that clip at 0 rpm, two of the three spike events missed), recall 0.94, 0.74 false alarms
+#: per hour. The issue's targets are the xfail tests below; on the training pipeline's larger test anomaly set
+#: they are met (docs/models.md, "Figures" and "Known limits").
+ANOMALY_AUROC_FLOOR, ANOMALY_RECALL_FLOOR, ANOMALY_FA_PER_H_CEILING = 0.80, 0.90, 1.5
 
 
 def test_anomaly_beats_baseline(anomaly_reports):
@@ -215,16 +219,17 @@ def test_anomaly_beats_baseline(anomaly_reports):
     assert report["false_alarms_per_hour"] <= ANOMALY_FA_PER_H_CEILING, summary
 
 
-@pytest.mark.xfail(reason="issue 4 target not reached on bus-resolution data for every type (fuel leak, "
-                          "overheating, stuck sensors below 0.95 on some sets); see docs/models.md", strict=False)
+@pytest.mark.xfail(reason="issue 4 target met on the pipeline's test anomaly set (min event AUROC 0.999) but not "
+                          "on this smaller held-out set: spike noise 0.83 (rpm spikes clipped at 0 rpm); see "
+                          "docs/models.md", strict=False)
 def test_anomaly_event_auroc_target_per_type(anomaly_reports):
     report, _, summary = anomaly_reports
     assert min(report["event_auroc"].values()) >= 0.95, summary
 
 
-@pytest.mark.xfail(reason="issue 4 target event recall >= 0.95 at <= 1 FA/h not reached on bus-resolution data "
-                          "(fuel leak and overheating recall; this set also sees 1.3 FA/h); see docs/models.md",
-                   strict=False)
+@pytest.mark.xfail(reason="issue 4 target met on the pipeline's test anomaly set (recall 0.964 at 0.70 FA/h) but "
+                          "not on this smaller held-out set (0.94: the missed rpm and brake spikes); see "
+                          "docs/models.md", strict=False)
 def test_anomaly_event_recall_target(anomaly_reports):
     report, _, summary = anomaly_reports
     assert report["event_recall"] >= 0.95 and report["false_alarms_per_hour"] <= 1.0, summary

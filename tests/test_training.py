@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from harness.features import CONTEXT_S, WINDOW_S  # noqa: E402
 from harness.models import MODEL_NAMES, ModelSet, load_manifest  # noqa: E402
 from training.common import make_deterministic  # noqa: E402
 from training.data import make_windows  # noqa: E402
@@ -32,10 +33,12 @@ def test_quick_training_writes_three_models_and_a_manifest(tmp_path):
     manifest = load_manifest(tmp_path / "m" / "manifest.json")  # checks every file's sha256 and size
     assert sorted(p.name for p in (tmp_path / "m").glob("*.onnx")) == sorted(f"{n}.onnx" for n in MODEL_NAMES)
     assert manifest.raw["quick"] is True
-    window = np.tile(np.array([50, 2000, 20, 0, 88, 60, 0, 37.5, 127.0, 100], dtype=np.float32), (60, 1))
+    context = np.tile(np.array([50, 2000, 20, 0, 88, 60, 0, 37.5, 127.0, 100], dtype=np.float32), (CONTEXT_S, 1))
+    context[:100] = np.nan  # the first seconds of a trip
+    window = context[-WINDOW_S:]
     with ModelSet(manifest) as models:
         assert np.isfinite(models.fuel(window))
-        assert np.isfinite(models.anomaly(window).score)
+        assert np.isfinite(models.anomaly(context).score)
         label, probs = models.behaviour_window(window)
         assert 0 <= label < 3 and probs.shape == (3,)
 

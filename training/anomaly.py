@@ -13,7 +13,7 @@ from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.fuel import channel_stats
 from training.nets import (CHANNELS, CROSS_CHANNELS, FEATURES, AnomalyFeatures, AnomalyModel, Channels,
-                           CrossPredictor, FeatureAE, FuelTCN, LstmAE)
+                           CrossPredictor, FeatureAE, FuelTCN, LstmAE, fit_fuel_proxy)
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
 RESIDUAL_QUANTILE = 0.999
@@ -52,8 +52,10 @@ def train_cross(train: Windows, fallback: np.ndarray, seed: int, epochs: int, pr
 def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: CrossPredictor, fallback: np.ndarray,
                   seed: int, epochs: int, use_ae: bool, progress: Progress, batch_size: int = 256,
                   lr: float = 2e-3) -> AnomalyModel:
+    """`train` and `val_normal` hold the model's context inputs (`make_windows(..., context_s=CONTEXT_S)`)."""
     clock = Clock()
     extractor = AnomalyFeatures(fuel, fallback, cross).eval()
+    extractor.fuel_proxy.copy_(torch.from_numpy(fit_fuel_proxy(train.x, train.fuel_seq, fallback, seed=seed)))
     feats = predict(extractor, train.x)
     progress(f"anomaly  {len(FEATURES)} features of {len(feats)} normal training windows  {clock}")
     centre, scale = robust_scale(feats)
@@ -89,9 +91,9 @@ def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: Cro
                 best, best_state = val_loss, {k: v.clone() for k, v in ae.state_dict().items()}
         ae.load_state_dict(best_state)
         ae.eval()
-        resid = z - predict(ae, z.astype(np.float32))
-    else:
-        resid = z
+    # The residuals of AnomalyModel.signed_residual, from the features already computed.
+    z_raw = (feats - centre) / scale
+    resid = z_raw - predict(ae, z.astype(np.float32)) if ae is not None else z_raw
     scale_hi = np.maximum(np.quantile(np.maximum(resid, 0.0), RESIDUAL_QUANTILE, axis=0), 0.5)
     scale_lo = np.maximum(np.quantile(np.maximum(-resid, 0.0), RESIDUAL_QUANTILE, axis=0), 0.5)
     return AnomalyModel(extractor, centre, scale, ae, scale_hi, scale_lo).eval()

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.cycles import STYLES
 from harness.dataset import read_trip
-from harness.features import WINDOW_S, sliding_windows
+from harness.features import WINDOW_S, context_windows, sliding_windows
 from harness.signals import SIGNALS, LabelledEvent
 
 
@@ -55,7 +55,7 @@ def load_split(data_dir: Path, split: str) -> list[Trip]:
 class Windows:
     """Windows of several trips with what each window is labelled with."""
 
-    x: np.ndarray  # [n, 60, 10] float32
+    x: np.ndarray  # [n, 60, 10] float32 (or [n, context_s, 10] when made with `context_s`: the last 60 rows)
     fuel_lph: np.ndarray  # [n] mean true fuel rate over the window
     fuel_seq: np.ndarray  # [n, 60] true fuel rate per second (float32)
     style: np.ndarray  # [n] majority style index
@@ -65,10 +65,19 @@ class Windows:
     clean: np.ndarray  # [n] bool: no sample of the window carries an anomaly label
 
 
-def make_windows(trips: list[Trip], stride_s: int = 1, window_s: int = WINDOW_S) -> Windows:
+def last_rows(w: Windows, window_s: int = WINDOW_S) -> Windows:
+    """The same windows with `x` cut to its last `window_s` rows (a view): context inputs → model windows."""
+    return Windows(**{**{k: getattr(w, k) for k in Windows.__dataclass_fields__}, "x": w.x[:, -window_s:]})
+
+
+def make_windows(trips: list[Trip], stride_s: int = 1, window_s: int = WINDOW_S,
+                 context_s: int | None = None) -> Windows:
+    """Every window of `trips`; with `context_s`, `x` holds the anomaly model's longer inputs ending at each
+    window's end (NaN before the trip's start), labels still from the window's own `window_s` samples."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in Windows.__dataclass_fields__}
     for k, trip in enumerate(trips):
-        x = sliding_windows(trip.samples, window_s, stride_s)
+        x = (sliding_windows(trip.samples, window_s, stride_s) if context_s is None
+             else context_windows(trip.samples, context_s, window_s, stride_s))
         n = len(x)
         if n == 0:
             continue

@@ -27,10 +27,10 @@ from typing import Callable
 
 import numpy as np
 
-from harness.anomalies import SENSOR_FAULT_TYPES, Anomaly
+from harness.anomalies import SENSOR_FAULT_TYPES, Anomaly, random_shape
 from harness.cycles import SEGMENT_KINDS, STYLES, generate_trip, load_cycle
 from harness.dataset import read_trip, trip_rows
-from harness.features import WINDOW_S
+from harness.features import CONTEXT_S, WINDOW_S
 from harness.signals import SIGNALS
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 from training.data import Trip, make_windows
@@ -72,7 +72,7 @@ OBSERVABLE_SIGNALS: dict[str, tuple[str, ...]] = {
 def _schedule(rng: np.random.Generator, duration_s: float, kinds: list[str], signals: list[str | None],
               severity: float | None, not_before_s: dict[str, float] | None = None, earliest_s: float = 120.0,
               gap_s: float = 150.0) -> list[Anomaly]:
-    """Non-overlapping anomalies of the given kinds, with `random_schedule`'s shapes and a fixed severity.
+    """Non-overlapping anomalies of the given kinds, with `random_shape`'s shapes and a fixed severity.
 
     `not_before_s` holds a kind back until a time (an overheating fault only shows once the engine is warm).
     """
@@ -83,9 +83,7 @@ def _schedule(rng: np.random.Generator, duration_s: float, kinds: list[str], sig
     free_from = earliest_s
     for start, kind, signal in zip(slots, kinds, signals):
         at_s = float(round(max(start, free_from, not_before_s.get(kind, 0.0)), 1))
-        onset = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value", "dropout") else 0.0, 1))
-        sustain = float(round(rng.uniform(60.0, 240.0) if kind != "overheating" else rng.uniform(240.0, 480.0), 1))
-        recovery = float(round(rng.uniform(0.0, 60.0) if kind not in ("gps_jump", "stuck_value") else 0.0, 1))
+        onset, sustain, recovery = random_shape(rng, kind)
         strength = float(round(rng.uniform(0.3, 1.0), 2)) if severity is None else severity
         anomaly = Anomaly(kind, at_s, strength, onset, sustain, recovery, signal)
         if anomaly.end_s > duration_s - 1.0:
@@ -206,18 +204,20 @@ class ScoredTrip:
     score: np.ndarray
 
     def zone(self) -> np.ndarray:
-        """Per window: True if the window touches any event's [onset, end + MAX_DELAY_S]."""
+        """Per window: True if the window's input (its CONTEXT_S seconds) touches any event's
+        [onset, end + MAX_DELAY_S]: such windows are not normal driving."""
         out = np.zeros(len(self.end_s), dtype=bool)
         for e in self.trip.events:
-            out |= (self.end_s >= e.start_s) & (self.end_s - (WINDOW_S - 1) <= e.end_s + MAX_DELAY_S)
+            out |= (self.end_s >= e.start_s) & (self.end_s - (CONTEXT_S - 1) <= e.end_s + MAX_DELAY_S)
         return out
 
 
 def score_trips(trips: list[Trip], score_fn: Callable[[np.ndarray], np.ndarray]) -> list[ScoredTrip]:
-    """Scores of every window (stride 1 s) of every trip; `score_fn` maps [n, 60, 10] to [n]."""
+    """Scores of every window (stride 1 s) of every trip; `score_fn` maps the anomaly model's inputs
+    [n, CONTEXT_S, 10] to [n] (a scorer of 60-s windows takes the last WINDOW_S rows)."""
     out = []
     for trip in trips:
-        w = make_windows([trip], stride_s=1)
+        w = make_windows([trip], stride_s=1, context_s=CONTEXT_S)
         out.append(ScoredTrip(trip, w.end_s, np.asarray(score_fn(w.x), dtype=np.float64)))
     return out
 
@@ -238,7 +238,6 @@ def detection(scored: list[ScoredTrip], threshold: float, types: tuple[str, ...]
     for st in scored:
         alarm = st.score > threshold
         episodes = [(st.end_s[a], st.end_s[b]) for a, b in _episodes(alarm)]
-        intervals = [(e.start_s, e.end_s + MAX_DELAY_S) for e in st.trip.events]
         for e in st.trip.events:
             if types is not None and e.type not in types:
                 continue
@@ -249,13 +248,8 @@ def detection(scored: list[ScoredTrip], threshold: float, types: tuple[str, ...]
             hits.setdefault(e.type, []).append(hit)
             if hit:
                 delays.setdefault(e.type, []).append(max(0.0, min(starts + running) - e.start_s) if starts else 0.0)
-        for a, b in episodes:
-            if not any(a <= hi and b >= lo for lo, hi in intervals):
-                false_alarms += 1
-        outside = np.ones(len(st.end_s), dtype=bool)
-        for lo, hi in intervals:
-            outside &= ~((st.end_s >= lo) & (st.end_s <= hi))
-        normal_s += float(outside.sum())
+        false_alarms += _false_alarms(st, alarm)
+        normal_s += _normal_hours(st) * 3600.0
     recall = {k: float(np.mean(v)) for k, v in sorted(hits.items())}
     all_hits = [h for v in hits.values() for h in v]
     return {
@@ -324,22 +318,43 @@ def anomaly_report(scored: list[ScoredTrip], threshold: float, types: tuple[str,
     return report
 
 
-def calibrate_threshold(scored: list[ScoredTrip], false_alarms_per_hour: float) -> float:
-    """The lowest threshold whose false alarms on the normal driving of `scored` stay ≤ the given rate.
+def _false_alarms(st: ScoredTrip, alarm: np.ndarray) -> int:
+    """Alarm episodes of one trip that overlap no event's [onset, end + MAX_DELAY_S] (DESIGN.md's false alarms)."""
+    intervals = [(e.start_s, e.end_s + MAX_DELAY_S) for e in st.trip.events]
+    return sum(1 for a, b in _episodes(alarm)
+               if not any(st.end_s[a] <= hi and st.end_s[b] >= lo for lo, hi in intervals))
 
-    Only windows touching no event are used, so any trips with labelled anomalies can serve (their labels are
-    used to leave the anomalies out, never to place the threshold).
+
+def _outside_events(st: ScoredTrip) -> np.ndarray:
+    """Per window: True if its end lies outside every event's [onset, end + MAX_DELAY_S] (where an alarm is false)."""
+    outside = np.ones(len(st.end_s), dtype=bool)
+    for e in st.trip.events:
+        outside &= ~((st.end_s >= e.start_s) & (st.end_s <= e.end_s + MAX_DELAY_S))
+    return outside
+
+
+def _normal_hours(st: ScoredTrip) -> float:
+    """Hours of window ends outside every event's [onset, end + MAX_DELAY_S]."""
+    return float(_outside_events(st).sum()) / 3600.0
+
+
+def calibrate_threshold(scored: list[ScoredTrip], false_alarms_per_hour: float) -> float:
+    """The lowest threshold whose false alarms on `scored` stay ≤ the given rate per hour of normal driving.
+
+    False alarms and normal hours are counted exactly as `detection` counts them (an alarm episode overlapping no
+    event's [onset, end + MAX_DELAY_S]), so trips with labelled anomalies can serve: their labels only say which
+    alarms are not false, never where the threshold goes. An alarm that a model's context carries on past an
+    event's end + MAX_DELAY_S is a false alarm here as in the metric.
     """
-    runs = [r for st in scored for r in _normal_runs(st)]
-    hours = sum(len(r) for r in runs) / 3600.0
+    hours = sum(_normal_hours(st) for st in scored)
     allowed = int(np.floor(false_alarms_per_hour * hours))
-    candidates = np.unique(np.concatenate(runs))[::-1]
-    # Episodes only grow in number as the threshold falls (until they merge); walk down a coarse grid.
+    normal = np.concatenate([st.score[_outside_events(st)] for st in scored])
+    candidates = np.unique(normal)[::-1]
+    # False alarms only grow in number as the threshold falls (until episodes merge); walk down a coarse grid.
     grid = np.quantile(candidates, np.linspace(1.0, 0.9, 2001)) if len(candidates) > 2001 else candidates
     best = float(candidates[0])
     for thr in grid:
-        episodes = sum(len(_episodes(r > thr)) for r in runs)
-        if episodes > allowed:
+        if sum(_false_alarms(st, st.score > thr) for st in scored) > allowed:
             break
         best = float(thr)
     return best
@@ -374,7 +389,7 @@ class ZScoreBaseline:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> "ZScoreBaseline":
-        stats = cls.stats(x)
+        stats = cls.stats(x[:, -WINDOW_S:])
         return cls(np.nanmean(stats, axis=0), np.nanstd(stats, axis=0))
 
     @staticmethod
@@ -384,7 +399,7 @@ class ZScoreBaseline:
                                np.nanstd(x, axis=1, ddof=1)], axis=1).astype(np.float64)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = np.abs((self.stats(x) - self.mean) / self.std)
+        z = np.abs((self.stats(x[:, -WINDOW_S:]) - self.mean) / self.std)
         return np.nan_to_num(z, nan=0.0).max(axis=1)
 
     def describe(self) -> dict:

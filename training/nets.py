@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness.features import WINDOW_S
 from harness.signals import PHYSICAL_RANGE, SIGNALS
 from harness.vehicle import VEHICLES
 
@@ -198,6 +199,16 @@ def _slope_per_min(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return num / den * 60.0
 
 
+def _robust_slope_per_min(y: torch.Tensor, w: torch.Tensor, band: float) -> torch.Tensor:
+    """`_slope_per_min` refitted without the samples more than `band` off the first fit (spikes)."""
+    t = torch.arange(y.shape[1], dtype=y.dtype, device=y.device).view(1, -1)
+    slope = _slope_per_min(y, w) / 60.0
+    tm = _masked_mean(t.expand_as(y), w).unsqueeze(1)
+    ym = _masked_mean(y, w).unsqueeze(1)
+    fit = ym + slope.unsqueeze(1) * (t - tm)
+    return _slope_per_min(y, w * ((y - fit).abs() < band).to(y.dtype))
+
+
 def _std(v: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(((v - v.mean(dim=1, keepdim=True)) ** 2).mean(dim=1) + 1e-12)
 
@@ -221,6 +232,10 @@ FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
         ("repeat_share_fuel_level", (FUEL,)),
         ("repeat_share_acceleration_x", (ACC,)),
         ("repeat_share_altitude", (ALT,)),
+        # Throttle held at one non-zero reading while moving (a pedal is never that still for long), and speed
+        # held at one reading while rpm moves (in gear rpm follows the wheels).
+        ("repeat_share_throttle_position", (THR,)),
+        ("speed_repeat_while_rpm_moves", (SP,)),
         ("gps_step_vs_speed_mean_m", (LAT, LON)),
         ("gps_step_vs_speed_max_m", (LAT, LON)),
         ("accel_vs_speed_bias_ms2", (ACC,)),
@@ -244,6 +259,13 @@ FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
         ("rpm_vs_predicted_abs", (RPM,)),
         ("throttle_vs_predicted_mean", (THR,)),
         ("throttle_vs_predicted_abs", (THR,)),
+        # Over the whole context (CONTEXT_S): slow faults.
+        ("context_fuel_level_slope_vs_consumption", (FUEL,)),
+        ("context_coolant_slope_c_per_min", (COL,)),
+        ("context_coolant_rise_while_hot", (COL,)),
+        ("context_coolant_hot_at_low_load", (COL,)),
+        ("context_gps_distance_vs_speed", (SP, LAT, LON)),
+        ("context_speed_repeat_while_rpm_moves", (SP,)),
     )
 )
 FEATURES: tuple[str, ...] = tuple(name for name, _ in FEATURE_SIGNALS)
@@ -254,14 +276,62 @@ _HIGH_ONLY = ("missing_share_", "log_excursion_max_", "out_of_range_share_", "re
               "gear_line_distance", "throttle_and_brake_share", "brake_while_accelerating_bar",
               "decel_without_brake_ms2", "accel_without_throttle_share", "coolant_rise_while_hot", "rpm_max_k",
               "rpm_at_rest_k", "rpm_vs_predicted_abs", "throttle_vs_predicted_abs", "accel_vs_speed_std_ms2",
-              "altitude_grade")
+              "altitude_grade", "speed_repeat_while_rpm_moves", "context_coolant_rise_while_hot", "context_coolant_hot_at_low_load",
+              "context_coolant_slope_c_per_min",
+              "context_speed_repeat_while_rpm_moves")
 _LOW_ONLY = ("log_step_std_",)
 FEATURE_SIDES = np.array([1.0 if name.startswith(_HIGH_ONLY) else -1.0 if name.startswith(_LOW_ONLY) else 0.0
                           for name in FEATURES], dtype=np.float32)
 
 
+#: Fuel rate (L/h) over the context that halves the "hot at low load" feature: the heat input that can hold
+#: a healthy engine above its thermostat band.
+HOT_LOAD_LPH = 2.5
+#: Context features must not remember a short glitch for minutes after it: samples further than these from the
+#: first straight-line fit are left out of the slopes, and each GPS-vs-speed step counts at most this much.
+CONTEXT_LEVEL_BAND_PCT = 2.0
+CONTEXT_COOLANT_BAND_C = 5.0
+CONTEXT_STEP_CLIP_M = 4.0
+#: A speed change below this (m/s per s, relative rpm change) is "not moving" for the repeat features.
+RPM_MOVES = 0.01
+
+
+def fuel_proxy_design(xf: torch.Tensor) -> torch.Tensor:
+    """Per-second terms [B, T, 9] of a linear fuel-rate proxy (rpm, throttle, speed, power demand).
+
+    The anomaly model's context features need the consumption over minutes; the TCN over 300 s would cost
+    five times its 60-s latency, and over minutes a linear proxy's errors average out.
+    """
+    v = xf[:, :, SP] / 3.6
+    r = xf[:, :, RPM] / 1000.0
+    th = xf[:, :, THR] / 100.0
+    a = xf[:, :, ACC]
+    return torch.stack([torch.ones_like(v), r, r * th, th, r * r, v, v ** 3 / 1000.0, F.relu(a) * v / 10.0,
+                        r * th * th], dim=-1)
+
+
+def fit_fuel_proxy(x: np.ndarray, fuel_seq: np.ndarray, fallback: np.ndarray, rows: int = 400_000,
+                   seed: int = 0) -> np.ndarray:
+    """Least-squares coefficients of `fuel_proxy_design` on windows [n, T, 10] (their last `fuel_seq` columns)."""
+    t = fuel_seq.shape[1]
+    with torch.no_grad():
+        xf, valid = fill_missing(torch.from_numpy(np.ascontiguousarray(x[:, -t:], dtype=np.float32)),
+                                 torch.tensor(fallback, dtype=torch.float32))
+        design = fuel_proxy_design(xf).reshape(-1, 9).numpy().astype(np.float64)
+        ok = valid.min(dim=2).values.reshape(-1).numpy() > 0
+    y = fuel_seq.reshape(-1).astype(np.float64)
+    idx = np.flatnonzero(ok)
+    idx = np.random.default_rng(seed).choice(idx, min(rows, len(idx)), replace=False)
+    coef, *_ = np.linalg.lstsq(design[idx], y[idx], rcond=None)
+    return coef.astype(np.float32)
+
+
 class AnomalyFeatures(nn.Module):
-    """Physics-consistency statistics of a raw window [B, 60, 10] → [B, len(FEATURES)]."""
+    """Physics-consistency statistics of a raw input [B, CONTEXT_S, 10] → [B, len(FEATURES)].
+
+    Most features judge the last WINDOW_S samples; the `context_` ones the whole input (NaN rows, before the
+    trip's start, are left out).
+    """
 
     def __init__(self, fuel: FuelTCN, fallback: np.ndarray, cross: CrossPredictor):
         super().__init__()
@@ -275,8 +345,51 @@ class AnomalyFeatures(nn.Module):
         self.noisy = list(_NOISY)
         self.kept = list(_NOISE_KEPT)
         self.register_buffer("kept_floor", torch.tensor([_NOISE_FLOOR[s] for s in _NOISE_KEPT], dtype=torch.float32))
+        self.register_buffer("fuel_proxy", torch.zeros(9))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def context_features(self, xc: torch.Tensor, coolant_now: torch.Tensor) -> torch.Tensor:
+        """The `context_` features of the whole input [B, T, 10]."""
+        xf, valid = fill_missing(xc, self.fallback)
+        v = xf[:, :, SP] / 3.6
+        fuel_ok = valid[:, :, FUEL]
+        level = xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1))
+        drive_ok = valid[:, :, SP] * valid[:, :, RPM] * valid[:, :, THR] * valid[:, :, ACC]
+        proxy = (fuel_proxy_design(xf) * self.fuel_proxy.view(1, 1, -1)).sum(dim=-1).clamp(min=0.0)
+        fuel_lph = _masked_mean(proxy, drive_ok)
+        expected = -fuel_lph / TANK_L * 100.0 / 60.0
+        col_ok = valid[:, :, COL]
+        slope = _robust_slope_per_min(xf[:, :, COL], col_ok, CONTEXT_COOLANT_BAND_C)
+        both = valid[:, 1:, LAT] * valid[:, 1:, LON] * valid[:, :-1, LAT] * valid[:, :-1, LON] \
+            * valid[:, 1:, SP] * valid[:, :-1, SP]
+        travelled = 0.5 * (v[:, 1:] + v[:, :-1])
+        gps = gps_step_m(xf)[:, 1:]
+        dist = (travelled * both).sum(dim=1)
+        speed_ok = valid[:, 1:, SP] * valid[:, :-1, SP] * valid[:, 1:, RPM] * valid[:, :-1, RPM]
+        # A slope over the first minute or two of a trip is mostly noise: weigh slopes by how much of the
+        # context they cover.
+        fuel_span = fuel_ok.mean(dim=1)
+        col_span = col_ok.mean(dim=1)
+        return torch.stack([
+            (_robust_slope_per_min(level, fuel_ok, CONTEXT_LEVEL_BAND_PCT) - expected) * fuel_span,
+            slope * col_span,
+            F.relu(slope) * ((coolant_now - 85.0) / 10.0).clamp(0.0, 1.0) * col_span,
+            # Heat balance: with a working radiator the coolant rises past the thermostat's band only under
+            # a high heat input (fuel burnt); hot at a low burn rate is a cooling system that is not cooling.
+            F.relu(coolant_now - 90.0) / (1.0 + fuel_lph / HOT_LOAD_LPH),
+            ((gps - travelled).clamp(-CONTEXT_STEP_CLIP_M, CONTEXT_STEP_CLIP_M) * both).sum(dim=1)
+            / dist.clamp(min=200.0),
+            _masked_mean(self._speed_held(xf), speed_ok),
+        ], dim=1)
+
+    @staticmethod
+    def _speed_held(xf: torch.Tensor) -> torch.Tensor:
+        """Per step [B, T-1]: 1 where the speed reading repeats while moving and rpm changes by > RPM_MOVES."""
+        speed, rpm = xf[:, :, SP], xf[:, :, RPM]
+        rpm_step = (rpm[:, 1:] - rpm[:, :-1]).abs() / rpm[:, 1:].clamp(min=500.0)
+        return ((speed[:, 1:] == speed[:, :-1]) & (speed[:, 1:] > 5.0) & (rpm_step > RPM_MOVES)).to(xf.dtype)
+
+    def forward(self, xc: torch.Tensor) -> torch.Tensor:
+        x = xc[:, -WINDOW_S:]
         nan = torch.isnan(x)
         xf, valid = fill_missing(x, self.fallback)
         missing = 1.0 - valid.mean(dim=1)  # [B, 10]
@@ -286,13 +399,15 @@ class AnomalyFeatures(nn.Module):
         bk = both[:, :, self.kept]
         step_std = torch.log(torch.sqrt(_masked_mean((dk - _masked_mean(dk, bk).unsqueeze(1)) ** 2, bk)
                                         + 1e-12) + self.kept_floor)
-        dn = d[:, :, self.noisy]
-        bn = both[:, :, self.noisy]
-        # A spike is a one-sample excursion that comes back: the smaller of the steps into and out of a sample,
-        # where the two have opposite signs (a gear change or a braking onset steps once and stays).
-        into, out = dn[:, :-1], dn[:, 1:]
-        excursion = torch.minimum(into.abs(), out.abs()) * ((into * out) < 0).to(x.dtype)
-        excursion_max = torch.log(_masked_max(excursion, bn[:, :-1] * bn[:, 1:]) + self.noise_floor)
+        # A spike is an excursion of one or two samples that comes back: the distance of a sample from the median
+        # of the five around it (a gear change or a braking onset steps once and stays: the median follows it).
+        xn, vn = xf[:, :, self.noisy], valid[:, :, self.noisy]
+        t = xn.shape[1]
+        around = torch.stack([xn[:, k:t - 4 + k] for k in range(5)], dim=-1)  # [B, T-4, S, 5]
+        median = torch.sort(around, dim=-1).values[..., 2]
+        excursion = (xn[:, 2:t - 2] - median).abs()
+        all_valid = vn[:, :t - 4] * vn[:, 1:t - 3] * vn[:, 2:t - 2] * vn[:, 3:t - 1] * vn[:, 4:]
+        excursion_max = torch.log(_masked_max(excursion, all_valid) + self.noise_floor)
         raw = x[:, :, self.noisy]
         outside = ((raw < self.lo) | (raw > self.hi)).to(x.dtype)
         out_of_range = outside.mean(dim=1)
@@ -311,6 +426,8 @@ class AnomalyFeatures(nn.Module):
             _masked_mean(same[:, :, FUEL], both[:, :, FUEL]),
             _masked_mean(same[:, :, ACC], both[:, :, ACC]),
             _masked_mean(same[:, :, ALT], both[:, :, ALT]),
+            _masked_mean(same[:, :, THR], both[:, :, THR] * (thr[:, 1:] > 0.5).to(x.dtype) * moving),
+            _masked_mean(self._speed_held(xf), both[:, :, SP] * both[:, :, RPM]),
         ]
 
         v = speed / 3.6
@@ -378,6 +495,7 @@ class AnomalyFeatures(nn.Module):
                 _masked_mean(rpm_res, rpm_w), _masked_mean(rpm_res.abs(), rpm_w),
                 _masked_mean(thr_res, thr_w), _masked_mean(thr_res.abs(), thr_w),
             ], dim=1),
+            self.context_features(xc, coolant_mean),
         ]
         return torch.cat(feats, dim=1)
 
@@ -403,7 +521,7 @@ def signal_matrix() -> np.ndarray:
 class AnomalyModel(nn.Module):
     """Raw window → (score [B], signal_scores [B, 10]).
 
-    z = clip((features - centre) / scale, ±clip); the residual z - AE(z) (or z itself without an AE) is divided
+    z = (features - centre) / scale; the residual z - AE(clip(z, ±clip)) (or z itself without an AE) is divided
     by its spread on normal training windows, separately above and below (`scale_hi`, `scale_lo`: a hot engine
     and a cold start are not equally normal); score = the largest scaled residual; a signal's score is the
     largest among the features that judge it.
@@ -424,11 +542,14 @@ class AnomalyModel(nn.Module):
         self.register_buffer("use_lo", torch.tensor((FEATURE_SIDES <= 0).astype(np.float32)))
 
     def standardise(self, feats: torch.Tensor) -> torch.Tensor:
+        """(features - centre) / scale, clipped to ±clip: the autoencoder's input."""
         return ((feats - self.centre) / self.scale).clamp(-self.clip, self.clip)
 
     def signed_residual(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.standardise(self.features(x))
-        return z - self.ae(z) if self.ae is not None else z
+        # Unclipped: many features are 0 in almost every normal window (tiny scale), and a clip before the
+        # division by their normal spread would flatten a 35 degC/min coolant rise to a barely raised score.
+        z = (self.features(x) - self.centre) / self.scale
+        return z - self.ae(z.clamp(-self.clip, self.clip)) if self.ae is not None else z
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         r = self.signed_residual(x)

@@ -25,13 +25,13 @@ import numpy as np
 from harness.anomalies import BEHAVIOURAL_TYPES
 from harness.cycles import STYLES
 from harness.dataset import build_dataset
-from harness.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features_batch
+from harness.features import BEHAVIOUR_FEATURES, CONTEXT_S, WINDOW_S, behaviour_features_batch
 from harness.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
 from harness.signals import SIGNALS, UNITS
 from training.anomaly import train_anomaly, train_cross, train_lstm_ae
 from training.behaviour import export_behaviour, train_behaviour
 from training.common import Clock, Progress, make_deterministic, predict
-from training.data import Trip, Windows, load_split, make_windows
+from training.data import Windows, last_rows, load_split, make_windows
 from training.evaluate import (EXCLUDED_FAULTS, MAX_DELAY_S, MODEL_TYPES, OBSERVABLE_SIGNALS, RULE_BASED_TYPES,
                                DEFAULT_SEVERITY, FuelLinearBaseline, ZScoreBaseline, anomaly_report, calibrate_threshold, eval_trips, macro_f1,
                                r2_score, score_trips)
@@ -104,11 +104,14 @@ def _round(obj, digits: int = 4):
 
 
 def onnx_scores(path: Path, output: int = 0):
-    """A scorer [n, 60, 10] → [n] running the exported model one window at a time, as the device does."""
+    """A scorer [n, T, 10] → [n] running the exported model one window at a time, as the device does (inputs
+    longer than the graph's are cut to their last rows: context inputs for a 60-s model)."""
     sess = open_session(path)
+    length = sess.get_inputs()[0].shape[1]
 
     def run(x: np.ndarray) -> np.ndarray:
-        return np.array([sess.run(None, {"window": w[None]})[output].reshape(-1)[0] for w in x.astype(np.float32)])
+        return np.array([sess.run(None, {"window": w[None]})[output].reshape(-1)[0]
+                         for w in x[:, -length:].astype(np.float32)])
     return run
 
 
@@ -119,7 +122,11 @@ def _io(name: str) -> dict:
 
 
 def _bench(path: Path, name: str, runs: int) -> dict:
-    p50, p99 = bench_session(open_session(path), bench_example_inputs()[name], runs, warmup=min(200, runs))
+    sess = open_session(path)
+    feeds = bench_example_inputs()[name]
+    if "window" in feeds:  # the LSTM-AE candidate takes 60 s where the shipped anomaly model takes its context
+        feeds = {"window": feeds["window"][:, -sess.get_inputs()[0].shape[1]:]}
+    p50, p99 = bench_session(sess, feeds, runs, warmup=min(200, runs))
     return {"p50_ms": round(p50, 4), "p99_ms": round(p99, 4), "runs": runs, "bytes": path.stat().st_size}
 
 
@@ -168,22 +175,25 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     del fuel_train
 
     # 3. anomaly candidates ---------------------------------------------------------------------------------
-    normal_train = make_windows(train_trips, cfg.anomaly_stride_s)
+    normal_train = make_windows(train_trips, cfg.anomaly_stride_s, context_s=CONTEXT_S)
+    val_normal_ctx = make_windows(val_trips, 5, context_s=CONTEXT_S)
+    val_normal_ctx = _subset(val_normal_ctx, val_normal_ctx.clean)
     val_normal = _subset(val_w, val_w.clean)
     candidates: dict[str, object] = {}
     scorers: dict[str, object] = {}
-    cross = train_cross(normal_train, fallback, seed, cfg.cross_epochs, say)
-    candidates["physics-features"] = train_anomaly(normal_train, val_normal, fuel, cross, fallback, seed, 0, False,
-                                                   say)
+    cross = train_cross(last_rows(normal_train), fallback, seed, cfg.cross_epochs, say)
+    candidates["physics-features"] = train_anomaly(normal_train, val_normal_ctx, fuel, cross, fallback, seed, 0,
+                                                   False, say)
     if cfg.ae_epochs:
-        candidates["physics-features-ae"] = train_anomaly(normal_train, val_normal, fuel, cross, fallback, seed,
+        candidates["physics-features-ae"] = train_anomaly(normal_train, val_normal_ctx, fuel, cross, fallback, seed,
                                                           cfg.ae_epochs, True, say)
     if cfg.lstm_epochs:
         lstm_train = _subset(normal_train, np.arange(len(normal_train.x)) % max(1, cfg.lstm_stride_s // cfg.anomaly_stride_s) == 0)
-        candidates["lstm-ae"] = train_lstm_ae(lstm_train, val_normal, fallback, seed, cfg.lstm_epochs, say)
+        candidates["lstm-ae"] = train_lstm_ae(last_rows(lstm_train), val_normal, fallback, seed, cfg.lstm_epochs,
+                                              say)
     for name, model in candidates.items():
         if name == "lstm-ae":
-            scorers[name] = (lambda m: lambda x: predict(m, x))(model)
+            scorers[name] = (lambda m: lambda x: predict(m, x[:, -WINDOW_S:]))(model)
         else:
             scorers[name] = (lambda m: lambda x: predict(lambda t: m(t)[0], x))(model)
     baseline = ZScoreBaseline.fit(normal_train.x)
@@ -230,11 +240,11 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
         "channels": json.dumps(list(FUEL_CHANNELS)),
     })
     anomaly_model = candidates[chosen]
-    probe = make_windows(val_trips[:2], 97).x
+    probe = make_windows(val_trips[:2], 97, context_s=CONTEXT_S).x
     fuel_parity = parity(fuel, paths["fuel"], probe)
     # The threshold is placed on the exported graph's own scores (it is what ships).
     tmp_anomaly = work / "anomaly.onnx"
-    export_torch(anomaly_model, tmp_anomaly, ["score", "signal_scores"], {})
+    export_torch(anomaly_model, tmp_anomaly, ["score", "signal_scores"], {}, CONTEXT_S)
     anomaly_parity = parity(anomaly_model, tmp_anomaly, probe)
     shipped_scorer = onnx_scores(tmp_anomaly)
     scored_val_onnx = score_trips(val_trips, shipped_scorer)
@@ -243,11 +253,12 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     say(f"export   fuel parity {fuel_parity:.2e}, anomaly parity {anomaly_parity:.2e}; threshold on the exported "
         f"graph {threshold:.4g} ({val_fa:.2f} FA/h on validation normal driving)  {clock}")
     export_torch(anomaly_model, paths["anomaly"], ["score", "signal_scores"], {
-        **common_meta, "stride_s": "1", "threshold": repr(float(threshold)),
+        **common_meta, "window_s": str(CONTEXT_S), "scores_after_s": str(WINDOW_S), "stride_s": "1",
+        "threshold": repr(float(threshold)),
         "alarm_rule": "score > threshold", "family": chosen,
         "outputs": "score [1]: largest scaled physics residual; signal_scores [1, 10]: largest per signal",
         "features": json.dumps(list(FEATURES)),
-    })
+    }, CONTEXT_S)
     export_behaviour(behaviour, paths["behaviour"], {
         **common_meta, "stride_s": "1", "classes": json.dumps(list(STYLES)),
         "behaviour_features": json.dumps(list(BEHAVIOUR_FEATURES)),
@@ -320,14 +331,15 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
         try:
             p = work / f"{name}.onnx"
             outs = ["score"] if name == "lstm-ae" else ["score", "signal_scores"]
-            export_torch(candidates[name], p, outs, {})
+            export_torch(candidates[name], p, outs, {}, WINDOW_S if name == "lstm-ae" else CONTEXT_S)
             comparison[name]["bench"] = _bench(p, "anomaly", cfg.bench_runs)
         except Exception as exc:  # a comparison only: report, do not fail the run
             comparison[name]["bench"] = {"export_error": repr(exc)[:200]}
     quant_paths = {"fuel": paths["fuel"], "anomaly": paths["anomaly"]}
     if (work / "lstm-ae.onnx").exists():
         quant_paths["lstm-ae"] = work / "lstm-ae.onnx"
-    quantisation = {} if cfg.quick else _quantisation_trial(quant_paths, work, val_w, val_trips, cfg, say)
+    quantisation = {} if cfg.quick else _quantisation_trial(
+        quant_paths, work, make_windows(val_trips, 20, context_s=CONTEXT_S), cfg, say)
     if any(v.get("helps") for k, v in quantisation.items() if k in ("fuel", "anomaly")):
         say("quantise NOTE: int8 measured faster within tolerance for a shipped model; fp32 is still shipped "
             "(the threshold and metrics above are the fp32 graph's)")
@@ -434,7 +446,7 @@ def _summary(rep: dict) -> dict:
     return {k: rep[k] for k in keys if k in rep}
 
 
-def _quantisation_trial(paths: dict[str, Path], work: Path, val_w: Windows, val_trips: list[Trip], cfg: Config,
+def _quantisation_trial(paths: dict[str, Path], work: Path, val_ctx: Windows, cfg: Config,
                         say: Progress) -> dict:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time), measured against fp32.
 
@@ -446,7 +458,7 @@ def _quantisation_trial(paths: dict[str, Path], work: Path, val_w: Windows, val_
 
     out: dict[str, dict] = {}
     tolerance = {"fuel": 0.2, "anomaly": 0.05, "lstm-ae": 0.05}  # L/h; score units (threshold ~1.5)
-    x = val_w.x[::20]
+    x = val_ctx.x  # context inputs: each graph takes the last rows it needs
     for name, path in paths.items():
         q = work / f"{name}.int8.onnx"
         try:
@@ -460,8 +472,8 @@ def _quantisation_trial(paths: dict[str, Path], work: Path, val_w: Windows, val_
         entry = {"fp32": fp, "int8": i8, "validation_windows": int(len(x)),
                  "max_abs_output_change": float(np.max(np.abs(a - b))), "tolerance": tolerance[name]}
         if name == "fuel":
-            entry["val_r2_fp32"] = r2_score(val_w.fuel_lph[::20], a)
-            entry["val_r2_int8"] = r2_score(val_w.fuel_lph[::20], b)
+            entry["val_r2_fp32"] = r2_score(val_ctx.fuel_lph, a)
+            entry["val_r2_int8"] = r2_score(val_ctx.fuel_lph, b)
         entry["helps"] = bool(i8["p99_ms"] < fp["p99_ms"] and entry["max_abs_output_change"] <= tolerance[name])
         out[name] = _round(entry)
         say(f"quantise {name}: p99 {fp['p99_ms']:.3f} → {i8['p99_ms']:.3f} ms, {fp['bytes']} → {i8['bytes']} bytes, "
