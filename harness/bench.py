@@ -15,20 +15,35 @@ between. The bitrate is the profile's (`harness.dbc`: 500 kbit/s obd2, 250 kbit/
 What it does not measure: real bus arbitration or latency (the virtual bus has neither), UART bit timing
 (a pty has none), or the Android side.
 
-Run it with ``python -m harness.bench`` (or ``dtg-hil bench link`` once wired into the CLI).
+`bench_soak` drives a long generated route with a few anomalies through the whole simulated chain
+(`harness.run.run_scenario`: rest-bus, firmware, UART, app with its three models, events) and reports what
+the run lost, by the run's own accounting, and how the process's memory grew: a thread samples the resident
+set size (VmRSS of /proc/self/status) and Python's allocated memory blocks (`sys.getallocatedblocks`; with
+`tracemalloc=True` also the bytes Python has traced, at a cost in speed) once per scenario minute. Scenario time
+is read from the run's progress: the app scores one window per scenario second, so the soak hands
+`run_scenario` its models behind a thin wrapper that counts the fuel model's calls. The figures compared are
+the samples at the end of the first hour and at the end of the last (of the first and last tenth of the drive
+when it is shorter than two hours). Resident memory is what the kernel gives the process, allocator caches
+included: a growth is a bound on a leak, not a measure of one.
+
+Run the link benchmark with ``python -m harness.bench``; every benchmark with ``dtg-hil bench ...``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
 import sys
 import threading
 import time
+import tracemalloc
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import can
 
@@ -36,13 +51,19 @@ from harness.clock import ScenarioClock
 from harness.anomalies import random_schedule
 from harness.cycles import generate_trip, load_cycle
 from harness.dbc import PROFILES, get_profile
+from harness.features import WINDOW_S
 from harness.link import codec_names, get_codec
 from harness.restbus import RestBus
 from harness.vehicle import VEHICLES, get_vehicle, simulate
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import UART_BYTES_PER_S, PtyPair, UartCapture
 
-__all__ = ["LinkBenchResult", "bench_link", "can_frame_bits", "main"]
+if TYPE_CHECKING:  # the soak's imports load onnxruntime: only `bench soak` pays for them, at run time
+    from harness.run import Accounting
+    from harness.scenario import Scenario
+
+__all__ = ["LinkBenchResult", "MemorySample", "SoakResult", "bench_link", "bench_soak", "can_frame_bits", "main",
+           "soak_scenario"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -302,6 +323,342 @@ def cmd_bench_link(args: argparse.Namespace) -> int:
                             vehicle=args.vehicle)
         lost += result.frames_lost_end_to_end
     return EXIT_FAILED if lost else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ soak
+
+#: Anomalies of the soak drive, spread over it (behavioural, vehicle, position and sensor faults).
+SOAK_ANOMALIES = (
+    {"type": "overheating"},
+    {"type": "harsh_braking"},
+    {"type": "gps_jump"},
+    {"type": "stuck_value", "signal": "coolant_temp"},
+    {"type": "fuel_leak"},
+    {"type": "spike_noise", "signal": "engine_rpm"},
+)
+#: The soak fails when resident memory grows by this much or more from the first segment's end to the last's.
+SOAK_MAX_GROWTH = 0.10
+#: The soak compares whole hours from a drive of this many hours on; shorter drives compare tenths.
+SOAK_HOURS_FOR_HOURLY = 2.0
+
+
+def soak_scenario(hours: float, seed: int = 0) -> "Scenario":
+    """A generated route of `hours` (urban, rural and highway) with the `SOAK_ANOMALIES` spread evenly over it."""
+    from harness.scenario import parse_scenario
+
+    duration_s = hours * 3600.0
+    slot_s = duration_s / (len(SOAK_ANOMALIES) + 1)
+    anomalies = []
+    for i, kind in enumerate(SOAK_ANOMALIES):
+        anomalies.append({**kind, "at_s": round(slot_s * (i + 0.75), 1), "onset_s": round(min(30.0, 0.1 * slot_s), 1),
+                          "sustain_s": round(min(300.0, 0.3 * slot_s), 1),
+                          "recovery_s": round(min(30.0, 0.1 * slot_s), 1), "severity": 0.8})
+    data = {"name": f"soak-{hours:g}h", "description": f"{hours:g} h generated drive for the soak benchmark",
+            "vehicle": "passenger_car", "seed": seed, "route": {"generated": {"duration_s": duration_s}},
+            "anomalies": anomalies}
+    return parse_scenario(data, {}, "", name=data["name"])
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    """One reading of the process's memory, at wall time `wall_s` (time.monotonic) and scenario time `t_s`."""
+
+    wall_s: float
+    t_s: float
+    rss_bytes: int
+    python_blocks: int  # sys.getallocatedblocks(): memory blocks Python's allocator has handed out
+    traced_bytes: int | None  # tracemalloc's current total, when tracing
+
+
+def _rss_bytes() -> int:
+    """The resident set size of this process (VmRSS), in bytes; 0 where /proc is not available."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class _Progress:
+    """The models, as `run_scenario` gets them, counting the fuel model's calls: one per window, one window per
+    scenario second once the first window is full. Everything else goes to the real `ModelSet`."""
+
+    def __init__(self, models: object) -> None:
+        self._models = models
+        self.windows = 0
+        self.first_wall_s: float | None = None
+        self.last_wall_s: float | None = None
+
+    def fuel(self, window: np.ndarray) -> float:
+        now = time.monotonic()
+        if self.first_wall_s is None:
+            self.first_wall_s = now
+        self.windows += 1
+        self.last_wall_s = now
+        return self._models.fuel(window)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._models, name)
+
+
+class _MemorySampler:
+    """Samples memory every `period_s` of wall time in a thread, with the run's progress at that moment."""
+
+    def __init__(self, period_s: float, progress: _Progress) -> None:
+        self.period_s = period_s
+        self.progress = progress
+        self.raw: list[tuple[float, int, int, int | None, int, float | None]] = []
+        self._stop_requested = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-soak-memory", daemon=True)
+
+    def start(self) -> "_MemorySampler":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop_requested.set()
+        self._thread.join(timeout_s)
+
+    def _sample(self) -> None:
+        traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+        self.raw.append((time.monotonic(), _rss_bytes(), sys.getallocatedblocks(), traced, self.progress.windows,
+                         self.progress.last_wall_s))
+
+    def _run(self) -> None:
+        next_s = time.monotonic()
+        while not self._stop_requested.is_set():
+            self._sample()
+            next_s += self.period_s
+            self._stop_requested.wait(max(0.0, next_s - time.monotonic()))
+
+    def samples(self, first_window_t_s: float, time_scale: float, duration_s: float) -> list[MemorySample]:
+        """The samples taken while the scenario ran, each with its scenario time: from the windows scored by
+        then (the first at `first_window_t_s`), plus the wall time since the latest one at `time_scale`."""
+        first_wall_s, end_wall_s = self.progress.first_wall_s, self.progress.last_wall_s
+        if first_wall_s is None or end_wall_s is None:
+            return []
+        out = []
+        for wall_s, rss, blocks, traced, windows, last_wall_s in self.raw:
+            if windows:
+                t_s = first_window_t_s + (windows - 1) + (wall_s - last_wall_s) * time_scale
+            else:
+                t_s = first_window_t_s - (first_wall_s - wall_s) * time_scale
+            if 0.0 <= t_s and wall_s <= end_wall_s:  # not the metrics, plot and files after the last window
+                out.append(MemorySample(wall_s, min(t_s, duration_s), rss, blocks, traced))
+        return out
+
+
+@dataclass
+class SoakResult:
+    """The figures of one soak: the run's loss accounting, its speed, and memory at the ends of two segments."""
+
+    hours: float
+    time_scale_requested: float
+    drive_s: float
+    wall_s: float
+    speed: float
+    accounting: "Accounting"
+    samples: list[MemorySample]
+    segment_s: float  # length of the compared segments: an hour, or a tenth of a short drive
+    sample_period_s: float  # scenario seconds between memory samples
+    artifacts: Path
+    verdict: str
+    tracing: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def segment_name(self) -> str:
+        return "hour" if self.segment_s == 3600.0 else "tenth"
+
+    def _at(self, t_s: float) -> MemorySample | None:
+        """The first sample at or after scenario time `t_s` (the last one if none is)."""
+        later = [s for s in self.samples if s.t_s >= t_s - 1e-9]
+        return later[0] if later else (self.samples[-1] if self.samples else None)
+
+    @property
+    def first_segment_end(self) -> MemorySample | None:
+        return self._at(self.segment_s)
+
+    @property
+    def last_segment_end(self) -> MemorySample | None:
+        return self.samples[-1] if self.samples else None
+
+    @property
+    def rss_growth(self) -> float:
+        """Growth of resident memory from the end of the first segment to the end of the last, as a fraction."""
+        first, last = self.first_segment_end, self.last_segment_end
+        if first is None or last is None or not first.rss_bytes:
+            return math.nan
+        return (last.rss_bytes - first.rss_bytes) / first.rss_bytes
+
+    @property
+    def peak_rss_bytes(self) -> int:
+        return max((s.rss_bytes for s in self.samples), default=0)
+
+    @property
+    def losses(self) -> dict[str, int]:
+        """Every count of lost or damaged data, by where it was lost; all must be 0."""
+        a = self.accounting
+        requests_sent = a.obd_requests_answered + a.obd_requests_unanswered
+        return {
+            "CAN frames sent but not received by the firmware": a.can_frames_sent - requests_sent
+            - a.firmware_frames_received,
+            "frames the firmware received but did not forward": a.firmware_frames_received + requests_sent
+            - a.firmware_frames_forwarded - a.firmware_frames_unforwardable,
+            "link frames lost (sequence gaps)": a.link_frames_lost,
+            "link frames with a CRC error": a.link_crc_errors,
+            "samples sent but not received by the app": a.samples_sent - a.samples_received,
+            "EdgeAI lines the harness could not parse": a.event_problems,
+        }
+
+    @property
+    def frames_lost(self) -> int:
+        return sum(abs(v) for v in self.losses.values())
+
+    @property
+    def passed(self) -> bool:
+        return self.frames_lost == 0 and self.rss_growth < SOAK_MAX_GROWTH
+
+    def report(self) -> str:
+        a = self.accounting
+        mib = 1024 * 1024
+        first, last = self.first_segment_end, self.last_segment_end
+        requests_sent = a.obd_requests_answered + a.obd_requests_unanswered
+        status_records = a.link_frames_decoded - a.firmware_frames_forwarded - a.samples_received
+        lines = [
+            f"soak: {self.hours:g} h generated drive with {len(SOAK_ANOMALIES)} anomalies at "
+            f"{self.time_scale_requested:g}x requested; artifacts in {self.artifacts}",
+            f"  speed                {self.drive_s / 3600:.2f} h of drive in {self.wall_s:.1f} s wall = "
+            f"{self.speed:.1f}x real time (setup and drain included)",
+            f"  CAN                  {a.can_frames_sent} frames on the bus ({requests_sent} OBD requests), "
+            f"{a.firmware_frames_received} received by the firmware, {a.firmware_frames_forwarded} forwarded "
+            f"({a.firmware_frames_unforwardable} unforwardable)",
+            f"  link                 {a.link_frames_decoded} frames decoded by the app ({a.firmware_frames_forwarded}"
+            f" CAN + {a.samples_received} samples + {status_records} status), {a.link_frames_lost} lost by "
+            f"sequence, {a.link_crc_errors} CRC errors",
+            f"  samples              {a.samples_sent} sent, {a.samples_received} received; {a.windows_scored} "
+            f"windows scored, {a.event_lines} EdgeAI lines, {a.event_problems} unparsable",
+            f"  simulator lag        {a.obd_requests_unanswered} OBD requests unanswered in time, "
+            f"{a.poll_cycles_late} poll cycles run late, {a.poll_ticks_missed} ticks missed",
+            f"  frames lost          {self.frames_lost}"
+            + ("" if not self.frames_lost else " (" + ", ".join(f"{k}: {v}" for k, v in self.losses.items() if v)
+                                                + ")"),
+        ]
+        if first is not None and last is not None:
+            lines += [
+                f"  memory (RSS)         end of first {self.segment_name} {first.rss_bytes / mib:.1f} MiB "
+                f"(t={first.t_s:.0f} s), end of last {self.segment_name} {last.rss_bytes / mib:.1f} MiB "
+                f"(t={last.t_s:.0f} s): growth {100 * self.rss_growth:+.2f} % (limit {100 * SOAK_MAX_GROWTH:.0f} %); "
+                f"peak {self.peak_rss_bytes / mib:.1f} MiB",
+                f"  Python heap          {first.python_blocks} -> {last.python_blocks} allocated blocks "
+                f"({100 * (last.python_blocks - first.python_blocks) / max(1, first.python_blocks):+.2f} %)"
+                + (f"; traced {first.traced_bytes / mib:.1f} -> {last.traced_bytes / mib:.1f} MiB"
+                   if first.traced_bytes is not None and last.traced_bytes is not None else ""),
+                f"  memory samples       {len(self.samples)}, one every {self.sample_period_s:g} s of scenario "
+                f"time; segments of {self.segment_s:g} s",
+            ]
+        else:
+            lines.append("  memory               no samples (the run scored no window)")
+        lines += [f"  note                 {note}" for note in self.notes]
+        lines.append(f"  verdict              {'PASS' if self.passed else 'FAIL'}: {self.verdict}")
+        return "\n".join(lines)
+
+
+def bench_soak(
+    hours: float = 4.0,
+    time_scale: float = 100.0,
+    *,
+    manifest: str | Path = "models/manifest.json",
+    out: str | Path | None = None,
+    seed: int = 0,
+    tracing: bool = False,
+    echo: bool = True,
+) -> SoakResult:
+    """Drive `hours` of a generated route through the simulated chain at `time_scale`; account for every frame
+    and sample the memory. Prints the report when `echo` is true, and returns the figures either way."""
+    from harness.models import ModelSet
+    from harness.rig import BUILTIN_SIM_RIG
+    from harness.run import run_scenario
+
+    if not (math.isfinite(hours) and hours > 0):
+        raise ValueError(f"hours must be a finite number > 0, got {hours!r}")
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time scale must be a finite number > 0, got {time_scale!r}")
+    if hours * 3600.0 < 120.0:
+        raise ValueError(f"a soak drives a generated route of at least 120 s (0.0334 h); got {hours:g} h")
+    scenario = soak_scenario(hours, seed)
+    # once a scenario minute; shorter drives (compared by tenths) at least six times per tenth
+    sample_period_s = 60.0 if hours >= SOAK_HOURS_FOR_HOURLY else min(60.0, hours * 3600.0 / 60.0)
+    rig = dataclasses.replace(BUILTIN_SIM_RIG, time_scale=time_scale)
+    artifacts = Path(out) if out is not None else Path("reports") / time.strftime("%Y%m%d-%H%M%S") / "soak"
+    if echo:
+        print(f"soak: {hours:g} h at {time_scale:g}x (about {hours * 3600 / time_scale:.0f} s of wall time after "
+              f"the plant), artifacts in {artifacts}", flush=True)
+    if tracing:
+        tracemalloc.start()
+    try:
+        with ModelSet.open(manifest) as models:
+            progress = _Progress(models)
+            sampler = _MemorySampler(sample_period_s / time_scale, progress).start()
+            try:
+                result = run_scenario(scenario, rig, progress, artifacts)
+            finally:
+                sampler.stop()
+    finally:
+        if tracing:
+            tracemalloc.stop()
+    drive_s = result.trace.duration_s
+    # the first window is full when the app holds WINDOW_S samples (t = 1 ... WINDOW_S s): the first fuel call's time
+    samples = sampler.samples(float(WINDOW_S), time_scale, drive_s)
+    segment_s = 3600.0 if hours >= SOAK_HOURS_FOR_HOURLY else drive_s / 10.0
+    soak = SoakResult(hours, time_scale, drive_s, result.wall_s, result.speed, result.accounting, samples, segment_s,
+                      sample_period_s, artifacts, "", tracing)
+    if progress.windows != result.accounting.windows_scored:
+        soak.notes.append(f"the wrapper counted {progress.windows} fuel calls, the app "
+                          f"{result.accounting.windows_scored} windows: memory samples' scenario times are approximate")
+    problems = []
+    if soak.frames_lost:
+        problems.append(f"{soak.frames_lost} frames lost")
+    if not soak.rss_growth < SOAK_MAX_GROWTH:
+        problems.append(f"memory grew {100 * soak.rss_growth:.2f} % (limit {100 * SOAK_MAX_GROWTH:.0f} %)")
+    soak.verdict = "; ".join(problems) or (f"no frame lost, memory grew {100 * soak.rss_growth:+.2f} % "
+                                           f"(< {100 * SOAK_MAX_GROWTH:.0f} %)")
+    if echo:
+        print(soak.report(), flush=True)
+    return soak
+
+
+def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dtg-hil bench soak`."""
+    parser.add_argument("--hours", type=float, default=4.0, help="hours of drive (default: 4)")
+    parser.add_argument("--time-scale", type=float, default=100.0,
+                        help="scenario seconds per wall second (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="route seed (default: 0)")
+    parser.add_argument("--manifest", default="models/manifest.json",
+                        help="models manifest (default: models/manifest.json)")
+    parser.add_argument("--out", metavar="DIR", help="folder for the run's artifacts (default: reports/<time>/soak)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also trace Python's allocations (exact Python heap figures; slows the run)")
+
+
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    """Run the soak; exit 1 if a frame was lost or memory grew by 10 % or more, 2 on bad input."""
+    from harness.models import ManifestError
+    from harness.run import RunError
+
+    try:
+        result = bench_soak(args.hours, args.time_scale, manifest=args.manifest, out=args.out, seed=args.seed,
+                            tracing=args.tracemalloc)
+    except (ValueError, ManifestError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    except RunError as error:
+        print(f"soak: the run failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if result.passed else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from harness import bench as benchmarks
+from harness import fuzz as fuzzing
 from harness.cycles import BUNDLED_CYCLES, CycleError, load_cycle
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
@@ -166,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                              help="models manifest (default: models/manifest.json)")
     model_bench.add_argument("--runs", type=int, default=2000, help="timed runs per model after warm-up (default: 2000)")
     model_bench.set_defaults(func=cmd_bench_models)
+    soak = bench_cmds.add_parser("soak", help="a long drive through the simulated chain: frames lost and memory "
+                                              "growth; exit 1 if a frame is lost or memory grows 10 %% or more")
+    benchmarks.add_soak_arguments(soak)
+    soak.set_defaults(func=benchmarks.cmd_bench_soak)
+    fuzz = bench_cmds.add_parser("fuzz", help="feed every parser random, mutated and structure-aware inputs; exit 1 "
+                                              "on an undocumented exception or a hang")
+    fuzzing.add_fuzz_arguments(fuzz)
+    fuzz.set_defaults(func=fuzzing.cmd_bench_fuzz)
     return parser
 
 

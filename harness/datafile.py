@@ -64,6 +64,8 @@ def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise error(file, [Problem("", "not valid YAML here: nested too deeply")]) from None
     if node is None:
         return None, {}
     lines: dict[str, int] = {}
@@ -73,6 +75,13 @@ def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError)
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         raise error(file, [Problem("", f"not plain YAML data: {getattr(exc, 'problem', exc)}",
                                            mark.line + 1 if mark else None)]) from None
+    except RecursionError:  # an alias to a node that contains it, or nesting past Python's stack
+        raise error(file, [Problem("", "not plain YAML data: an alias that contains itself, or nested too "
+                                       "deeply")]) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # PyYAML's constructors fail this way on data no file of ours holds: a list or mapping as a key, an
+        # integer of more than 4300 digits, an empty !!timestamp, a !!bool that is not one.
+        raise error(file, [Problem("", f"not plain YAML data: {type(exc).__name__}: {exc}")]) from None
 
 
 # --- validation -------------------------------------------------------------------------------------------
