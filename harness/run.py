@@ -8,7 +8,10 @@ On the simulated rig the whole chain runs in this process, on one scenario clock
 Every run keeps its artifacts in one folder: `events.log` (the logcat lines as the app wrote them),
 `can.blf` (every frame on the bus, python-can's BLF writer, scenario-time stamps), `labels.json` (the ground
 truth), `result.json` (metrics, verdict, loss accounting) and `run.png` (signals, anomaly score against its
-threshold with alarms, fuel prediction against truth).
+threshold with alarms, fuel prediction against truth). On a rig with stand-ins or real parts (the loopback
+rig: slcan, adb, UART tap, GNSS feed) the same chain runs through their drivers, and a run also keeps
+`uart.bin` (the tap's bytes), `logcat.txt` (the phone's logcat, pulled over adb) and the tap's cross-check
+against the CAN log in `result.json`.
 
 What a simulated run does not show: real bus timing and arbitration, a real phone's scheduling, and real
 sensor noise beyond the plant's; that is what the `hil` tests on a real rig are for.
