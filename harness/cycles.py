@@ -123,7 +123,12 @@ def load_cycle(name_or_path: str, base_dir: Path | None = None) -> SpeedProfile:
     path = Path(name_or_path)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    if path.suffix == ".csv" and path.exists():
+    try:
+        exists = path.suffix == ".csv" and path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        shown = str(path) if len(str(path)) <= 120 else str(path)[:100] + "..."
+        raise CycleError(f"cannot read drive cycle {shown}: {exc.strerror}") from None
+    if exists:
         return read_cycle_csv(path)
     raise CycleError(
         f"unknown drive cycle '{name_or_path}'; expected one of: {', '.join(BUNDLED_CYCLES)}, or a path to a "

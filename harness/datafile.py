@@ -6,6 +6,7 @@ came from, so a problem is reported as `file:line: field.path: message`, naming 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +37,22 @@ class DataFileError(ValueError):
 
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+#: The most values (mappings, lists, scalars) a data file may hold once its aliases are expanded. Bundled
+#: scenarios hold a few hundred; aliases nested a few levels deep ("billion laughs") would expand to billions.
+MAX_VALUES = 100_000
 
 
-def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
-    """Convert a composed YAML node to Python data, recording the line of every field path."""
+class _TooManyValues(Exception):
+    pass
+
+
+def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader,
+               budget: list[int]) -> Any:
+    """Convert a composed YAML node to Python data, recording the line of every field path. `budget` holds how
+    many more values may be made; aliases share nodes, so each visit counts."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooManyValues
     lines.setdefault(path, node.start_mark.line + 1)
     if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
         raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
@@ -49,10 +62,10 @@ def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.S
             key = loader.construct_object(key_node, deep=True)
             child = f"{path}.{key}" if path else str(key)
             lines[child] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, child, lines, loader)
+            out[key] = _to_python(value_node, child, lines, loader, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, f"{path}[{i}]", lines, loader) for i, item in enumerate(node.value)]
+        return [_to_python(item, f"{path}[{i}]", lines, loader, budget) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -70,7 +83,10 @@ def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError)
         return None, {}
     lines: dict[str, int] = {}
     try:
-        return _to_python(node, "", lines, yaml.SafeLoader("")), lines
+        return _to_python(node, "", lines, yaml.SafeLoader(""), [MAX_VALUES]), lines
+    except _TooManyValues:
+        raise error(file, [Problem("", f"not plain YAML data: more than {MAX_VALUES} values once its aliases are "
+                                       f"expanded")]) from None
     except yaml.YAMLError as exc:  # e.g. a !!python tag: scenario files are data only, never objects
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         raise error(file, [Problem("", f"not plain YAML data: {getattr(exc, 'problem', exc)}",
@@ -123,8 +139,13 @@ class Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             self.report(full, f"expected {wanted}; got {kind_of(value)} {value!r}")
             return default
-        if value != value:  # NaN
-            self.report(full, "expected a number; got NaN")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond float range
+            finite = False
+        if not finite:
+            shown = repr(value) if isinstance(value, float) else "an integer beyond float range"
+            self.report(full, f"expected a finite number; got {shown}")
             return default
         if lo is not None and (value <= lo if lo_open else value < lo):
             self.report(full, f"must be {'>' if lo_open else '>='} {lo:g}; got {value:g}")

@@ -48,6 +48,9 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
     "latency_ms_p50_max": (0.0, None),
     "latency_ms_p99_max": (0.0, None),
 }
+#: The longest route a scenario may drive (a repeated cycle or a generated trip): three days of driving, far past
+#: a tachograph's daily limits, and a bound that keeps a mistyped `repeat` from exhausting memory.
+MAX_ROUTE_S = 72 * 3600.0
 #: Detection window after an event ends within which an alarm still counts (DESIGN.md, event recall).
 DEFAULT_MAX_DELAY_S = 60.0
 
@@ -155,8 +158,8 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
         if "repeat" in route:
             c.report("route.repeat", "only applies to 'cycle' routes")
         gen = c.mapping(route["generated"], "route.generated", GENERATED_KEYS, required=("duration_s",))
-        duration = c.number(gen, "duration_s", "route.generated", None, lo=120)
-        gen_seed = c.number(gen, "seed", "route.generated", None, integer=True)
+        duration = c.number(gen, "duration_s", "route.generated", None, lo=120, hi=MAX_ROUTE_S)
+        gen_seed = c.number(gen, "seed", "route.generated", None, lo=0, integer=True)
         mix = _read_weights(c, gen, "mix", tuple(SEGMENT_KINDS))
         styles = _read_weights(c, gen, "styles", STYLES)
         spec = RouteSpec(generated_duration_s=duration, generated_mix=mix, generated_seed=None if gen_seed is None
@@ -172,11 +175,18 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
         }
     hilliness = c.number(route, "hilliness", "route", PlantConditions.hilliness, lo=0.0, hi=3.0)
     profile = None
-    if spec.cycle is not None or spec.generated_duration_s is not None:
+    if spec.cycle is not None:
         try:
-            profile = _profile_for(spec, 0, base_dir) if spec.cycle else None
+            profile = load_cycle(spec.cycle, base_dir)
         except CycleError as exc:
             c.report("route.cycle", str(exc))
+        if profile is not None and profile.duration_s * spec.repeat > MAX_ROUTE_S:
+            c.report("route.repeat", f"{spec.repeat} x {profile.duration_s:g} s would drive "
+                                     f"{profile.duration_s * spec.repeat / 3600:.4g} h; a route lasts at most "
+                                     f"{MAX_ROUTE_S / 3600:g} h")
+            profile = None
+        elif profile is not None:
+            profile = profile.repeated(spec.repeat)
     return spec, start, hilliness, profile
 
 

@@ -6,9 +6,8 @@ target's valid examples, structure-aware inputs), with hypothesis's own random g
 and run each example through `run_one` under a per-input time limit, so a hang fails the test instead of
 hanging it. The benchmark (`dtg-hil bench fuzz`, 100,000 inputs per target) is not part of this run.
 
-The data-file loaders (scenario, rig) have defects the fuzzer found and this change does not fix (their modules
-belong to other work): `KNOWN_LOADER_DEFECTS` lists them, the generic tests let exactly those through, and one
-strict-xfail test per defect replays its minimal input, so a fix shows up as an XPASS to remove the entry.
+Every defect the fuzzer found in the data-file loaders (scenario, rig) is fixed; `FIXED_LOADER_DEFECTS` replays
+the minimal input of each, which must now be accepted or rejected with the loader's own error.
 """
 from __future__ import annotations
 
@@ -28,47 +27,6 @@ TIME_LIMIT_S = 2.0
 FAST = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
-#: Defects of the data-file loaders found by `dtg-hil bench fuzz`, as (what failed, file, function) of the
-#: innermost project frame: an exception type, or "timeout" for a hang. Line numbers are left out so the entries
-#: survive edits elsewhere in those files.
-KNOWN_LOADER_DEFECTS: dict[tuple[str, str, str], str] = {
-    ("timeout", "harness/datafile.py", "parse_yaml"):
-        "aliases are expanded, so nested aliases take exponential time ('billion laughs')",
-    ("OverflowError", "harness/datafile.py", "number"):
-        "an integer beyond float range in a bounded number field: the message formats it with :g",
-    ("OverflowError", "harness/scenario.py", "_read_anomalies"):
-        "an integer beyond float range in an anomaly time: float() overflows",
-    ("OverflowError", "harness/rig.py", "parse_rig"):
-        "an integer beyond float range as time_scale: formatted with :g, or float() at the end",
-    ("MemoryError", "harness/cycles.py", "repeated"):
-        "route.repeat has no upper bound: numpy cannot allocate the repeated cycle",
-    ("OverflowError", "harness/cycles.py", "repeated"):
-        "route.repeat has no upper bound: beyond a C long, numpy overflows",
-    ("OverflowError", "harness/cycles.py", "_weights"):
-        "an integer beyond float range as a route.generated.mix or styles weight",
-    ("ValueError", "harness/cycles.py", "generate_trip"):
-        "a negative route.generated.seed reaches numpy's default_rng; an infinite weight in route.generated.mix or "
-        "styles gives NaN probabilities",
-    ("timeout", "harness/cycles.py", "generate_trip"):
-        "route.generated.duration_s has no upper bound: an infinite or huge duration generates forever",
-    ("OSError", "harness/cycles.py", "load_cycle"):
-        "a route.cycle path longer than the file system allows: Path.exists raises ENAMETOOLONG",
-}
-
-_SIGNATURE = re.compile(r"(?P<what>\S+) at (?P<file>[^\s:]+)(?::\d+)? \((?P<function>.+)\)")
-
-
-def defect_key(outcome: Outcome) -> tuple[str, str, str] | None:
-    """(what failed, file, function) of a failed outcome's signature, as `KNOWN_LOADER_DEFECTS` keys them."""
-    match = _SIGNATURE.fullmatch(outcome.signature)
-    return None if match is None else (match["what"], match["file"], match["function"])
-
-
-def known_defect(outcome: Outcome) -> str | None:
-    """The description of the known loader defect `outcome` is, or None."""
-    return KNOWN_LOADER_DEFECTS.get(defect_key(outcome))
-
-
 @pytest.fixture(scope="module")
 def workdirs(tmp_path_factory) -> dict[str, Path]:
     """A scratch folder per target, prepared as the runner prepares it."""
@@ -87,9 +45,9 @@ def _inputs(target: FuzzTarget) -> st.SearchStrategy[bytes]:
                      st.randoms(use_true_random=False).map(lambda rng: draw_input(rng, target, corpus)[1]))
 
 
-def _check(name: str, data: bytes, workdirs: dict[str, Path], allow_known: bool = False) -> Outcome:
+def _check(name: str, data: bytes, workdirs: dict[str, Path]) -> Outcome:
     outcome = run_one(TARGETS[name], data, workdirs[name], TIME_LIMIT_S)
-    if outcome.failed and not (allow_known and known_defect(outcome)):
+    if outcome.failed:
         pytest.fail(f"{name}: {outcome.signature} on {data!r}\n{outcome.traceback}")
     return outcome
 
@@ -143,19 +101,19 @@ def test_event_parser_never_raises_and_the_collector_agrees(data: bytes, workdir
 @FAST
 @given(data=_inputs(TARGETS["scenario"]))
 def test_scenario_loader_raises_only_scenario_error(data: bytes, workdirs) -> None:
-    _check("scenario", data, workdirs, allow_known=True)
+    _check("scenario", data, workdirs)
 
 
 @FAST
 @given(data=_inputs(TARGETS["scenario-data"]))
 def test_scenario_parser_raises_only_scenario_error_on_loaded_data(data: bytes, workdirs) -> None:
-    _check("scenario-data", data, workdirs, allow_known=True)
+    _check("scenario-data", data, workdirs)
 
 
 @FAST
 @given(data=_inputs(TARGETS["rig"]))
 def test_rig_loader_raises_only_rig_error(data: bytes, workdirs) -> None:
-    _check("rig", data, workdirs, allow_known=True)
+    _check("rig", data, workdirs)
 
 
 def test_the_mutation_corpus_holds_valid_inputs(workdirs) -> None:
@@ -171,17 +129,34 @@ def test_the_mutation_corpus_holds_valid_inputs(workdirs) -> None:
         assert [o.kind for o in outcomes[:bundled]] == ["ok"] * bundled, [o.error for o in outcomes[:bundled]]
 
 
-# ------------------------------------------------------------------------ the known loader defects, one each
+# ------------------------------------------------------------------------------ the loader defects, fixed
 
-#: Defects fixed since the fuzzer found them: each input is now rejected with the loader's own error.
+#: Defects the fuzzer found in the loaders, each a minimal input: every one is now accepted or rejected with the
+#: loader's own error (the comment says what used to happen).
+LAUGHS = b"l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    b"l%d: &l%d [" % (i, i) + b", ".join([b"*l%d" % (i - 1)] * 9) + b"]\n" for i in range(1, 10))
 FIXED_LOADER_DEFECTS = [
-    ("scenario", b"[]:"),  # a list as a mapping key
-    ("rig", b"0: &r {0: *r}"),  # an alias to a mapping that contains it
+    ("scenario", b"[]:"),  # a list as a mapping key: TypeError
+    ("rig", b"0: &r {0: *r}"),  # an alias to a mapping that contains it: RecursionError
     ("rig", b"0: &r [*r]"),  # ... to a list that contains it
     ("scenario", b"deep: " + b"[" * 800 + b"]" * 800 + b"\n"),  # nesting past PyYAML's composer's recursion
-    ("scenario", b"seed: " + b"9" * 4301 + b"\n"),  # an integer of more than 4300 digits
+    ("scenario", b"seed: " + b"9" * 4301 + b"\n"),  # an integer of more than 4300 digits: ValueError
     ("scenario", b"0: !!timestamp"),  # an empty timestamp
     ("rig", b"0: !!bool\n0:"),  # a !!bool that is not one
+    ("scenario", LAUGHS),  # aliases nested 10 deep expand to 9^10 values ("billion laughs"): a hang
+    # integers beyond float range: OverflowError formatting or converting them
+    ("scenario", b"route: {cycle: udds}\nconditions: {ambient_c: " + b"9" * 400 + b"}\n"),
+    ("scenario", b"route: {cycle: udds}\nanomalies: [{type: overheating, at_s: " + b"9" * 400 + b"}]\n"),
+    ("rig", b"stm32: {kind: real}\ntime_scale: " + b"9" * 400 + b"\n"),
+    ("rig", b"time_scale: " + b"9" * 400 + b"\n"),
+    ("scenario", b"route: {generated: {duration_s: 300, mix: {urban: " + b"9" * 400 + b"}}}\n"),
+    ("scenario", b"route: {cycle: udds, repeat: 9999999999}\n"),  # unbounded repeat: MemoryError (or the OOM killer)
+    ("scenario", b"route: {cycle: udds, repeat: 99999999999999999999}\n"),  # ... beyond a C long: OverflowError
+    ("scenario", b"route: {generated: {duration_s: 300, seed: -1}}\n"),  # negative seed: numpy's ValueError
+    ("scenario", b"route: {generated: {duration_s: 300, mix: {urban: .inf}}}\n"),  # NaN probabilities
+    ("scenario", b"route: {generated: {duration_s: .inf}}\n"),  # generated forever
+    ("scenario", b"route: {generated: {duration_s: 1.0e+9}}\n"),  # ... for years
+    ("scenario", b"route: {cycle: " + b"x" * 300 + b".csv}\n"),  # a path too long: OSError from Path.exists
 ]
 
 
@@ -189,54 +164,26 @@ FIXED_LOADER_DEFECTS = [
 def test_fixed_loader_defect_stays_fixed(name: str, data: bytes, workdirs) -> None:
     outcome = run_one(TARGETS[name], data, workdirs[name], TIME_LIMIT_S)
     assert not outcome.failed, f"{outcome.signature}\n{outcome.traceback}"
+    assert outcome.kind == "rejected", name
 
 
-LOADER_REPRODUCERS = [
-    ("scenario", b"l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + b"".join(
-        b"l%d: &l%d [" % (i, i) + b", ".join([b"*l%d" % (i - 1)] * 9) + b"]\n" for i in range(1, 10)),
-     ("timeout", "harness/datafile.py", "parse_yaml")),
-    ("scenario", b"route: {cycle: udds}\nconditions: {ambient_c: " + b"9" * 400 + b"}\n",
-     ("OverflowError", "harness/datafile.py", "number")),
-    ("scenario", b"route: {cycle: udds}\nanomalies: [{type: overheating, at_s: " + b"9" * 400 + b"}]\n",
-     ("OverflowError", "harness/scenario.py", "_read_anomalies")),
-    ("rig", b"stm32: {kind: real}\ntime_scale: " + b"9" * 400 + b"\n",
-     ("OverflowError", "harness/rig.py", "parse_rig")),
-    ("scenario", b"route: {cycle: udds, repeat: 9999999999}\n", ("MemoryError", "harness/cycles.py", "repeated")),
-    ("scenario", b"route: {cycle: udds, repeat: 99999999999999999999}\n",
-     ("OverflowError", "harness/cycles.py", "repeated")),
-    ("scenario", b"route: {generated: {duration_s: 300, seed: -1}}\n",
-     ("ValueError", "harness/cycles.py", "generate_trip")),
-    ("scenario", b"route: {generated: {duration_s: 300, mix: {urban: " + b"9" * 400 + b"}}}\n",
-     ("OverflowError", "harness/cycles.py", "_weights")),
-    ("rig", b"time_scale: " + b"9" * 400 + b"\n", ("OverflowError", "harness/rig.py", "parse_rig")),
-    ("scenario", b"route: {generated: {duration_s: 300, mix: {urban: .inf}}}\n",
-     ("ValueError", "harness/cycles.py", "generate_trip")),
-    ("scenario", b"route: {generated: {duration_s: .inf}}\n", ("timeout", "harness/cycles.py", "generate_trip")),
-    ("scenario", b"route: {cycle: " + b"x" * 300 + b".csv}\n", ("OSError", "harness/cycles.py", "load_cycle")),
-]
-
-
-def test_every_known_defect_has_a_reproducer() -> None:
-    assert sorted({key for _, _, key in LOADER_REPRODUCERS}) == sorted(KNOWN_LOADER_DEFECTS)
-
-
-class KnownDefectStillThere(Exception):
-    """The input still fails exactly as its `KNOWN_LOADER_DEFECTS` entry says (the expected failure)."""
-
-
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("name, data, key", [
-    pytest.param(name, data, key, id=f"{key[0]}-{key[2]}",
-                 marks=pytest.mark.xfail(strict=True, raises=KnownDefectStillThere,
-                                         reason=f"known loader defect: {KNOWN_LOADER_DEFECTS[key]}"))
-    for name, data, key in LOADER_REPRODUCERS])
-def test_known_loader_defect_is_fixed(name: str, data: bytes, key: tuple[str, str, str], workdirs) -> None:
-    """XFAIL while the defect is there; a fix makes it pass, and strict xfail then asks to remove the entry. Any
-    other failure of the input is a real failure of this test."""
-    outcome = run_one(TARGETS[name], data, workdirs[name], TIME_LIMIT_S)
-    if outcome.failed and defect_key(outcome) == key:
-        raise KnownDefectStillThere(outcome.signature)
-    assert not outcome.failed, f"{outcome.signature}, not the known defect {key}\n{outcome.traceback}"
+def test_the_loaders_name_the_field_and_the_bound(tmp_path: Path) -> None:
+    """What a scenario author sees for the inputs above: the field, the bound, no traceback."""
+    from harness.scenario import ScenarioError, load_scenario
+    cases = {
+        b"route: {cycle: udds, repeat: 9999999999}\n": "route.repeat: 9999999999 x 1370 s would drive",
+        b"route: {generated: {duration_s: .inf}}\n": "route.generated.duration_s: expected a finite number; got inf",
+        b"route: {generated: {duration_s: 300, seed: -1}}\n": "route.generated.seed: must be >= 0; got -1",
+        b"route: {cycle: udds}\nanomalies: [{type: overheating, at_s: " + b"9" * 400 + b"}]\n":
+            "anomalies[0].at_s: expected a finite number; got an integer beyond float range",
+        LAUGHS: "more than 100000 values once its aliases are expanded",
+    }
+    for data, wanted in cases.items():
+        path = tmp_path / "s.yaml"
+        path.write_bytes(data)
+        with pytest.raises(ScenarioError) as caught:
+            load_scenario(path)
+        assert wanted in str(caught.value) and str(path) in str(caught.value), str(caught.value)
 
 
 # -------------------------------------------------------------------------------------- the runner itself
@@ -314,13 +261,9 @@ def test_bench_fuzz_runs_every_target_from_the_command_line(tmp_path: Path, caps
     for name, (inputs, parsed, rejected, unexpected, hangs, slowest_ms, per_s, wall_s) in rows.items():
         assert inputs == 300 == parsed + rejected + unexpected + hangs, name
         assert per_s > 0 and slowest_ms <= 1000 * 1.0 + 50, name  # the default limit is 1 s per input
-        if name not in ("scenario", "scenario-data", "rig"):
-            assert unexpected == hangs == 0, out
-    findings = [m for m in map(_FINDING.search, out.splitlines()) if m]
-    for match in findings:  # every finding is a known loader defect (a new one fails here)
-        assert match["target"] in ("scenario", "scenario-data", "rig"), match[0]
-        assert known_defect(Outcome("unexpected", 0.0, signature=match["signature"])), match[0]
-    assert code == (1 if findings else 0)
+        assert unexpected == hangs == 0, out
+    assert not [m for m in map(_FINDING.search, out.splitlines()) if m], out
+    assert code == 0
     assert (tmp_path / "report.txt").exists()
     assert not (tmp_path / "in-flight.bin").exists() and not (tmp_path / "fatal.txt").exists()
 
