@@ -42,8 +42,36 @@ _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 MAX_VALUES = 100_000
 
 
+#: The deepest nesting of flow collections (`[`, `{`) a data file may have. Ours nest a few levels; PyYAML's
+#: scanner does work proportional to the depth for every token, so a few thousand levels take seconds.
+MAX_FLOW_DEPTH = 100
+
+
 class _TooManyValues(Exception):
     pass
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of `[` and `{` outside quotes and comments, an upper bound of the YAML's flow depth
+    (brackets inside plain scalars count too, which only matters for text no data file holds)."""
+    depth = deepest = 0
+    quote = None
+    comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader,
@@ -71,6 +99,9 @@ def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.S
 
 def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError) -> tuple[Any, dict[str, int]]:
     """Safe-load YAML text, returning the data and a map from field path to line number."""
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise error(file, [Problem("", f"not valid YAML here: nested too deeply (more than {MAX_FLOW_DEPTH} "
+                                       f"levels of [ and {{)")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -143,6 +143,7 @@ FIXED_LOADER_DEFECTS = [
     ("scenario", b"seed: " + b"9" * 4301 + b"\n"),  # an integer of more than 4300 digits: ValueError
     ("scenario", b"0: !!timestamp"),  # an empty timestamp
     ("rig", b"0: !!bool\n0:"),  # a !!bool that is not one
+    ("rig", b'"stm32":\ndeep: ' + b"[" * 1700),  # PyYAML's scanner: seconds to reject 1,700 unclosed levels
     ("scenario", LAUGHS),  # aliases nested 10 deep expand to 9^10 values ("billion laughs"): a hang
     # integers beyond float range: OverflowError formatting or converting them
     ("scenario", b"route: {cycle: udds}\nconditions: {ambient_c: " + b"9" * 400 + b"}\n"),
