@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: sim test clean
+.PHONY: sim test clean chromium
 
 $(BIN)/dtg-hil: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,24 @@ $(BIN)/dtg-hil: pyproject.toml
 	touch $@
 
 # Every bundled scenario through the whole simulated chain (plant -> CAN -> STM32 -> UART -> app -> models ->
-# events), judged against its expect: section; tables at the end, artifacts under reports/<time>/.
+# events), judged against its expect: section; tables at the end, artifacts and the HTML report
+# (index.html, metrics.txt: docs/report.md) under reports/<time>/.
 sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
 	$(BIN)/python -m pytest -m sim scenarios/ -p no:cacheprovider
 
-test: $(BIN)/dtg-hil
+test: $(BIN)/dtg-hil chromium
 	$(BIN)/python -m pytest
+
+# The HTML report's test opens the report in headless Chromium: Debian's package, installed when missing and
+# root (as CI is); otherwise the test skips, and fails when CI is set.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the HTML report's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "chromium is missing and this is not a root Debian shell: the HTML report's browser test skips" \
+		"(apt-get install --no-install-recommends chromium)"; fi
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info

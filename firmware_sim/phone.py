@@ -6,7 +6,8 @@ through files the harness pushed over adb, and logging through the device's logc
 
 - `/data/local/tmp/dtg/config.json` (`CONFIG_PATH`): the UART port the app reads (on a phone, its USB-serial
   adapter; here the pty the STM32 simulator writes), its baud rate, the link codec, the CAN profile and the
-  vehicle's redline for the rule-based detector;
+  vehicle's redline for the rule-based detector, and the app options (`firmware_sim.app.AppOptions`: debug
+  `features` lines, a broken variant) the contract suite starts it with;
 - `/data/local/tmp/dtg/models/manifest.json` (`MODELS_DIR`): the models manifest and the three ONNX files,
   pushed and checked by sha256 by the harness (`harness.android`); the app checks them again on load.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import serial
 
 from firmware_sim.adbd import DeviceContext
-from firmware_sim.app import AppSim
+from firmware_sim.app import AppOptions, AppSim
 from firmware_sim.rules import RuleLimits
 from harness.events import TAG
 from harness.models import ModelSet
@@ -45,6 +46,13 @@ class PhoneConfig:
     codec: str = "dtg-link-v2"
     profile: str = "obd2"
     redline_rpm: float = 6000.0
+    debug_features: bool = False
+    debug_every: int = 1
+    variant: str | None = None
+
+    @property
+    def app_options(self) -> AppOptions:
+        return AppOptions(self.debug_features, self.debug_every, self.variant)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1) + "\n"
@@ -70,7 +78,7 @@ class PhoneApp:
         self._port = serial.Serial(config.uart_port, config.baudrate, timeout=0.02)
         self._app = AppSim(self._port, self._models, log=lambda line: None, codec=config.codec,
                            profile=config.profile, limits=RuleLimits.for_redline(config.redline_rpm),
-                           pid=self._context.pid,
+                           pid=self._context.pid, options=config.app_options,
                            log_payload=lambda payload: self._context.log(TAG, "I", payload))
         self._app.start()
 

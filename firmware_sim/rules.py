@@ -2,7 +2,8 @@
 
 The reference app raised harsh-braking, harsh-acceleration, overheating and low-fuel alerts from rules; this
 detector keeps those and adds over-revving, excessive idling and erratic driving, which are rules of thumb
-that DTG regulations and fleet tools also use. Each rule fires once when its condition starts and again only
+that DTG regulations and fleet tools also use, and stale data (a signal that stopped arriving: a bus fault, a
+silent ECU), per signal. Each rule fires once when its condition starts and again only
 after it has cleared (a hold-off), so one manoeuvre gives one event.
 
 Limits are per vehicle where the vehicle matters (redline) and otherwise fixed; they are documented in
@@ -32,6 +33,9 @@ class RuleLimits:
     erratic_window_s: int = 30
     erratic_swings: int = 4  # sign changes of strong acceleration within the window
     erratic_accel_mps2: float = 1.5
+    # A signal with no reading for longer than this is stale (it had one before). The firmware already blanks a
+    # value older than its max age (1.5 s on the simulated rig); J1939's slowest group (VP, position) is every 5 s.
+    stale_after_s: float = 5.0
 
     @classmethod
     def for_redline(cls, redline_rpm: float) -> "RuleLimits":
@@ -45,6 +49,7 @@ class RuleHit:
     t_s: float
     value: float
     limit: float
+    signal: str | None = None  # stale_data: the signal concerned
 
 
 class RuleDetector:
@@ -56,6 +61,7 @@ class RuleDetector:
         self._idle_since: float | None = None
         self._idle_reported = False
         self._strong: deque[tuple[float, int]] = deque()
+        self._last_reading_s: dict[int, float] = {}  # signal index -> time of its newest reading
 
     def _edge(self, kind: str, condition: bool) -> bool:
         """True when `condition` becomes true (one event per episode)."""
@@ -100,4 +106,17 @@ class RuleDetector:
             self._strong.popleft()
         if self._edge("erratic_driving", len(self._strong) > lim.erratic_swings):
             hits.append(RuleHit("erratic_driving", t_s, float(len(self._strong) - 1), float(lim.erratic_swings)))
+        hits += self._stale(t_s, sample)
+        return hits
+
+    def _stale(self, t_s: float, sample: list[float] | tuple[float, ...]) -> list[RuleHit]:
+        """stale_data, once per signal and episode: a signal that had a reading has had none for > stale_after_s
+        (a bus fault, a silent ECU). A signal never read (not on this unit's bus) is not stale: it is absent."""
+        hits = []
+        for i, value in enumerate(sample):
+            if not math.isnan(value):
+                self._last_reading_s[i] = t_s
+            age_s = t_s - self._last_reading_s.get(i, t_s)
+            if self._edge(f"stale_data:{i}", age_s > self.limits.stale_after_s):
+                hits.append(RuleHit("stale_data", t_s, age_s, self.limits.stale_after_s, SIGNALS[i]))
         return hits

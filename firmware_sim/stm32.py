@@ -36,7 +36,8 @@ What it does, as the reference firmware does:
 Frames are stamped (dtg-link-v2) with the scenario time at which the firmware read them off the bus.
 
 What it does NOT model: the STM32's CAN filter banks and hardware receive FIFOs (every frame on the bus is
-received; no FIFO overrun), bus-off recovery and error counters, CAN arbitration or bit timing, the UART's
+received; no FIFO overrun), bus-off recovery and error counters (an error frame on the bus is only counted, in
+`error_frames`), CAN arbitration or bit timing, the UART's
 baud rate and DMA (bytes go out as fast as the byte sink takes them; a sink that times out drops the batch
 being written, counted in `frames_dropped_uart`), interrupt latency (the reception stamp lags the bus by
 the simulator's scheduling: normally a few wall milliseconds, i.e. a few hundred scenario milliseconds at
@@ -46,6 +47,10 @@ input, power modes and the watchdog.
 """
 from __future__ import annotations
 
+import bisect
+from array import array
+
+import bisect
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -155,6 +160,9 @@ class FirmwareStats:
     status_sent: int = 0
     bytes_written: int = 0
     uart_write_timeouts: int = 0
+    restarts: int = 0  # restart() calls carried out (a reset: sequence from first_seq, decoded values lost)
+    frames_missed_down: int = 0  # CAN frames on the bus while the firmware was down (never received)
+    error_frames: int = 0  # error frames seen on the bus (not frames: not in frames_received, never forwarded)
 
 
 def _j1939_valid_max(length_bits: int) -> int:
@@ -308,10 +316,13 @@ class Stm32Sim(Worker):
         self._sends_records = "sample" in self._codec.capabilities.record_types
 
         self._stats = FirmwareStats()
+        self._sample_times_s = array("d")  # scenario time of every sample record sent (8 bytes a second)
         self._stats_lock = threading.Lock()
         self._polling_done = threading.Event()
         self._out = bytearray()
         self._out_frames = 0
+        self._max_value_age_s = max_value_age_s
+        self._restarts: list[tuple[float, float]] = []  # (at_s, down_s) of restart()s not carried out yet, in order
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -339,6 +350,21 @@ class Stm32Sim(Worker):
         if self._state == "new":
             raise Stm32SimError(f"{self._describe()} was never started")
         return self._polling_done.wait(timeout_s)
+
+    def restart(self, down_s: float = 2.0, at_s: float | None = None) -> None:
+        """Reset the firmware at scenario time `at_s` (default now), as its watchdog or a brown-out does: the
+        decoded values are lost; until `at_s + down_s` it reads nothing off the bus (counted in
+        `frames_missed_down`) and sends nothing; then it boots, starts the link's sequence number again at
+        `first_seq` and polls (samples) from the next whole second. Ticks before `at_s` that a simulator running
+        behind the clock has not polled yet are polled first, so a restart costs the same seconds at any speed.
+        `stats` count on across restarts (`restarts`). A restart may be scheduled before `start()`: it then falls
+        on the same tick whatever the host's thread timing."""
+        if not (math.isfinite(down_s) and down_s >= 0):
+            raise ValueError(f"down_s must be a finite number >= 0, got {down_s!r}")
+        if self._state == "stopped":
+            raise Stm32SimError(f"{self._describe()} is stopped: nothing to restart")
+        with self._stats_lock:
+            bisect.insort(self._restarts, (self._clock.now_s() if at_s is None else float(at_s), float(down_s)))
 
     def __repr__(self) -> str:
         return f"<Stm32Sim {self._describe()} state={self._state} {self.stats}>"
@@ -376,6 +402,18 @@ class Stm32Sim(Worker):
         timed_out: set[int] = set()  # PIDs of this cycle whose answer did not come in time
 
         while not self._stop_requested.is_set():
+            restart = self._restarts[0] if self._restarts else None
+            if restart is not None and pending_pid is None and not queue and not cycle_open and (
+                    next_poll_s if polling else next_sample_s if self._sends_records else math.inf) >= restart[0] \
+                    and clock.now_s() >= restart[0]:
+                # between two cycles, once the next tick due is at or after the restart (a backlog polled first)
+                with self._stats_lock:
+                    self._restarts.pop(0)
+                up_s = self._reset(*restart)
+                timed_out.clear()
+                next_poll_s = max(next_poll_s, math.ceil(up_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S)
+                next_sample_s = max(next_sample_s, math.ceil(up_s / SAMPLE_PERIOD_S - 1e-9) * SAMPLE_PERIOD_S)
+                continue
             now_s = clock.now_s()
             with self._stats_lock:
                 # OBD-II: give up on an overdue answer, then ask the next PID of the cycle
@@ -391,7 +429,10 @@ class Stm32Sim(Worker):
                     if self._sends_records:
                         self._queue_record(self._sample(cycle_s))
                         self._queue_record(self._status(cycle_s))
-                if polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s:
+                # a restart due at or before the next tick comes first (the top of the loop carries it out)
+                restart_s = self._restarts[0][0] if self._restarts else math.inf
+                if (polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s
+                        and next_poll_s < restart_s):
                     due_tick = _tick_at(now_s, POLL_PERIOD_S)
                     if self._catch_up_polls:
                         # Simulated rigs: a tick the host was too slow for is polled late, stamped with its own
@@ -414,7 +455,7 @@ class Stm32Sim(Worker):
                 # J1939 with dtg-link-v2: the 1 Hz sample and status on each tick, even when late (the app counts
                 # on 1 Hz)
                 while (self._sends_records and not polling and next_sample_s <= now_s
-                       and next_sample_s < self._end_s):
+                       and next_sample_s < self._end_s and next_sample_s < restart_s):
                     if now_s - next_sample_s >= SAMPLE_PERIOD_S:
                         stats.samples_late += 1
                     self._queue_record(self._sample(next_sample_s))
@@ -442,7 +483,9 @@ class Stm32Sim(Worker):
             with self._stats_lock:
                 handled = 0
                 while message is not None:
-                    pid = self._receive(message, clock.now_s())
+                    # Catch-up polls (simulated rigs): an answer's value dates from its cycle's tick, not from when
+                    # the busy host got to it, so a value ages (max_value_age_s) the same at any time scale.
+                    pid = self._receive(message, clock.now_s(), cycle_s if self._catch_up_polls and polling else None)
                     if pid is not None and pid == pending_pid:
                         stats.requests_answered += 1
                         pending_pid = None
@@ -454,6 +497,26 @@ class Stm32Sim(Worker):
                         break  # answer in: ask the next PID before reading on
                     message = self._bus.recv(timeout=0.0)
             self._flush()
+
+    def _reset(self, at_s: float, down_s: float) -> float:
+        """restart(): lose what RAM held, stay off the bus until `at_s + down_s`, boot afresh; returns that time."""
+        with self._stats_lock:
+            self._stats.restarts += 1
+            self._out.clear()  # nothing is queued between loop turns; a reset loses it all the same
+            self._out_frames = 0
+        self._latest = LatestValues(self._profile, self._max_value_age_s)
+        up_s = at_s + down_s
+        while not self._stop_requested.is_set():
+            wait_s = self._clock.wall_s_until(up_s)
+            if wait_s <= 0:
+                break
+            message = self._bus.recv(timeout=min(self.MAX_WALL_WAIT_S, wait_s))
+            while message is not None:  # a powered-down controller acknowledges nothing
+                with self._stats_lock:
+                    self._stats.frames_missed_down += 1
+                message = self._bus.recv(timeout=0.0)
+        self._encoder = self._codec.encoder(self._first_seq)
+        return up_s
 
     def _drain(self) -> None:
         """Forward the frames still queued on the bus when stop() was called."""
@@ -484,15 +547,20 @@ class Stm32Sim(Worker):
             self._forward(CanFrame(self._request_id, bytes(message.data), False, max(now_s, 0.0)))
         return True
 
-    def _receive(self, message: can.Message, now_s: float) -> int | None:
-        """Count and forward one frame off the bus; returns the PID if it is an OBD-II answer."""
+    def _receive(self, message: can.Message, now_s: float, value_t_s: float | None = None) -> int | None:
+        """Count and forward one frame off the bus; returns the PID if it is an OBD-II answer. Its values date from
+        `value_t_s` (default `now_s`, when it was read)."""
+        if message.is_error_frame:
+            # An error frame carries no data: a controller counts it (its receive error counter) and receives nothing.
+            self._stats.error_frames += 1
+            return None
         self._stats.frames_received += 1
-        if message.is_error_frame or message.is_remote_frame or message.is_fd or len(message.data) > 8:
+        if message.is_remote_frame or message.is_fd or len(message.data) > 8:
             self._stats.frames_unforwardable += 1  # no codec carries these
             return None
         frame = CanFrame(message.arbitration_id, bytes(message.data), message.is_extended_id, max(now_s, 0.0))
         self._forward(frame)
-        return self._latest.note(frame, now_s)
+        return self._latest.note(frame, now_s if value_t_s is None else value_t_s)
 
     def _forward(self, frame: CanFrame) -> None:
         if frame.is_extended and self._max_id_bits < 29:
@@ -512,7 +580,13 @@ class Stm32Sim(Worker):
                 reading = local.get(name)
                 values.append(None if reading is None or math.isnan(reading) else float(reading))
         self._stats.samples_sent += 1
+        self._sample_times_s.append(t_s)
         return SampleRecord(_time_ms(t_s), tuple(values))
+
+    def samples_sent_until(self, t_s: float) -> int:
+        """How many sample records this firmware sent stamped at or before scenario time `t_s` (an app that
+        reports its counters in status lines is compared with the firmware at the time of its last one)."""
+        return bisect.bisect_right(self._sample_times_s, t_s + 1e-3)  # sample records carry whole ms
 
     def _status(self, t_s: float) -> StatusRecord:
         stats = self._stats

@@ -41,9 +41,11 @@ def _load_all(paths: list[str]) -> tuple[list[Scenario], int]:
 def cmd_scenario_validate(args: argparse.Namespace) -> int:
     scenarios, bad = _load_all(args.paths)
     for s in scenarios:
-        route = s.route.cycle or f"generated {s.profile().duration_s:.0f} s"
+        route = s.route.cycle or (f"recording {s.route.recording}" if s.route.recording else
+                                  f"generated {s.profile().duration_s:.0f} s")
         kinds = ", ".join(a.type if a.signal is None else f"{a.type}({a.signal})" for a in s.anomalies) or "clean"
-        print(f"ok  {s.path}  {s.name}: {route}, {s.vehicle}, {s.profile().duration_s / 60:.1f} min; {kinds}")
+        swept = f"; sweep of {len(s.variants())} variants" if s.sweep is not None else ""
+        print(f"ok  {s.path}  {s.name}: {route}, {s.vehicle}, {s.profile().duration_s / 60:.1f} min; {kinds}{swept}")
     print(f"{len(scenarios)} valid, {bad} invalid")
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
@@ -112,6 +114,53 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    import os
+
+    from harness.record import RecordError, record_bus, record_scenario
+    from harness.rig import RigError, load_rig
+
+    try:
+        rig = load_rig(args.rig or os.environ.get("DTG_RIG"))
+    except RigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for option, value in (("--duration-s", args.duration_s), ("--time-scale", args.time_scale)):
+        if value is not None and not 0 < value < float("inf"):
+            print(f"{option} must be a number > 0; got {value:g}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    def progress(done_s: float, total_s: float, frames: int) -> None:
+        print(f"  {done_s:.0f}/{total_s:.0f} s, {frames} frames", file=sys.stderr, flush=True)
+
+    try:
+        if rig.can.get("interface") == "virtual":
+            if args.scenario is None:
+                print(f"rig '{rig.name}' has a simulated CAN bus: pass --scenario FILE to drive it", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            try:
+                scenario = load_scenario(args.scenario)
+            except ScenarioError as exc:
+                print(exc, file=sys.stderr)
+                return EXIT_BAD_INPUT
+            stats = record_scenario(scenario, rig, Path(args.out), args.duration_s, progress, args.time_scale)
+        else:
+            if args.duration_s is None:
+                print(f"rig '{rig.name}' has a real CAN interface: pass --duration-s to say how long to listen",
+                      file=sys.stderr)
+                return EXIT_BAD_INPUT
+            stats = record_bus(rig, Path(args.out), args.duration_s, progress)
+    except RecordError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT if "unknown log format" in str(exc) else EXIT_FAILED
+    print(f"wrote {stats.frames} frames ({stats.profile}, {stats.duration_s:.0f} s) to {stats.path} in "
+          f"{stats.wall_s:.1f} s")
+    if stats.frames_skipped:
+        print(f"warning: the rest-bus fell behind and skipped {stats.frames_skipped} broadcasts (the log has gaps); "
+              "record again with a lower --time-scale", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtg-hil", description="Hardware-in-the-loop harness for a DTG edge-AI unit.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -127,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", metavar="FILE.png", help="output PNG (one scenario)")
     where.add_argument("--out-dir", metavar="DIR", help="folder for one PNG per scenario, named after the file")
     render.set_defaults(func=cmd_scenario_render)
+
+    record = commands.add_parser("record", help="write what a rig's CAN bus carries to a BLF or ASC log (on the "
+                                               "simulated rig: a scenario driven through the rest-bus)")
+    record.add_argument("--scenario", metavar="FILE", help="scenario to drive (rigs with a simulated CAN bus)")
+    record.add_argument("--rig", default=None, metavar="FILE",
+                        help="rig file; default: $DTG_RIG, else the built-in simulated rig")
+    record.add_argument("--out", required=True, metavar="FILE.blf|FILE.asc", help="log to write (format by suffix)")
+    record.add_argument("--duration-s", type=float, default=None, metavar="S",
+                        help="seconds to record; default: the whole scenario (required on a real bus)")
+    record.add_argument("--time-scale", type=float, default=None, metavar="X",
+                        help="scenario seconds per wall second on a simulated bus; default: the rig's (built-in: 100)")
+    record.set_defaults(func=cmd_record)
 
     vehicle = commands.add_parser("vehicle", help="vehicle plant figures")
     vehicle_cmds = vehicle.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import os
 import re
 import sys
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Union
@@ -185,7 +187,7 @@ class FeatureDebug:
     t_s: float  # the window's last sample
     infer_ms: float  # time spent computing the features
     window_start_t_s: float  # the window's first sample (JSON ``window_start_t``)
-    features: tuple[float, ...]  # FEATURE_COUNT values, in the training feature order
+    features: tuple[float, ...]  # FEATURE_COUNT values, in the training feature order; NaN (JSON null): missing
     n_samples: int | None = None  # samples actually in the window (fewer than 60 after dropouts)
     seq: int | None = None
 
@@ -272,7 +274,8 @@ def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...], what: s
     return value
 
 
-def _numbers(data: Mapping[str, Any], key: str, length: int, what: str) -> tuple[float, ...]:
+def _numbers(data: Mapping[str, Any], key: str, length: int, what: str,
+             allow_null: bool = False) -> tuple[float, ...]:
     if key not in data:
         raise EventFormatError(f"missing field '{key}' ({what})", key)
     value = data[key]
@@ -281,7 +284,7 @@ def _numbers(data: Mapping[str, Any], key: str, length: int, what: str) -> tuple
                                f"got {_json_kind(value)}", key)
     if len(value) != length:
         raise EventFormatError(f"field '{key}': expected {length} numbers ({what}); got {len(value)}", key)
-    numbers = [_finite(item) for item in value]
+    numbers = [math.nan if item is None and allow_null else _finite(item) for item in value]
     if None in numbers:
         i = numbers.index(None)
         raise EventFormatError(f"field '{key}[{i}]': expected a finite number; got {value[i]!r}", f"{key}[{i}]")
@@ -345,7 +348,7 @@ def event_from_payload(data: Any) -> Event:
         raise EventFormatError(f"field 'infer_ms': expected a duration >= 0; got {infer_ms}", "infer_ms")
     if kind == "features":
         return FeatureDebug(t_s, infer_ms, _number(data, "window_start_t"),
-                            _numbers(data, "features", FEATURE_COUNT, "behaviour features"),
+                            _numbers(data, "features", FEATURE_COUNT, "behaviour features", allow_null=True),
                             _optional_int(data, "n_samples"), seq)
     model = _model(data)
     if kind == "anomaly":
@@ -417,7 +420,9 @@ def _payload_of(event: Event, kind: str) -> dict[str, Any]:
         if event.signal is not None:
             out["signal"] = event.signal
     elif isinstance(event, FeatureDebug):
-        out.update(window_start_t=event.window_start_t_s, features=list(event.features))
+        # a statistic without enough readings (a signal the link does not carry) is NaN: JSON null
+        out.update(window_start_t=event.window_start_t_s,
+                   features=[None if value != value else value for value in event.features])
         if event.n_samples is not None:
             out["n_samples"] = event.n_samples
     else:
@@ -586,6 +591,200 @@ class CollectorStats:
     seq_restarts: int  # seq went backwards: the app restarted (not counted as loss)
 
 
+# --- the collector's compact store -------------------------------------------------------------------------
+
+# How each field of a frequent event is stored, one column per field: "f" a float (array 'd'), "b" a bool
+# (array 'b'), "i" an int >= 0 or None (array 'q', None as -1), "m" a ModelRef and "s" a str or None (both as
+# an index into a table of the distinct values), "v" a tuple of floats or None (flat in one array 'd', its
+# length in another, -1 for None). A row is checked whole before it is stored, so the columns never disagree.
+_COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {
+    AnomalyResult: (("t_s", "f"), ("infer_ms", "f"), ("model", "m"), ("score", "f"), ("threshold", "f"),
+                    ("alarm", "b"), ("signal_scores", "v"), ("seq", "i")),
+    FuelResult: (("t_s", "f"), ("infer_ms", "f"), ("model", "m"), ("fuel_rate_lph", "f"), ("seq", "i")),
+    BehaviourResult: (("t_s", "f"), ("infer_ms", "f"), ("model", "m"), ("label", "i"), ("class_name", "s"),
+                      ("probabilities", "v"), ("seq", "i")),
+    RuleEvent: (("t_s", "f"), ("type", "s"), ("value", "f"), ("limit", "f"), ("signal", "s"), ("seq", "i")),
+    FeatureDebug: (("t_s", "f"), ("infer_ms", "f"), ("window_start_t_s", "f"), ("features", "v"),
+                   ("n_samples", "i"), ("seq", "i")),
+}
+_INT64_MAX = 2 ** 63 - 1
+
+
+class _Table:
+    """Distinct values (model references, class names, rule types) by index: each is stored once."""
+
+    def __init__(self) -> None:
+        self.values: list = []
+        self._index: dict = {}
+
+    def index(self, value: object) -> int:
+        found = self._index.get(value)
+        if found is None:
+            found = self._index[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+class _Columns:
+    """The events of one class, a column per field (see `_COLUMNS`)."""
+
+    def __init__(self, cls: type, tables: _Table) -> None:
+        self.cls = cls
+        self.fields = _COLUMNS[cls]
+        self._tables = tables
+        self._columns: list[array] = []
+        for _, code in self.fields:
+            if code == "v":
+                self._columns.append(array("h"))  # lengths
+                self._columns.append(array("d"))  # the values, all rows flat
+            else:
+                self._columns.append(array({"f": "d", "b": "b", "i": "q", "m": "l", "s": "l"}[code]))
+
+    def cells(self, event: object) -> list | None:
+        """The row's cells, or None when a value does not fit a column (the store keeps that event whole)."""
+        try:
+            return self._cells(event)
+        except TypeError:  # an unhashable value for a table
+            return None
+
+    def _cells(self, event: object) -> list | None:
+        cells: list = []
+        for name, code in self.fields:
+            value = getattr(event, name)
+            if code == "f":
+                if type(value) is not float:
+                    return None
+                cells.append(value)
+            elif code == "b":
+                if type(value) is not bool:
+                    return None
+                cells.append(value)
+            elif code == "i":
+                if value is None:
+                    cells.append(-1)
+                elif type(value) is int and 0 <= value <= _INT64_MAX:
+                    cells.append(value)
+                else:
+                    return None
+            elif code in "ms":
+                if code == "s" and value is not None and type(value) is not str:
+                    return None
+                cells.append(self._tables.index(value))
+            else:
+                if value is None:
+                    cells += [-1, ()]
+                elif type(value) is tuple and len(value) < 2 ** 15 and all(type(v) is float for v in value):
+                    cells += [len(value), value]
+                else:
+                    return None
+        return cells
+
+    def append(self, cells: list) -> None:
+        for column, cell in zip(self._columns, cells):
+            if type(cell) is tuple:
+                column.extend(cell)
+            else:
+                column.append(cell)
+
+    def rows(self) -> Iterable[object]:
+        """Every stored event, rebuilt, in the order stored."""
+        cls, fields, table = self.cls, self.fields, self._tables.values
+        columns = self._columns
+        n_rows = len(columns[0])
+        offsets = {}  # column index of a "v" field's values -> next offset
+        for row in range(n_rows):
+            values = []
+            c = 0
+            for _, code in fields:
+                if code == "v":
+                    length, flat = columns[c][row], columns[c + 1]
+                    if length < 0:
+                        values.append(None)
+                    else:
+                        start = offsets.get(c, 0)
+                        values.append(tuple(flat[start:start + length]))
+                        offsets[c] = start + length
+                    c += 2
+                    continue
+                cell = columns[c][row]
+                if code == "b":
+                    cell = bool(cell)
+                elif code == "i":
+                    cell = None if cell < 0 else cell
+                elif code in "ms":
+                    cell = table[cell]
+                values.append(cell)
+                c += 1
+            yield cls(*values)
+
+
+class _EventStore:
+    """The collector's events in columns instead of objects: a soak's 40,000 events and more take a few MiB.
+
+    Frequent kinds are stored field by field (`_COLUMNS`): floats in arrays, model references, class names and
+    rule types once each, the logcat stamp as UTF-8 in one byte array. Status lines (one a minute, with their
+    counters) and any event whose values do not fit the columns are kept as objects. Events are rebuilt on
+    reading: equal to the ones stored, not the same objects.
+    """
+
+    def __init__(self) -> None:
+        self._tables = _Table()
+        self._by_class = {cls: _Columns(cls, self._tables) for cls in _COLUMNS}
+        self._classes: list[type | None] = list(_COLUMNS)  # index = code in `_codes`; None: kept whole
+        self._code = {cls: i for i, cls in enumerate(self._classes)}
+        self._codes = array("b")
+        self._whole: list[object] = []
+        self._received_wall_s = array("d")
+        self._line_no = array("q")
+        self._stamps = bytearray()
+        self._stamp_ends = array("q")
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def append(self, event: object, received_wall_s: float, line_no: int, stamp: str | None) -> None:
+        columns = self._by_class.get(type(event))
+        cells = columns.cells(event) if columns is not None else None
+        if cells is None:
+            self._whole.append(event)
+            self._codes.append(-1)
+        else:
+            columns.append(cells)
+            self._codes.append(self._code[type(event)])
+        self._received_wall_s.append(received_wall_s)
+        self._line_no.append(line_no)
+        self._stamps += (stamp or "").encode("utf-8", "surrogatepass")  # a stamp is never empty: "" is None
+        self._stamp_ends.append(len(self._stamps))
+
+    def events(self) -> list:
+        """Every event, in arrival order."""
+        rows = {cls: iter(columns.rows()) for cls, columns in self._by_class.items()}
+        whole = iter(self._whole)
+        classes = self._classes
+        return [next(whole) if code < 0 else next(rows[classes[code]]) for code in self._codes]
+
+    def received(self) -> list[ReceivedEvent]:
+        """Every event with its receive time, line number and logcat stamp, in arrival order."""
+        out = []
+        start = 0
+        stamps = self._stamps
+        for event, wall_s, line_no, end in zip(self.events(), self._received_wall_s, self._line_no,
+                                               self._stamp_ends):
+            stamp = stamps[start:end].decode("utf-8", "surrogatepass") if end > start else None
+            start = end
+            out.append(ReceivedEvent(event, wall_s, line_no, stamp))
+        return out
+
+    def of_class(self, cls: type) -> list:
+        """The events of one class, in arrival order."""
+        columns = self._by_class.get(cls)
+        if columns is None:
+            return [event for event in self._whole if type(event) is cls]
+        if any(type(event) is cls for event in self._whole):  # rare: put them back in arrival order
+            return [event for event in self.events() if type(event) is cls]
+        return list(columns.rows())
+
+
 class EventCollector:
     """Collects EdgeAI events from logcat text fed in any chunking; thread-safe (one feeder, many readers).
 
@@ -606,7 +805,7 @@ class EventCollector:
         self._lock = threading.Lock()
         self._pending = ""
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._events: list[ReceivedEvent] = []
+        self._store = _EventStore()  # compact: a long run's events cost a few bytes each
         self._problems: list[ParseProblem] = []
         self._lines = 0
         self._by_kind: dict[str, int] = {}
@@ -662,20 +861,20 @@ class EventCollector:
         self._by_kind[result.kind] = self._by_kind.get(result.kind, 0) + 1
         received = ReceivedEvent(result, self._clock() if received_wall_s is None else received_wall_s,
                                  self._lines, stamp)
-        self._events.append(received)
+        self._store.append(result, received.received_wall_s, self._lines, stamp)
         return received
 
     @property
     def received(self) -> list[ReceivedEvent]:
         """Every event with its receive time, in arrival order (a copy)."""
         with self._lock:
-            return list(self._events)
+            return self._store.received()
 
     @property
     def events(self) -> list[Event]:
         """Every event, in arrival order (a copy)."""
         with self._lock:
-            return [r.event for r in self._events]
+            return self._store.events()
 
     @property
     def problems(self) -> list[ParseProblem]:
@@ -688,12 +887,12 @@ class EventCollector:
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of: {', '.join(EVENT_KINDS)}")
         with self._lock:
-            return [r.event for r in self._events if r.event.kind == kind]
+            return self._store.of_class(_CLASSES[kind])
 
     def stats(self) -> CollectorStats:
         """Counts so far: lines, events (per kind), problems, lines lost by seq, app restarts."""
         with self._lock:
-            return CollectorStats(self._lines, len(self._events), len(self._problems), dict(self._by_kind),
+            return CollectorStats(self._lines, len(self._store), len(self._problems), dict(self._by_kind),
                                   self._lines_lost, self._seq_restarts)
 
 

@@ -98,12 +98,12 @@ def fuel_level_slope_pct_per_min(fuel_level: np.ndarray) -> float:
     return float(np.sum(tc * (level - level.mean())) / np.sum(tc * tc) * 60.0)
 
 
-def _stats(x: np.ndarray, *which: str) -> list[float]:
+def _stats(x: np.ndarray, *which: str, ddof: int = 1) -> list[float]:
     x = x[~np.isnan(x)]
     out = []
     for kind in which:
         if kind == "std":
-            out.append(float(np.std(x, ddof=1)) if len(x) >= 2 else float("nan"))
+            out.append(float(np.std(x, ddof=ddof)) if len(x) >= 2 else float("nan"))
         elif len(x) == 0:
             out.append(float("nan"))
         else:
@@ -111,7 +111,7 @@ def _stats(x: np.ndarray, *which: str) -> list[float]:
     return out
 
 
-def behaviour_features(window: np.ndarray) -> np.ndarray:
+def behaviour_features(window: np.ndarray, ddof: int = 1) -> np.ndarray:
     """The 18 window statistics of `BEHAVIOUR_FEATURES` (float32) from one raw window [60, 10].
 
     Sample std (ddof=1). Acceleration is the speed's derivative, (v[t] - v[t-1]) / 3.6 in m/s^2 over the 59
@@ -120,7 +120,8 @@ def behaviour_features(window: np.ndarray) -> np.ndarray:
     speed derivative). The lateral proxy is
     speed x heading rate from consecutive GPS fixes (`lateral_proxy`); fuel is the fuel-level slope in %/min
     (`fuel_level_slope_pct_per_min`). Missing readings (NaN) are skipped; a statistic without enough readings
-    is NaN.
+    is NaN. `ddof=0` gives the population standard deviations the reference app computed: the contract
+    checks (`harness.contract`) use it to name that mistake, never to score.
     """
     w = np.asarray(window, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != len(SIGNALS):
@@ -129,12 +130,12 @@ def behaviour_features(window: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         values = (
-            _stats(col("vehicle_speed"), "mean", "std", "max", "min")
-            + _stats(col("engine_rpm"), "mean", "std")
-            + _stats(col("throttle_position"), "mean", "std", "max")
-            + _stats(col("brake_pressure"), "mean", "std", "max")
-            + _stats(np.diff(col("vehicle_speed")) / 3.6, "mean", "std", "max")
-            + _stats(lateral_proxy(w), "mean", "std")
+            _stats(col("vehicle_speed"), "mean", "std", "max", "min", ddof=ddof)
+            + _stats(col("engine_rpm"), "mean", "std", ddof=ddof)
+            + _stats(col("throttle_position"), "mean", "std", "max", ddof=ddof)
+            + _stats(col("brake_pressure"), "mean", "std", "max", ddof=ddof)
+            + _stats(np.diff(col("vehicle_speed")) / 3.6, "mean", "std", "max", ddof=ddof)
+            + _stats(lateral_proxy(w), "mean", "std", ddof=ddof)
             + [fuel_level_slope_pct_per_min(col("fuel_level"))]
         )
     return np.asarray(values, dtype=np.float32)

@@ -62,6 +62,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import string
 import sys
@@ -775,8 +776,15 @@ _CYCLE_FILES = {
 
 
 def _prepare_cycles(workdir: Path) -> None:
+    """The cycle files the structured inputs name, and the bundled scenarios' recordings (their routes name them
+    relative to the scenario file)."""
     for name, text in _CYCLE_FILES.items():
         (workdir / name).write_text(text)
+    recordings = ROOT / "scenarios" / "recordings"
+    if recordings.is_dir():
+        (workdir / "recordings").mkdir(exist_ok=True)
+        for log in recordings.glob("*.blf"):
+            shutil.copyfile(log, workdir / "recordings" / log.name)
 
 
 def _scenario_tree(rng: random.Random) -> dict:
@@ -846,7 +854,7 @@ def _scenario_structured(rng: random.Random) -> bytes:
     return _yaml_text_mutation(rng, text).encode("utf-8", "surrogatepass")
 
 
-def _bundled_examples(folder: str, limit: int = 16) -> Callable[[], list[bytes]]:
+def _bundled_examples(folder: str, limit: int = 64) -> Callable[[], list[bytes]]:
     def examples() -> list[bytes]:
         return [path.read_bytes() for path in sorted((ROOT / folder).glob("*.yaml"))[:limit]]
 

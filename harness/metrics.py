@@ -91,6 +91,7 @@ __all__ = [
     "rule_source",
     "scenario_metrics",
     "score_labels",
+    "stale_data_criterion",
     "threshold_free_by_type",
 ]
 
@@ -793,3 +794,30 @@ def judge(expect: Expectations, metrics: ScenarioMetrics) -> Judgement:
                                   getattr(latency, attr) if latency else None, required, "<=",
                                   "no latencies reported", f"n={latency.n}" if latency else ""))
     return Judgement(tuple(out))
+
+
+def stale_data_criterion(flagged: bool, events: Iterable[Event], windows: Sequence[tuple[float, float]], *,
+                         max_delay_s: float) -> Criterion:
+    """`expect: stale_data_flagged`, judged on the app's `stale_data` rule events.
+
+    True: every window of `windows` ([start_s, end_s] of a bus fault that silences data) must see a stale_data
+    event in [start_s, end_s + max_delay_s]; measured is the fraction of windows flagged, required 1. A scenario
+    that silences nothing is "not measured" (fails: nothing could show the flag works). False: the app must
+    report no stale_data at all; measured is how many it reported, required 0.
+
+    >>> stale_data_criterion(True, [RuleEvent(107.0, "stale_data", 6.0, 5.0, "coolant_temp")], [(100.0, 160.0)],
+    ...                      max_delay_s=60).describe()
+    'stale_data_flagged 1.00 >= required 1.00 (1/1 faults flagged)'
+    """
+    stale = sorted(e.t_s for e in events if isinstance(e, RuleEvent) and e.type == "stale_data")
+    if not flagged:
+        first = f"first at {stale[0]:g} s" if stale else ""
+        return _criterion("stale_data_flagged (none expected)", float(len(stale)), 0.0, "<=", note=first)
+    if not windows:
+        return Criterion("stale_data_flagged", None, 1.0, ">=", "not measured",
+                         "the scenario silences no data: no id_silent or bus_off fault")
+    flagged_windows = [any(lo <= t <= hi + max_delay_s for t in stale) for lo, hi in windows]
+    missed = [f"{lo:g}-{hi:g} s" for (lo, hi), hit in zip(windows, flagged_windows) if not hit]
+    note = f"{sum(flagged_windows)}/{len(windows)} faults flagged" + (f"; missed: {', '.join(missed)}" if missed
+                                                                      else "")
+    return _criterion("stale_data_flagged", sum(flagged_windows) / len(windows), 1.0, ">=", note=note)

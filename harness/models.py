@@ -188,7 +188,13 @@ class ModelSet:
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
-        self._sessions = {name: open_session(entry.path) for name, entry in manifest.models.items()}
+        self._sessions = {}
+        for name, entry in manifest.models.items():
+            try:
+                self._sessions[name] = open_session(entry.path)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's own types (InvalidProtobuf, Fail, ...)
+                raise ManifestError(f"{manifest.path}: model '{name}' ({entry.path}): onnxruntime cannot load it "
+                                    f"(sha256 {entry.sha256}, as the manifest says): {exc}") from None
         self.threshold = float(manifest.models["anomaly"].threshold)
         self.classes = manifest.models["behaviour"].classes
         self._closed = False

@@ -6,7 +6,7 @@
    package runs the app simulator (`firmware_sim.phone`), and an adb server of its own on a free port (killed
    at the end); otherwise it talks to the phone the rig names through the adb server the environment names;
 2. installs the APK (`apk: simulated` builds the simulated phone's stand-in package), pushes the app's config
-   (`firmware_sim.phone.CONFIG_PATH`: the UART port, codec, profile, redline) and the models with their
+   (`firmware_sim.phone.CONFIG_PATH`: the UART port, codec, profile, redline, app options) and the models with their
    manifest, verifying every model's sha256 on the device (`harness.android.AndroidDevice.push_models`);
 3. clears logcat, streams the `EdgeAI` lines to the run's collector, and starts the app;
 4. at the end checks that the app still runs (a dead app is an error naming its package and pid), stops it,
@@ -25,6 +25,7 @@ from typing import Callable
 import adbutils
 
 from firmware_sim.adbd import SimAndroidDevice, build_apk
+from firmware_sim.app import AppOptions
 from firmware_sim.phone import ACTIVITY, CONFIG_PATH, PhoneConfig, phone_apps
 from harness.android import AndroidDevice
 from harness.rig import SIMULATED, RigConfig
@@ -40,13 +41,14 @@ class PhoneSession:
     """Set up the rig's phone for one run (a context manager); see the module docstring."""
 
     def __init__(self, rig: RigConfig, uart_port: str, redline_rpm: float, on_line: Callable[[str], None],
-                 artifacts: Path, timeout_s: float = 10.0) -> None:
+                 artifacts: Path, timeout_s: float = 10.0, app_options: AppOptions | None = None) -> None:
         self.rig = rig
         self._uart_port = uart_port
         self._redline_rpm = redline_rpm
         self._on_line = on_line
         self._artifacts = artifacts
         self._timeout_s = timeout_s
+        self._app_options = app_options or AppOptions()
         self._sim: SimAndroidDevice | None = None
         self._server_port: int | None = None
         self.device: AndroidDevice | None = None
@@ -74,8 +76,11 @@ class PhoneSession:
             apk = self._artifacts / "dtg-app-simulated.apk"
             apk.write_bytes(build_apk(self.package))
         self.device.install(apk, self.package)
+        options = self._app_options
         config = PhoneConfig(uart_port=self._uart_port, baudrate=rig.uart_baudrate, codec=rig.codec,
-                             profile=rig.profile, redline_rpm=self._redline_rpm)
+                             profile=rig.profile, redline_rpm=self._redline_rpm,
+                             debug_features=options.debug_features, debug_every=options.debug_every,
+                             variant=options.variant)
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "config.json"
             local.write_text(config.to_json())
@@ -91,6 +96,12 @@ class PhoneSession:
     def check_alive(self) -> None:
         """Raises harness.android.AppDied / DeviceLost when the app or the device is gone."""
         self.device.check_alive(self.package)
+
+    @property
+    def simulated(self) -> SimAndroidDevice | None:
+        """The simulated phone, when the rig uses the adb stand-in: the handle for injecting its faults
+        (`kill_app`, `stop_logging`; see harness.device_faults). None for a real phone."""
+        return self._sim
 
     def close(self) -> None:
         device, self.device = self.device, None

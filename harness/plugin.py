@@ -6,7 +6,10 @@ simulated rig is used, so `pytest -m sim` runs everything in simulation and `pyt
 with the setting it is missing. Markers only filter; the rig file decides the hardware.
 
 A failing item reports each failed criterion (measured vs required) and the folder holding that run's
-artifacts. At the end of the session the plugin prints the per-scenario and per-anomaly-type tables.
+artifacts; each item carries the run's figures as JUnit properties (`pytest --junitxml`). At the end of the
+session the plugin writes the HTML report (`index.html`) and `metrics.txt` (OpenMetrics) into the session's
+artifacts folder (`harness.html_report`, docs/report.md), prints the per-scenario and per-anomaly-type tables,
+and the path of the report.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from harness.rig import RigConfig, RigError, load_rig
 from harness.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
+_REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,11 +59,18 @@ class ScenarioFile(pytest.File):
             scenario = load_scenario(self.path)
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
+        # A scenario with a `sweep:` stands for one scenario per sweep point, then a check of its curve.
+        variants = scenario.variants()
         for variant in ("sim", "hil"):
-            item = ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant}]", scenario=scenario,
-                                            variant=variant)
-            item.add_marker(getattr(pytest.mark, variant))
-            yield item
+            for one in variants:
+                item = ScenarioItem.from_parent(self, name=f"{one.name}[{variant}]", scenario=one, variant=variant)
+                item.add_marker(getattr(pytest.mark, variant))
+                yield item
+            if scenario.sweep is not None:
+                item = SweepItem.from_parent(self, name=f"{scenario.name}[sweep-{variant}]", scenario=scenario,
+                                             variants=tuple(v.name for v in variants))
+                item.add_marker(getattr(pytest.mark, variant))
+                yield item
 
 
 class ScenarioFailed(AssertionError):
@@ -90,12 +101,16 @@ class ScenarioItem(pytest.Item):
         from harness.run import run_scenario
 
         models, model_types = _session_models(self.config, rig)
-        artifacts = _session_artifacts(self.config) / self.path.stem
+        # Sweep variants each get their own folder: the file's name with the variant's suffix.
+        folder = self.path.stem + self.scenario.name[len(self.scenario.sweep_base):] if self.scenario.sweep_base \
+            else self.path.stem
+        artifacts = _session_artifacts(self.config) / folder
         result = run_scenario(self.scenario, rig, models, artifacts, model_types)
         self.config.stash[_RESULTS].append(result)
-        for criterion in result.judgement.criteria:
-            self.user_properties.append((criterion.name, criterion.measured))
-        self.user_properties.append(("artifacts", str(artifacts)))
+        from harness.report import junit_properties
+
+        # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
+        self.user_properties.extend(junit_properties(result))
         if not result.judgement.passed:
             raise ScenarioFailed(f"{self.scenario.name}: {len(result.judgement.failures)} criteria failed\n"
                                  f"{result.judgement.message}\nartifacts: {artifacts}")
@@ -107,6 +122,70 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"scenario {self.scenario.name} [{self.variant}]"
+
+
+class SweepItem(pytest.Item):
+    """A sweep's curve, judged against its `sweep.expect:` once its variants have run in this session."""
+
+    def __init__(self, *, scenario: Scenario, variants: tuple[str, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.variants = variants
+
+    def runtest(self) -> None:
+        from harness.sweep import judge_curve, sensitivity, sensitivity_table
+
+        ran = [r for r in self.config.stash[_RESULTS] if r.scenario.name in self.variants]
+        if not ran:
+            pytest.skip(f"no variant of sweep {self.scenario.name} ran in this session (deselected, skipped, or "
+                        "run on another worker)")
+        points = sensitivity(ran).get(self.scenario.name, [])
+        failures = judge_curve(self.scenario.sweep, points)
+        missing = len(self.variants) - len({r.scenario.name for r in ran})
+        if missing:
+            failures.append(f"{missing} of {len(self.variants)} variants did not run to a result")
+        if failures:
+            raise ScenarioFailed(f"sweep {self.scenario.name}: {len(failures)} criteria failed\n" + "\n".join(failures)
+                                 + "\n" + sensitivity_table(points))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"sweep {self.scenario.name} ({len(self.variants)} variants)"
+
+
+def _run_error(excinfo) -> BaseException | None:
+    """The `harness.run.RunError` an item raised (the run failed: a part died, data was lost), else None."""
+    import sys
+
+    run = sys.modules.get("harness.run")  # imported by any item that ran a scenario
+    if run is None or excinfo is None or not isinstance(excinfo.value, run.RunError):
+        return None
+    return excinfo.value
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A scenario whose run failed (RunError, e.g. DataLossError: data lost beyond the scenario's tolerance) is
+    reported as an ERROR, not as a FAILED verdict: neither a pass nor a model failure. Its message carries the
+    numbers."""
+    outcome = yield
+    report = outcome.get_result()
+    error = _run_error(call.excinfo) if call.when == "call" and isinstance(item, (ScenarioItem, SweepItem)) \
+        else None
+    if error is not None and report.failed:
+        report.dtg_run_error = True
+        report.longrepr = f"{type(error).__name__}: {error}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report, config: pytest.Config):
+    if getattr(report, "dtg_run_error", False) and report.failed:
+        return "error", "E", "ERROR"
+    return None
 
 
 def _session_rig(config: pytest.Config) -> RigConfig:
@@ -163,6 +242,24 @@ def dtg_artifacts(pytestconfig: pytest.Config) -> Path:
     return _session_artifacts(pytestconfig)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    """Write the HTML report and metrics.txt into the session's artifacts folder (before the terminal summary)."""
+    config = session.config
+    results = config.stash.get(_RESULTS, [])
+    if not results or hasattr(config, "workerinput"):  # a pytest-xdist worker holds only part of the session
+        return
+    from harness.html_report import write_report
+
+    models = getattr(config, "_dtg_models", None)
+    try:
+        config.stash[_REPORT] = write_report(results, _session_artifacts(config),
+                                             manifest=models[0].manifest if models else None).index
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be written fails the session, loudly
+        config.stash[_REPORT] = exc
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, [])
     if not results:
@@ -171,4 +268,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
     terminalreporter.section("dtg-hil scenarios")
     terminalreporter.write_line(full_report(results))
+    from harness.sweep import write_sensitivity
+
+    for base, table, png in write_sensitivity(results, _session_artifacts(config)):
+        terminalreporter.write_line(f"\nsensitivity of sweep {base} ({png}):\n{table}")
     terminalreporter.write_line(f"artifacts: {_session_artifacts(config)}")
+    report = config.stash.get(_REPORT, None)
+    if isinstance(report, Exception):
+        terminalreporter.write_line(f"HTML report NOT written: {type(report).__name__}: {report}", red=True)
+    elif report is not None:
+        terminalreporter.write_line(f"report: {report}")

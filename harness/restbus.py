@@ -17,7 +17,12 @@ virtual bus created with `preserve_timestamps=True` passes that stamp on, other 
 
 `answer_at_request_stamp` (simulated rigs): answer with the reading at the scenario time stamped on the request
 (a virtual bus with `preserve_timestamps=True` carries it) instead of the time the answer is computed, so results
-do not depend on thread scheduling.
+do not depend on thread scheduling. The OBD-II responder then answers every request stamped before `end_s`, until
+`stop()`, even after the clock has passed `end_s` (a unit that fell behind still polls those ticks).
+
+Bus faults (`harness.bus_faults`) are not the rest-bus's business: run.py puts a `BusFaultInjector` between the
+rest-bus and the wire, and the rest-bus sends through it as through any bus (its `frames_sent` counts what it
+handed over, before the faults).
 
 What it does not model: bus load, arbitration or bit timing (the virtual bus has none either);
 ECU response latency (answers go out as fast as Python gets there); OBD negative responses, multi-PID
@@ -26,7 +31,7 @@ between PGNs (all start together); and an engine-speed-dependent EEC1 rate (fixe
 At a high time scale J1939 frames go out in batches, one batch per wake-up (at most every
 `min_wall_sleep_s` of wall time), each frame with its own scheduled scenario time; if the sender falls
 more than `max_lag_wall_s` of wall time behind (the host was busy) it skips that backlog and counts it
-in `RestBusStats.frames_skipped` rather than bursting it.
+in `RestBusStats.frames_skipped` rather than bursting it. At `stop()` it sends what is already due (within that lag) before it returns.
 """
 from __future__ import annotations
 
@@ -273,7 +278,8 @@ class RestBus(Worker):
     """Plays `trace` on `bus` as profile `profile`'s ECUs, in a background thread, on `clock`.
 
     Runs from `start()` until `stop()`, or until scenario time reaches `end_s` (default: the end of the
-    trace), after which `wait()` returns. A stopped rest-bus cannot be restarted. The caller owns `bus`
+    trace), after which `wait()` returns (OBD-II with `answer_at_request_stamp`: only at `stop()`). A stopped
+    rest-bus cannot be restarted. The caller owns `bus`
     (the rest-bus never shuts it down) and must not receive from it while the rest-bus runs.
 
     Tuning, all in wall seconds: `min_wall_sleep_s` is the shortest pause between two J1939 batches,
@@ -362,7 +368,11 @@ class RestBus(Worker):
             self._count(frames_sent=1)
 
     def _run_obd2(self) -> None:
-        while not self._stop_requested.is_set() and self._clock.now_s() < self._end_s:
+        # With `answer_at_request_stamp` a request carries the poll time it stands for: a simulated unit that fell
+        # behind the clock still polls ticks before end_s after the clock has passed it, so the ECU answers until
+        # stop() (and ignores requests stamped at or after end_s) instead of going quiet on the clock.
+        by_stamp = self._answer_at_request_stamp
+        while not self._stop_requested.is_set() and (by_stamp or self._clock.now_s() < self._end_s):
             request = self._bus.recv(timeout=self._recv_timeout_wall_s)
             if request is None or request.is_extended_id or request.arbitration_id not in OBD_REQUEST_IDS:
                 continue  # other traffic on the bus is not for this ECU
@@ -371,7 +381,8 @@ class RestBus(Worker):
             # threads ran: a run gives the same values at 1x and at 100x.
             t_s = request.timestamp if self._answer_at_request_stamp else self._clock.now_s()
             pid = obd_request_pid(request.data)
-            data = None if pid is None else obd_response(pid, self._trace.reading_at(t_s))
+            data = None if pid is None or (by_stamp and t_s >= self._end_s) else \
+                obd_response(pid, self._trace.reading_at(t_s))
             if data is None:
                 self._count(requests_ignored=1)
                 continue
@@ -383,8 +394,8 @@ class RestBus(Worker):
         schedule = BroadcastSchedule(j1939_periods_s(), start_s=self._clock.now_s(), max_lag_s=self._max_lag_s)
         # The trace changes every 1/PLANT_RATE_HZ; re-encode a message only when its sample changes.
         cache: dict[str, tuple[int, bytes]] = {}
-        while not self._stop_requested.is_set():
-            now_s = self._clock.now_s()
+
+        def send_due(now_s: float) -> None:
             skipped_before = schedule.skipped
             for t_due, name in schedule.due(min(now_s, self._end_s)):
                 if t_due >= self._end_s:
@@ -397,8 +408,14 @@ class RestBus(Worker):
                 self._send(can.Message(arbitration_id=ids[name], is_extended_id=True, data=cached[1], timestamp=t_due))
             if schedule.skipped != skipped_before:
                 self._count(frames_skipped=schedule.skipped - skipped_before)
+
+        while not self._stop_requested.is_set():
+            now_s = self._clock.now_s()
+            send_due(now_s)
             if now_s >= self._end_s:
                 return
             wait_wall_s = max(self._min_wall_sleep_s, self._clock.wall_s_until(schedule.next_due_s()))
             self._stop_requested.wait(wait_wall_s)
+        # Stopped while a little behind the clock: what is already due still goes out, late, rather than vanish.
+        send_due(self._clock.now_s())
 

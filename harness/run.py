@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 import uuid
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,19 +35,22 @@ from pathlib import Path
 import can
 import numpy as np
 
-from firmware_sim.app import AppSim
+from firmware_sim.app import AppOptions, AppSim
 from firmware_sim.gnss_input import GnssInput
 from firmware_sim.rules import RuleLimits
 from firmware_sim.slcan import SlcanAdapter
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import PtyPair, TeeSink
+from harness.android import AdbError
 from harness.clock import ScenarioClock
+from harness.device_faults import DeviceFault, FaultInjector, FiredFault, UartLine, check_model_files
 from harness.events import AppStatus, EventCollector, FuelResult
 from harness.gnss import NmeaFeed, as_received_nmea, trace_position_source
 from harness.phone import PhoneSession
 from harness.models import ModelSet
 from harness.metrics import Judgement, ScenarioMetrics, default_sources_for_type, end_to_end_latency, judge, \
-    latency_stats, scenario_metrics
+    latency_stats, scenario_metrics, stale_data_criterion
+from harness.bus_faults import SILENCING_TYPES, BusFaultInjector, InjectorStats
 from harness.restbus import RestBus
 from harness.rig import RigConfig
 from harness.scenario import Scenario
@@ -55,12 +60,31 @@ from harness.vehicle import get_vehicle
 
 #: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
 RUN_GRACE_WALL_S = 30.0
+#: How often (wall seconds) the run's watchdog looks at its parts while the scenario runs.
+WATCH_PERIOD_S = 0.1
+#: How often (wall seconds) the watchdog asks a phone over adb whether the app still runs.
+PHONE_CHECK_PERIOD_S = 1.0
+#: Scenario seconds without an EdgeAI line after which a run ends as silent (`run_scenario(max_silence_s=...)`).
+DEFAULT_MAX_SILENCE_S = 120.0
+#: A silence must also last this many wall seconds: at 100x a thread stall of a second is 100 s of scenario.
+SILENCE_MIN_WALL_S = 5.0
 #: The UTC time at scenario second 0, for the GNSS feed's NMEA time and date fields.
 GNSS_START_UTC = datetime(2026, 1, 15, 8, 0, 0, tzinfo=timezone.utc)
 
 
 class RunError(RuntimeError):
     """The run itself failed (a part of the rig died or hung): neither a pass nor a model failure."""
+
+
+class DataLossError(RunError):
+    """The chain lost more data than the scenario tolerates (`expect.data_loss_max_pct`, default 0) that no bus
+    fault dropped: the run's verdict would rest on data the unit never got. Raised after the artifacts are
+    written; `stages` holds the (stage, lost, of) figures and `accounting` the run's accounting."""
+
+    def __init__(self, message: str, stages: list[tuple[str, int, int]], accounting: "Accounting"):
+        super().__init__(message)
+        self.stages = stages
+        self.accounting = accounting
 
 
 @dataclass
@@ -83,6 +107,51 @@ class Accounting:
     windows_scored: int = 0
     event_lines: int = 0
     event_problems: int = 0
+    # What device and link faults cost (harness.device_faults): restarts, outages, and the gaps they left.
+    firmware_restarts: int = 0
+    firmware_frames_missed_down: int = 0  # CAN frames on the bus while the firmware was down
+    link_sequence_resets: int = 0  # the link's sequence number went backwards (a firmware restart)
+    uart_bytes_dropped: int = 0  # bytes written while the UART was disconnected
+    sample_gaps: int = 0  # times the app's samples skipped a second or more
+    seconds_without_sample: int = 0  # whole seconds those gaps left without a sample
+    # Bus faults (harness.bus_faults): what the rest-bus transmitted, and what the injector did to it.
+    restbus_frames_sent: int = 0
+    restbus_frames_skipped: int = 0  # J1939 frames the rest-bus skipped, having fallen behind (a host too slow)
+    injector_frames_dropped: int = 0
+    injector_frames_delayed: int = 0
+    injector_frames_added: int = 0
+    injector_error_frames: int = 0
+    firmware_error_frames: int = 0
+    firmware_frames_dropped_uart: int = 0
+    link_frames_expected: int = 0  # frames the firmware wrote to the UART (CAN, samples, status); 0: not known
+    # An app on a phone reports its counters in status lines: the samples the firmware had sent by the time of the
+    # last one (None: the app's counters are read at the end of the run).
+    samples_sent_until_app_counters: int | None = None
+
+    def data_loss(self) -> list[tuple[str, int, int]]:
+        """(stage, lost, of) for each stage of the chain: data lost there that no fault the scenario asked for
+        explains: the bus fault injector's drops and the frames a restarting firmware missed."""
+        on_bus = self.restbus_frames_sent - self.injector_frames_dropped + self.injector_frames_added
+        can_expected = on_bus - self.firmware_frames_missed_down
+        handled = self.firmware_frames_forwarded + self.firmware_frames_dropped_uart
+        link_lost = self.link_frames_lost if self.link_frames_expected == 0 else \
+            max(self.link_frames_lost, self.link_frames_expected - self.link_frames_decoded)
+        samples_compared = self.samples_sent if self.samples_sent_until_app_counters is None \
+            else self.samples_sent_until_app_counters
+        samples_lost = max(0, samples_compared - self.samples_received)
+        if self.uart_bytes_dropped or self.firmware_restarts:
+            # Device faults (a UART cut, a restart) lose link frames and samples by design, in amounts their bytes
+            # do not tell exactly: with them, the link and sample stages are not judged.
+            link_lost = samples_lost = 0
+        return [
+            ("trace -> rest-bus (frames)", self.restbus_frames_skipped,
+             self.restbus_frames_sent + self.restbus_frames_skipped),
+            ("CAN bus -> firmware (frames)", max(0, can_expected - self.firmware_frames_received), can_expected),
+            ("firmware -> UART (frames)", self.firmware_frames_dropped_uart, handled),
+            ("UART link -> app (frames)", link_lost, max(self.link_frames_expected, self.link_frames_decoded)),
+            ("samples -> app", samples_lost, samples_compared),
+            ("EdgeAI lines -> harness", self.event_problems, self.event_lines + self.event_problems),
+        ]
 
 
 @dataclass
@@ -98,6 +167,8 @@ class RunResult:
     wall_s: float
     model_types: tuple[str, ...] = field(default_factory=tuple)
     tap: TapReport | None = None  # the UART tap's cross-check against the CAN log, when the rig has a tap
+    faults: tuple[FiredFault, ...] = ()  # the device faults injected, as they happened
+    bus_faults: InjectorStats | None = None  # what each of the scenario's bus faults did, when it has any
 
     @property
     def speed(self) -> float:
@@ -106,15 +177,26 @@ class RunResult:
 
 
 class _BusLog(can.Listener):
-    """Writes every frame to the CAN log and remembers when each scenario second's last frame arrived."""
+    """Writes every frame to the CAN log and remembers when each scenario second's last frame arrived (in an
+    array by second, NaN for none: 8 bytes a second however long the drive)."""
 
-    def __init__(self, writer: can.Listener):
+    def __init__(self, writer: can.Listener, last_second: int):
         self.writer = writer
-        self.last_wall_by_second: dict[int, float] = {}
+        self._last_second = last_second
+        self._last_wall = array("d")
 
     def on_message_received(self, msg: can.Message) -> None:
         self.writer.on_message_received(msg)
-        self.last_wall_by_second[int(math.floor(msg.timestamp + 1e-9))] = time.monotonic()
+        second = int(math.floor(msg.timestamp + 1e-9))
+        if 0 <= second <= self._last_second:
+            if second >= len(self._last_wall):
+                self._last_wall.extend([math.nan] * (second + 1 - len(self._last_wall)))
+            self._last_wall[second] = time.monotonic()
+
+    @property
+    def last_wall_by_second(self) -> dict[int, float]:
+        """Scenario second -> wall time (time.monotonic) its last frame arrived, for the seconds with frames."""
+        return {second: wall_s for second, wall_s in enumerate(self._last_wall) if not math.isnan(wall_s)}
 
     def stop(self) -> None:
         self.writer.stop()
@@ -152,12 +234,24 @@ def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
 
 
 def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
-                 model_types: tuple[str, ...] = ()) -> RunResult:
+                 model_types: tuple[str, ...] = (), *, faults: Sequence[DeviceFault] = (),
+                 max_silence_s: float = DEFAULT_MAX_SILENCE_S, app_options: AppOptions | None = None) -> RunResult:
     """Drive `scenario` through the rig's chain and judge it against its `expect:` section.
 
     The STM32 must be simulated (a real STM32 needs a bench runner this version does not have); the CAN
     interface, the UART tap, the Android device and the GNSS feed may each be simulated in-process, a
     stand-in behind its real driver (`rig.standins`: the loopback rig), or, except the STM32, real hardware.
+
+    `faults` schedules device and link faults (`harness.device_faults`). A watchdog ends a run that cannot go on
+    with a `RunError` naming the cause, within a bounded wall time: a part that failed or died (the app's
+    process among them) within about `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer);
+    no EdgeAI line for `max_silence_s` of scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and
+    any run past its scenario time plus `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
+    can.blf and a result.json whose verdict is "error: ...". Model files whose hash changed since the models
+    were opened are refused before anything starts.
+
+    `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
+    its broken variants (`firmware_sim.app.AppOptions`; the contract suite, `harness.contract`, uses both).
     """
     if rig.stm32_kind != "simulated":
         raise RunError(f"rig '{rig.name}' has a real STM32: this version drives a simulated STM32 only "
@@ -165,22 +259,136 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     reason = rig.unsupported(scenario)
     if reason:
         raise RunError(reason)
+    manifest = getattr(models, "manifest", None)
+    if manifest is not None:
+        try:
+            check_model_files(manifest)
+        except ValueError as error:
+            raise RunError(f"the run was refused: {error}") from None
+    faults = tuple(faults)
+    cannot = sorted({f.kind for f in faults} - set(_injectable_faults(rig)))
+    if cannot:
+        raise RunError(f"rig '{rig.name}' cannot inject {', '.join(cannot)}: it can inject "
+                       f"{', '.join(_injectable_faults(rig))}")
+    if not (math.isfinite(max_silence_s) and max_silence_s > 0):
+        raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
+    watch = _Watch(time.monotonic())
+    try:
+        return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
+                          app_options)
+    except RunError as error:
+        if not isinstance(error, DataLossError):  # a data loss error comes after the full result.json
+            _write_error_result(scenario, rig, artifacts, error, watch)
+        raise
+
+
+def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
+    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated; the app's only
+    on the simulated app or the adb stand-in."""
+    kinds = ["firmware_restart", "uart_disconnect"]
+    if rig.android_kind == "simulated" or "adb" in rig.standins:
+        kinds += ["app_killed", "logging_stopped"]
+    return tuple(kinds)
+
+
+@dataclass
+class _Watch:
+    """What the watchdog and a failed run's result need: the run's parts as they come up, and its progress."""
+
+    started_wall_s: float
+    clock: ScenarioClock | None = None
+    last_line_wall_s: float | None = None
+    firmware: Stm32Sim | None = None
+    app: AppSim | None = None
+    line: UartLine | None = None
+    injector: FaultInjector | None = None
+    collector: EventCollector | None = None
+
+    def scenario_s(self, wall_s: float) -> float | None:
+        """The scenario time at monotonic wall time `wall_s`."""
+        if self.clock is None:
+            return None
+        return self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale
+
+
+def _check_run(watch: _Watch, parts: list, phone: PhoneSession | None, max_silence_s: float,
+               check_phone: bool) -> str | None:
+    """The watchdog's look at a running run: why it cannot go on, or None."""
+    clock = watch.clock
+    now_wall = time.monotonic()
+    t_s = clock.now_s()
+    for name, part in parts:
+        if part.error is not None:
+            return f"the {name} failed at t={t_s:.0f} s: {part.error!r}"
+    last_line = "no EdgeAI line yet" if watch.collector is None or not watch.collector.stats().events else (
+        f"last EdgeAI line at t={watch.scenario_s(watch.last_line_wall_s):.0f} s")
+    app = watch.app
+    if app is not None and not app.running:
+        return (f"the app simulator's process (pid {app.pid}) died at t={t_s:.0f} s of scenario time: it no longer "
+                f"reads the UART or logs ({last_line})")
+    if phone is not None and check_phone:
+        try:
+            phone.check_alive()
+        except AdbError as error:
+            return f"the app on the phone died at t={t_s:.0f} s of scenario time ({last_line}): {error}"
+    silent_wall_s = now_wall - watch.last_line_wall_s
+    if silent_wall_s * clock.time_scale > max_silence_s and silent_wall_s >= SILENCE_MIN_WALL_S:
+        since_s = watch.scenario_s(watch.last_line_wall_s)
+        return (f"no EdgeAI lines since t={since_s:.0f} s: {t_s - since_s:.0f} s of scenario time without one "
+                f"(limit {max_silence_s:g} s); the app's process is alive, the device stopped logging")
+    return None
+
+
+def _write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: _Watch) -> None:
+    """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired."""
+    summary: dict = {"scenario": scenario.name, "scenario_sha256": scenario.sha256, "rig": rig.name,
+                     "passed": False, "verdict": f"error: {error}", "error": str(error),
+                     "wall_s": round(time.monotonic() - watch.started_wall_s, 3)}
+    if watch.clock is not None:
+        summary["scenario_s_reached"] = round(watch.clock.now_s(), 1)
+    counters: dict = {}
+    if watch.firmware is not None:
+        counters["firmware"] = asdict(watch.firmware.stats)
+    if watch.app is not None:
+        counters["app"] = asdict(watch.app.stats)
+        counters["link"] = {k: v for k, v in vars(watch.app.link_stats).items() if isinstance(v, int)}
+    if watch.line is not None:
+        counters["uart_bytes_dropped"] = watch.line.bytes_dropped
+    if watch.collector is not None:
+        stats = watch.collector.stats()
+        counters["events"] = {"lines": stats.lines, "events": stats.events, "problems": stats.problems}
+    summary["counters"] = counters
+    if watch.injector is not None:
+        summary["device_faults"] = [fired.to_json() for fired in watch.injector.fired]
+    try:
+        (artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    except OSError:
+        pass  # the run's own error is the one to report
+
+
+def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path, model_types: tuple[str, ...],
+               faults: tuple[DeviceFault, ...], max_silence_s: float, watch: _Watch,
+               app_options: AppOptions | None = None) -> RunResult:
     trace = scenario.run_plant()
     duration_s = trace.duration_s
     vehicle = get_vehicle(scenario.vehicle)
     # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
     channel = "dtg-sim-" + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789", "ghijklmnop"))
-    collector = EventCollector()
+    collector = watch.collector = EventCollector()
     lock = threading.Lock()
     parts: list = []  # (name, worker) in start order; stopped in reverse
     stack = contextlib.ExitStack()
     log_file = stack.enter_context((artifacts / "events.log").open("w", encoding="utf-8"))
+    logger_stopped = threading.Event()  # the fault logging_stopped on the simulated app: the logger takes nothing
 
     def logcat(line: str) -> None:  # EdgeAI lines, from the simulated app or from adb logcat
+        if logger_stopped.is_set():
+            return
         with lock:
             log_file.write(line + "\n")
             collector.feed_line(line)
+            watch.last_line_wall_s = time.monotonic()
 
     frozen = gc.isenabled()
     switch_interval = sys.getswitchinterval()
@@ -206,13 +414,15 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         app_pty = stack.enter_context(PtyPair())
         if rig.android_kind != "simulated":
             # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
-            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts))
+            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts,
+                                                     app_options=app_options))
             phone.start_app()
         gc.collect()
         gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
 
         clock = ScenarioClock(rig.time_scale)
-        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"))
+        watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
+        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
         notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
@@ -227,6 +437,7 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
             tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
                           record_path=artifacts / "uart.bin", now_s=clock.now_s)
             parts.append(("UART tap", tap))
+        line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
 
         local_sensors = _local_sensors(trace)
         if "gnss" in rig.standins:
@@ -242,15 +453,35 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
             serial_port = app_pty.open_serial(timeout_s=0.02)
             stack.callback(serial_port.close)
             app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
-                         limits=RuleLimits.for_redline(vehicle.redline_rpm))
+                         limits=RuleLimits.for_redline(vehicle.redline_rpm), options=app_options)
             parts.append(("app simulator", app))
+            watch.app = app
 
-        rest_bus = RestBus(harness_bus, trace, rig.profile, clock, end_s=duration_s,
+        # Bus faults act between the rest-bus and the wire: the rest-bus sends through the injector.
+        bus_injector = BusFaultInjector(harness_bus, scenario.bus_faults, clock, profile=rig.profile,
+                                        seed=scenario.seed, end_s=duration_s) if scenario.bus_faults else None
+        if bus_injector is not None:
+            parts.append(("bus fault injector", bus_injector))
+        rest_bus = RestBus(bus_injector or harness_bus, trace, rig.profile, clock, end_s=duration_s,
                            answer_at_request_stamp=simulated_can)
-        firmware = Stm32Sim(firmware_bus, sink, clock, profile=rig.profile, codec=rig.codec,
-                            local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
-                            catch_up_polls=True)
+        firmware = watch.firmware = Stm32Sim(firmware_bus, line, clock, profile=rig.profile, codec=rig.codec,
+                                             local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
+                                             catch_up_polls=True)
         parts += [("rest-bus", rest_bus), ("STM32 simulator", firmware)]
+        if faults:
+            for fault in faults:  # scheduled on the firmware ahead: the restart falls on its tick at any speed
+                if fault.kind == "firmware_restart":
+                    firmware.restart(fault.lasts_s, at_s=fault.at_s)
+            start = {"firmware_restart": lambda fault: None,  # the firmware carries it out at its tick
+                     "uart_disconnect": lambda fault: line.disconnect()}
+            if app is not None:
+                start.update(app_killed=lambda fault: app.kill(), logging_stopped=lambda fault: logger_stopped.set())
+            elif phone is not None and phone.simulated is not None:
+                start.update(app_killed=lambda fault: phone.simulated.kill_app(phone.package),
+                             logging_stopped=lambda fault: phone.simulated.stop_logging())
+            injector = watch.injector = FaultInjector(faults, clock, start, {"uart_disconnect": lambda f: line.connect()},
+                                                      rig_name=f"rig '{rig.name}'")
+            parts.append(("device fault injector", injector))
 
         # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
         # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
@@ -258,18 +489,32 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         for _, part in parts:
             part.start()
         budget_s = duration_s / rig.time_scale + RUN_GRACE_WALL_S
-        if not firmware.wait(budget_s):
-            raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
-                           f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
+        deadline_s = time.monotonic() + budget_s
+        next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+        while not firmware.wait(WATCH_PERIOD_S):  # the watchdog: every wait below is bounded too
+            check_phone = time.monotonic() >= next_phone_check_s
+            problem = _check_run(watch, parts, phone, max_silence_s, check_phone)
+            if check_phone:
+                next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+            if problem is not None:
+                raise RunError(problem)
+            if time.monotonic() >= deadline_s:
+                raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
+                               f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
         rest_bus.stop()
+        if bus_injector is not None:
+            bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
         firmware.stop()
         if app is not None:
             _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
         if tap is not None:
             _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
         if phone is not None:
-            _wait_quiet(lambda: len(collector.received), timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
-            phone.check_alive()
+            _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
+            try:
+                phone.check_alive()
+            except AdbError as error:
+                raise RunError(f"the app on the phone died before the end of the run: {error}") from error
         for _, part in reversed(parts):
             part.stop()
     finally:
@@ -298,6 +543,10 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=latency_stats(e2e.latencies_ms) if e2e.latencies_ms else None)
     judgement = judge(scenario.expect, metrics)
+    if scenario.expect.stale_data_flagged is not None:
+        silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
+        judgement = Judgement(judgement.criteria + (stale_data_criterion(
+            scenario.expect.stale_data_flagged, events, silenced, max_delay_s=scenario.expect.max_delay_s),))
     fw = firmware.stats
     if app is not None:
         link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
@@ -306,6 +555,7 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         status = next((e for e in reversed(events) if isinstance(e, AppStatus)), None)
         link = dict(status.link) if status else {}
         samples, windows = (status.samples_received, status.windows_scored) if status else (0, 0)
+        samples_by_status = firmware.samples_sent_until(status.t_s) if status and status.t_s is not None else 0
     accounting = Accounting(
         can_frames_sent=rest_bus.stats.frames_sent + fw.requests_sent,
         obd_requests_answered=fw.requests_answered, obd_requests_unanswered=fw.requests_unanswered,
@@ -315,12 +565,55 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         samples_sent=fw.samples_sent, poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
         samples_received=samples, windows_scored=windows, event_lines=len(events),
         event_problems=len(collector.problems),
+        restbus_frames_sent=rest_bus.stats.frames_sent, restbus_frames_skipped=rest_bus.stats.frames_skipped,
+        firmware_error_frames=fw.error_frames, firmware_frames_dropped_uart=fw.frames_dropped_uart,
+        link_frames_expected=fw.frames_forwarded + fw.samples_sent + fw.status_sent if app is not None else 0,
+        firmware_restarts=fw.restarts, firmware_frames_missed_down=fw.frames_missed_down,
+        link_sequence_resets=link.get("sequence_resets") or 0, uart_bytes_dropped=line.bytes_dropped,
+        sample_gaps=app.stats.sample_gaps if app is not None else 0,
+        seconds_without_sample=app.stats.seconds_without_sample if app is not None else 0,
+        samples_sent_until_app_counters=None if app is not None else samples_by_status,
     )
+    bus_fault_stats = bus_injector.stats if bus_injector is not None else None
+    if bus_fault_stats is not None:
+        done = bus_fault_stats
+        accounting.can_frames_sent += done.frames_added - done.frames_dropped  # what reached the wire
+        accounting.injector_frames_dropped = done.frames_dropped
+        accounting.injector_frames_delayed = done.frames_delayed
+        accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
     tap_report = tap.report(sent_log.frames, time_scale=rig.time_scale) if tap is not None else None
     result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
-                       tap_report)
+                       tap_report, bus_faults=bus_fault_stats,
+                       faults=tuple(watch.injector.fired) if watch.injector is not None else ())
     _write_artifacts(result)
+    _check_data_loss(result)
     return result
+
+
+def _check_data_loss(result: RunResult) -> None:
+    """Raise DataLossError when a stage lost more than the scenario tolerates (the artifacts are written)."""
+    tolerance_pct = result.scenario.expect.data_loss_max_pct
+    stages = result.accounting.data_loss()
+    beyond = [(stage, lost, of) for stage, lost, of in stages
+              if lost > 0 and 100.0 * lost / max(of, 1) > tolerance_pct]
+    if not beyond:
+        return
+    acc = result.accounting
+    lines = [f"{stage}: lost {lost} of {of} ({100.0 * lost / max(of, 1):.3g} %)" for stage, lost, of in beyond]
+    error = DataLossError(
+        f"{result.scenario.name}: data loss beyond tolerance, not a model failure: " + "; ".join(lines)
+        + f" (tolerance {tolerance_pct:g} %, expect.data_loss_max_pct; loss the scenario's bus faults caused is "
+        f"not counted)\n  rest-bus sent {acc.restbus_frames_sent} frames, bus faults dropped "
+        f"{acc.injector_frames_dropped} and added {acc.injector_frames_added}, firmware received "
+        f"{acc.firmware_frames_received}, forwarded {acc.firmware_frames_forwarded}; link decoded "
+        f"{acc.link_frames_decoded}, {acc.link_frames_lost} lost by sequence, {acc.link_crc_errors} CRC errors; "
+        f"samples {acc.samples_sent} sent, {acc.samples_received} received\n  artifacts: {result.artifacts}",
+        beyond, acc)
+    path = result.artifacts / "result.json"
+    summary = json.loads(path.read_text())
+    summary.update(passed=False, verdict=f"error: {error}", error=str(error))
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    raise error
 
 
 def _write_artifacts(result: RunResult) -> None:
@@ -336,10 +629,16 @@ def _write_artifacts(result: RunResult) -> None:
         "verdict": result.judgement.message,
         "criteria": [asdict(c) for c in result.judgement.criteria],
         "accounting": asdict(result.accounting),
+        "data_loss": [{"stage": stage, "lost": lost, "of": of} for stage, lost, of in result.accounting.data_loss()],
+        "data_loss_max_pct": result.scenario.expect.data_loss_max_pct,
         "scenario_s": result.trace.duration_s,
         "wall_s": round(result.wall_s, 3),
         "speed_x": round(result.speed, 1),
     }
+    if result.bus_faults is not None:
+        summary["bus_faults"] = [asdict(count) for count in result.bus_faults.faults]
+    if result.faults:
+        summary["device_faults"] = [fired.to_json() for fired in result.faults]
     if result.tap is not None:
         tap = result.tap
         summary["uart_tap"] = {

@@ -31,9 +31,11 @@ from typing import Any
 
 from harness.datafile import Checker, DataFileError, Problem, decode_text, kind_of, parse_yaml
 from harness.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
+from harness.bus_faults import BusFault, read_bus_faults
 from harness.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, STYLES, CycleError, SpeedProfile, generate_trip, load_cycle
 from harness.route import RouteStart
 from harness.signals import SIGNALS, Trace
+from harness.sweep import SweepSpec, expand, read_sweep
 from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
 EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
@@ -47,7 +49,10 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
     "fuel_mae_lph_max": (0.0, None),
     "latency_ms_p50_max": (0.0, None),
     "latency_ms_p99_max": (0.0, None),
+    "data_loss_max_pct": (0.0, 100.0),
 }
+#: `expect:` keys that take true or false.
+EXPECT_FLAGS = ("stale_data_flagged",)
 #: The longest route a scenario may drive (a repeated cycle or a generated trip): three days of driving, far past
 #: a tachograph's daily limits, and a bound that keeps a mistyped `repeat` from exhausting memory.
 MAX_ROUTE_S = 72 * 3600.0
@@ -67,6 +72,7 @@ class RouteSpec:
     generated_mix: dict[str, float] | None = None
     generated_seed: int | None = None
     generated_styles: dict[str, float] | None = None
+    recording: str | None = None  # a CAN log (BLF/ASC) path relative to the scenario file (harness.replay)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class Expectations:
     fuel_mae_lph_max: float | None = None
     latency_ms_p50_max: float | None = None
     latency_ms_p99_max: float | None = None
+    # Data the chain may lose that no bus fault dropped, in % of each stage's traffic; beyond it the run is an
+    # error (harness.run.DataLossError), not a verdict. Always applied: 0 unless the scenario says otherwise.
+    data_loss_max_pct: float = 0.0
+    stale_data_flagged: bool | None = None  # the app must (true) / must not (false) report stale_data
 
 
 @dataclass(frozen=True)
@@ -97,15 +107,37 @@ class Scenario:
     expect: Expectations
     sha256: str = ""
     profile_: SpeedProfile | None = field(default=None, repr=False, compare=False)
+    bus_faults: tuple[BusFault, ...] = ()  # the `bus_faults:` schedule (harness.bus_faults)
+    sweep: SweepSpec | None = None  # the `sweep:` section of a scenario that has one (harness.sweep)
+    sweep_base: str = ""  # a sweep variant: the name of the scenario it was expanded from
+    sweep_point: tuple[tuple[str, Any], ...] = ()  # a sweep variant: its (parameter, value) pairs
 
     def profile(self) -> SpeedProfile:
         """The driver's speed profile for this route."""
         if self.profile_ is not None:
             return self.profile_
+        if self.route.recording is not None:
+            return self.recording().speed_profile()
         return _profile_for(self.route, self.seed, self.path.parent if self.path else None)
 
+    def recording(self):
+        """The decoded CAN log of a `recording:` route (`harness.replay.Recording`)."""
+        from harness.replay import read_recording, resolve
+
+        return read_recording(resolve(self.route.recording, self.path.parent if self.path else None))
+
+    def variants(self) -> list["Scenario"]:
+        """The scenarios this file stands for: one per point of its `sweep:`, or itself alone."""
+        return expand(self)
+
     def run_plant(self) -> Trace:
-        """Drive the scenario: the vehicle's trace with the anomalies injected and labelled."""
+        """Drive the scenario: the vehicle's trace with the anomalies injected and labelled (on a recorded
+        route: the recording, decoded, with the anomalies overlaid)."""
+        if self.route.recording is not None:
+            from harness.replay import recording_trace
+
+            return recording_trace(self.recording(), get_vehicle(self.vehicle), self.anomalies, self.seed,
+                                   self.conditions)
         return simulate(self.profile(), get_vehicle(self.vehicle), self.anomalies, self.seed, self.conditions)
 
 
@@ -118,8 +150,9 @@ def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedPro
 
 # --- validation -------------------------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect")
-ROUTE_KEYS = ("cycle", "repeat", "generated", "start", "hilliness")
+TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect", "sweep",
+            "bus_faults")
+ROUTE_KEYS = ("cycle", "repeat", "generated", "recording", "start", "hilliness")
 GENERATED_KEYS = ("duration_s", "mix", "styles", "seed")
 START_KEYS = ("latitude", "longitude", "altitude_m", "heading_deg")
 CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
@@ -142,11 +175,14 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
     route = c.mapping(data, "route", ROUTE_KEYS)
     if not isinstance(data, dict):
         return RouteSpec(), {}, 0.3, None
-    has_cycle, has_generated = "cycle" in route, "generated" in route
-    if has_cycle == has_generated:
-        c.report("route", "needs exactly one of 'cycle' (a drive cycle name or CSV path) or 'generated'")
-    spec = RouteSpec()
-    if has_cycle:
+    has_cycle, has_generated, has_recording = "cycle" in route, "generated" in route, "recording" in route
+    if has_cycle + has_generated + has_recording != 1:
+        c.report("route", "needs exactly one of 'cycle' (a drive cycle name or CSV path), 'generated' or "
+                          "'recording' (a BLF or ASC CAN log)")
+    spec, recorded = RouteSpec(), None
+    if has_recording and not (has_cycle or has_generated):
+        spec, recorded = _read_recording_route(c, route, base_dir)
+    elif has_cycle:
         cycle = route["cycle"]
         repeat = c.number(route, "repeat", "route", 1, lo=1, integer=True)
         if not isinstance(cycle, str):
@@ -174,7 +210,7 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
             "heading_deg": c.number(raw, "heading_deg", "route.start", RouteStart.heading_deg, lo=0, hi=360),
         }
     hilliness = c.number(route, "hilliness", "route", PlantConditions.hilliness, lo=0.0, hi=3.0)
-    profile = None
+    profile = recorded
     if spec.cycle is not None:
         try:
             profile = load_cycle(spec.cycle, base_dir)
@@ -188,6 +224,34 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
         elif profile is not None:
             profile = profile.repeated(spec.repeat)
     return spec, start, hilliness, profile
+
+
+def _read_recording_route(c: Checker, route: dict, base_dir: Path | None) -> tuple[RouteSpec, SpeedProfile | None]:
+    from harness.replay import RecordingError, read_recording, resolve
+
+    if "repeat" in route:
+        c.report("route.repeat", "only applies to 'cycle' routes")
+    raw = route["recording"]
+    if not isinstance(raw, str) or not raw:
+        c.report("route.recording", f"expected the path of a BLF or ASC CAN log; got {kind_of(raw)}")
+        return RouteSpec(), None
+    try:
+        recording = read_recording(resolve(raw, base_dir))
+    except RecordingError as exc:
+        c.report("route.recording", str(exc))
+        return RouteSpec(recording=raw), None
+    return RouteSpec(recording=raw), recording.speed_profile()
+
+
+def _check_overlay(c: Checker, data: Any) -> None:
+    """On a recorded route only reading faults can be overlaid: the vehicle's behaviour is in the recording."""
+    from harness.replay import OVERLAY_TYPES
+
+    for i, raw in enumerate(data if isinstance(data, list) else []):
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if isinstance(kind, str) and kind in ANOMALY_TYPES and kind not in OVERLAY_TYPES:
+            c.report(f"anomalies[{i}].type", f"'{kind}' changes the vehicle and cannot be overlaid on a recorded "
+                                             f"route; expected one of: {', '.join(OVERLAY_TYPES)}")
 
 
 def _read_anomalies(c: Checker, data: Any, duration_s: float | None) -> list[Anomaly]:
@@ -235,7 +299,7 @@ def _read_anomalies(c: Checker, data: Any, duration_s: float | None) -> list[Ano
 def _read_expect(c: Checker, data: Any) -> Expectations:
     if data is None:
         return Expectations()
-    raw = c.mapping(data, "expect", tuple(EXPECT_KEYS))
+    raw = c.mapping(data, "expect", tuple(EXPECT_KEYS) + EXPECT_FLAGS)
     values: dict[str, Any] = {}
     for key, (lo, hi) in EXPECT_KEYS.items():
         if key == "recall_min" and isinstance(raw.get(key), dict):
@@ -244,8 +308,14 @@ def _read_expect(c: Checker, data: Any) -> Expectations:
                            for k in per_type if k in ANOMALY_TYPES}
         elif key in raw:
             values[key] = c.number(raw, key, "expect", None, lo=lo, hi=hi)
-    if values.get("max_delay_s") is None:
-        values.pop("max_delay_s", None)
+    for key in EXPECT_FLAGS:
+        if key in raw and not isinstance(raw[key], bool):
+            c.report(f"expect.{key}", f"expected true or false; got {kind_of(raw[key])} {raw[key]!r}")
+        elif key in raw:
+            values[key] = raw[key]
+    for key in ("max_delay_s", "data_loss_max_pct"):
+        if values.get(key) is None:
+            values.pop(key, None)
     return Expectations(**values)
 
 
@@ -270,15 +340,20 @@ def parse_scenario(data: Any, lines: dict[str, int], file: str, base_dir: Path |
     )
     duration = profile.duration_s if profile is not None else route.generated_duration_s
     anomalies = _read_anomalies(c, top.get("anomalies"), duration)
+    if route.recording is not None:
+        _check_overlay(c, top.get("anomalies"))
     expect = _read_expect(c, top.get("expect"))
+    bus_faults = read_bus_faults(c, top.get("bus_faults"), duration)
+    sweep = read_sweep(c, top.get("sweep"), len(anomalies), tuple(VEHICLES))
     scenario_name, description = c.text(top, "name", "", name), c.text(top, "description", "", "")
     if c.problems:
         raise ScenarioError(file, c.problems)
     scenario = Scenario(
         name=scenario_name, path=Path(file) if file else None, description=description, vehicle=vehicle, seed=int(seed), route=route,
         conditions=conditions, anomalies=tuple(anomalies), expect=expect, sha256=sha256, profile_=profile,
+        sweep=sweep, bus_faults=tuple(bus_faults),
     )
-    if route.cycle is None:
+    if route.cycle is None and route.recording is None:
         # Generated routes may run a little past duration_s; check windows against the real trip.
         real = scenario.profile()
         late = [i for i, a in enumerate(anomalies) if a.end_s > real.duration_s]
