@@ -220,8 +220,16 @@ def _session_models(config: pytest.Config, rig: RigConfig):
 
 def _session_artifacts(config: pytest.Config) -> Path:
     if not hasattr(config, "_dtg_artifacts"):
-        config._dtg_artifacts = Path(config.getoption("--dtg-artifacts")) / time.strftime("%Y%m%d-%H%M%S")
+        shared = getattr(config, "workerinput", {}).get("dtg_artifacts")  # a pytest-xdist worker: the controller's
+        config._dtg_artifacts = Path(shared) if shared else \
+            Path(config.getoption("--dtg-artifacts")) / time.strftime("%Y%m%d-%H%M%S")
     return config._dtg_artifacts
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist: every worker writes its runs' artifacts into the controller's session folder."""
+    node.workerinput["dtg_artifacts"] = str(_session_artifacts(node.config))
 
 
 @pytest.fixture(scope="session")
