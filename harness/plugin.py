@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.rig import RigConfig, RigError, load_rig
+from harness.rig import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
 from harness.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "simulated rig")
     group.addoption("--dtg-time-scale", type=float, default=None, metavar="X",
                     help="scenario seconds per wall second on a simulated rig; default: the rig file's "
-                         "time_scale (built-in rig: 100)")
+                         f"time_scale (built-in rig: {DEFAULT_SIM_TIME_SCALE:g})")
     group.addoption("--dtg-models", default=None, metavar="MANIFEST",
                     help="models manifest the simulated app runs; default: the rig file's models "
                          "(built-in rig: models/manifest.json)")

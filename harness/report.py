@@ -243,14 +243,15 @@ def budget_rows(results: Sequence[RunResult], manifest: Manifest) -> list[Budget
 # --- terminal tables --------------------------------------------------------------------------------------------
 
 def scenario_table(results: Sequence[RunResult]) -> str:
-    header = (f"{'scenario':<32}{'verdict':>8}{'events':>7}{'recall':>8}{'FA/h':>7}{'delay p50':>10}"
+    width = max([32] + [len(r.scenario.name) + 1 for r in results])  # sweep variants have long names
+    header = (f"{'scenario':<{width}}{'verdict':>8}{'events':>7}{'recall':>8}{'FA/h':>7}{'delay p50':>10}"
               f"{'p90 s':>7}{'fuel R2':>8}{'MAE L/h':>8}{'infer p50':>10}{'p99 ms':>8}{'e2e p50':>9}{'p99 ms':>8}"
               f"{'speed':>8}")
     lines = [header, "-" * len(header)]
     for r in results:
         f = scenario_figures(r)
         lines.append(
-            f"{f.scenario[:31]:<32}{f.verdict:>8}{f.n_events:>7}"
+            f"{f.scenario:<{width}}{f.verdict:>8}{f.n_events:>7}"
             f"{_f(f.recall):>8}{_f(f.false_alarms_per_h):>7}{_f(f.delay_p50_s, 0):>10}{_f(f.delay_p90_s, 0):>7}"
             f"{_f(f.fuel_r2):>8}{_f(f.fuel_mae_lph):>8}"
             f"{_f(f.latency_p50_ms, 3):>10}{_f(f.latency_p99_ms, 3):>8}"

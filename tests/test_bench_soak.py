@@ -1,6 +1,6 @@
 """`dtg-hil bench soak`: a short soak through the command line prints the loss and memory figures it judges by.
 
-The real soak (`dtg-hil bench soak`, 4 h at 100x, about 2.5 min of wall time) is a benchmark, not part of the
+The real soak (`dtg-hil bench soak`, 4 h at 105x, about 2.3 min of wall time) is a benchmark, not part of the
 test run. Here a 0.1 h drive (6 min of scenario, a few seconds of wall time) runs the same code path, with the
 hour figures generalised to the first and last tenth of the drive.
 """
