@@ -847,11 +847,15 @@ def _scenario_tree(rng: random.Random) -> dict:
     return tree
 
 
-def _scenario_structured(rng: random.Random) -> bytes:
-    tree = _scenario_tree(rng)
-    _mutate_tree(rng, tree, ("names", "speed", "anomaly", "expected", "route2"))
+def _structured_yaml(rng: random.Random, tree: dict, unknown_keys: tuple[str, ...]) -> bytes:
+    """A valid data-file tree, mutated as a tree, written as YAML, then mutated as text."""
+    _mutate_tree(rng, tree, unknown_keys)
     text = "\n".join(_yaml_block(tree, rng)) + "\n"
     return _yaml_text_mutation(rng, text).encode("utf-8", "surrogatepass")
+
+
+def _scenario_structured(rng: random.Random) -> bytes:
+    return _structured_yaml(rng, _scenario_tree(rng), ("names", "speed", "anomaly", "expected", "route2"))
 
 
 def _bundled_examples(folder: str, limit: int = 64) -> Callable[[], list[bytes]]:
@@ -903,10 +907,7 @@ def _rig_tree(rng: random.Random) -> dict:
 
 
 def _rig_structured(rng: random.Random) -> bytes:
-    tree = _rig_tree(rng)
-    _mutate_tree(rng, tree, ("cans", "uart", "adb", "gps", "timescale"))
-    text = "\n".join(_yaml_block(tree, rng)) + "\n"
-    return _yaml_text_mutation(rng, text).encode("utf-8", "surrogatepass")
+    return _structured_yaml(rng, _rig_tree(rng), ("cans", "uart", "adb", "gps", "timescale"))
 
 
 def _rig_examples() -> list[bytes]:

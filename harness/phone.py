@@ -31,7 +31,8 @@ from harness.android import AndroidDevice
 from harness.rig import SIMULATED, RigConfig
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -69,7 +70,7 @@ class PhoneSession:
         if "adb" in rig.standins:
             self._sim = SimAndroidDevice(apps=phone_apps()).start()
             serial = self._sim.serial
-            adb_port = self._server_port = _free_port()
+            adb_port = self._server_port = free_port()
         self.device = AndroidDevice(serial, adb_port=adb_port, timeout_s=self._timeout_s)
         apk = Path(rig.apk) if rig.apk and rig.apk != SIMULATED else None
         if apk is None:

@@ -111,7 +111,8 @@ def anomaly_type_rows(results: Sequence[RunResult]) -> list[AnomalyTypeRow]:
 
 def model_latency(results: Sequence[RunResult]) -> dict[str, LatencyStats]:
     """Per model: the app's own reported inference times (p50/p99 ms), pooled over every run."""
-    return {name: latency_stats([t for r in results for t in inference_times_ms(r.collector.events, (name,))])
+    runs = [r.collector.events for r in results]  # rebuilt from the collector's store on each read: once per run
+    return {name: latency_stats([t for events in runs for t in inference_times_ms(events, (name,))])
             for name in MODEL_NAMES}
 
 

@@ -534,9 +534,10 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
     events = collector.events
-    sent_seconds = sorted(bus_log.last_wall_by_second)
+    last_wall = bus_log.last_wall_by_second  # built from the log's array on each read: once here
+    sent_seconds = sorted(last_wall)
     model_results = [r for r in collector.received if r.event.kind in ("anomaly", "fuel", "behaviour")]
-    e2e = end_to_end_latency(sent_seconds, [bus_log.last_wall_by_second[s] for s in sent_seconds],
+    e2e = end_to_end_latency(sent_seconds, [last_wall[s] for s in sent_seconds],
                              [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
     types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,

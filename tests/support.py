@@ -10,7 +10,6 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import adbutils
 import pytest
+
+from harness.phone import free_port
 
 if TYPE_CHECKING:
     from firmware_sim.adbd import DeviceContext, SimApp
@@ -85,13 +86,6 @@ def adb_problem() -> str | None:
     if result.returncode != 0:
         return f"`{path} version` exited {result.returncode}: {result.stderr.strip()}"
     return None
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on (now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -25,7 +25,8 @@ from harness.android import (DEFAULT_MODELS_DIR, AdbError, AndroidDevice, AppDie
 from harness.events import (AnomalyResult, AppStatus, EventCollector, FuelResult, ModelRef, event_to_json,
                             format_event_line, parse_event_line)
 from harness.models import ManifestError, sha256_file
-from support import AppFactory, adb_problem, free_port, isolated_adb_server, watchdog
+from harness.phone import free_port
+from support import AppFactory, adb_problem, isolated_adb_server, watchdog
 
 PACKAGE = "com.example.dtg"
 ACTIVITY = ".MainActivity"
