@@ -306,10 +306,11 @@ class _Watch:
     collector: EventCollector | None = None
 
     def scenario_s(self, wall_s: float) -> float | None:
-        """The scenario time at monotonic wall time `wall_s`."""
+        """The scenario time at monotonic wall time `wall_s`; never before the clock's start (the clock and
+        time.monotonic() are read a moment apart, which at 100x is tenths of a scenario second)."""
         if self.clock is None:
             return None
-        return self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale
+        return max(0.0, self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale)
 
 
 def _check_run(watch: _Watch, parts: list, phone: PhoneSession | None, max_silence_s: float,
