@@ -813,6 +813,20 @@ class EventCollector:
         self._lines_lost = 0
         self._seq_restarts = 0
 
+    def __getstate__(self) -> dict:
+        """A finished run's collector for another process (a pytest-xdist worker hands its results to the
+        controller): its events and counts, without the lock, clock and decoder of the live stream."""
+        state = self.__dict__.copy()
+        for live in ("_lock", "_clock", "_utf8"):
+            del state[live]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._clock = time.monotonic
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
     def feed(self, chunk: str | bytes) -> list[ReceivedEvent]:
         """Add a chunk of logcat output; returns the events its complete lines carried."""
         with self._lock:

@@ -14,6 +14,7 @@ and the path of the report.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from harness.rig import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
 from harness.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
+_WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled results in its workeroutput
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 
 
@@ -232,6 +234,17 @@ def pytest_configure_node(node) -> None:
     node.workerinput["dtg_artifacts"] = str(_session_artifacts(node.config))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist: a worker has finished; its scenario results join the controller's, in the order the
+    scenarios were collected in (file, then name), whichever worker ran them."""
+    data = getattr(node, "workeroutput", {}).get(_WORKER_RESULTS)
+    if data:
+        results = node.config.stash.setdefault(_RESULTS, [])
+        results.extend(pickle.loads(data))
+        results.sort(key=lambda r: (str(r.scenario.path), r.scenario.name))
+
+
 @pytest.fixture(scope="session")
 def dtg_rig(pytestconfig: pytest.Config) -> RigConfig:
     """The rig this session runs on (`--rig`, default the built-in simulated rig)."""
@@ -251,10 +264,17 @@ def dtg_artifacts(pytestconfig: pytest.Config) -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
-    """Write the HTML report and metrics.txt into the session's artifacts folder (before the terminal summary)."""
+    """Write the HTML report and metrics.txt into the session's artifacts folder (before the terminal summary).
+
+    A pytest-xdist worker instead hands its results to the controller (`pytest_testnodedown`), which reports
+    the whole session."""
     config = session.config
     results = config.stash.get(_RESULTS, [])
-    if not results or hasattr(config, "workerinput"):  # a pytest-xdist worker holds only part of the session
+    if hasattr(config, "workerinput"):
+        if results:
+            config.workeroutput[_WORKER_RESULTS] = pickle.dumps(results)
+        return
+    if not results:
         return
     from harness.html_report import write_report
 

@@ -64,11 +64,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 # --- one real session ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    """A pytest session over two scenario files, as `make sim` runs them: (its output, its artifacts folder,
-    its JUnit XML)."""
-    work = tmp_path_factory.mktemp("session")
+def run_session(work: Path, *extra: str):
+    """A pytest session over the two scenario files in `work`, as `make sim` runs them: (its output, its
+    artifacts folder, its JUnit XML)."""
     (work / "scenarios").mkdir()
     (work / "scenarios" / "gps_jump.yaml").write_text(GPS_JUMP)
     (work / "scenarios" / "clean.yaml").write_text(CLEAN)
@@ -76,11 +74,30 @@ def session(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-m", "sim", "scenarios",
          "--dtg-artifacts", "reports", "--dtg-time-scale", "100", "--dtg-models", str(MANIFEST),
-         "--junitxml", str(junit)],
+         "--junitxml", str(junit), *extra],
         cwd=work, capture_output=True, text=True, timeout=240)
     runs = sorted((work / "reports").iterdir())
     assert len(runs) == 1, proc.stdout + proc.stderr
     return proc, runs[0], junit
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return run_session(tmp_path_factory.mktemp("session"))
+
+
+@pytest.mark.sim
+def test_under_xdist_the_controller_reports_every_workers_scenarios(tmp_path):
+    proc, folder, _ = run_session(tmp_path, "-n", "2", "--dist", "loadfile")
+    assert "1 failed, 1 passed" in proc.stdout, proc.stdout + proc.stderr
+    table = proc.stdout[proc.stdout.index("dtg-hil scenarios"):]
+    assert "report-clean" in table and "report-gps-jump" in table, proc.stdout
+    # rows in collection order (file, then name), whichever worker finished first
+    assert table.index("report-clean") < table.index("report-gps-jump")
+    assert f"report: {Path('reports') / folder.name / 'index.html'}" in proc.stdout
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    for stem in ("gps_jump", "clean"):
+        assert json.loads((folder / stem / "result.json").read_text())["scenario_sha256"] in page
 
 
 @pytest.mark.sim

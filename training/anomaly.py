@@ -12,18 +12,19 @@ import torch
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.fuel import channel_stats
-from training.nets import (CHANNELS, CROSS_CHANNELS, FEATURES, AnomalyFeatures, AnomalyModel, Channels,
-                           CrossPredictor, FeatureAE, FuelTCN, LstmAE, fit_fuel_proxy)
+from training.nets import (CHANNELS, CROSS_CHANNELS, FEATURE_SCALE_FLOOR, FEATURES, AnomalyFeatures, AnomalyModel,
+                           Channels, CrossPredictor, FeatureAE, FuelTCN, LstmAE, fit_fuel_proxy)
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
 RESIDUAL_QUANTILE = 0.999
 
 
 def robust_scale(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and a spread that is never 0 (MAD, floored by a quarter of the std and by 1e-3)."""
+    """Median and a spread that is never 0 (MAD, floored by a quarter of the std and by each feature's
+    `FEATURE_SCALE_FLOOR`)."""
     centre = np.median(feats, axis=0)
     mad = 1.4826 * np.median(np.abs(feats - centre), axis=0)
-    return centre, np.maximum(np.maximum(mad, 0.25 * feats.std(axis=0)), 1e-3)
+    return centre, np.maximum(np.maximum(mad, 0.25 * feats.std(axis=0)), FEATURE_SCALE_FLOOR)
 
 
 def train_cross(train: Windows, fallback: np.ndarray, seed: int, epochs: int, progress: Progress,

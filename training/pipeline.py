@@ -29,7 +29,7 @@ from harness.features import BEHAVIOUR_FEATURES, CONTEXT_S, WINDOW_S, behaviour_
 from harness.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
 from harness.signals import SIGNALS, UNITS
 from training.anomaly import train_anomaly, train_cross, train_lstm_ae
-from training.behaviour import export_behaviour, train_behaviour
+from training.behaviour import AUG_PER_TRAIN_TRIP, export_behaviour, train_behaviour
 from training.common import Clock, Progress, make_deterministic, predict
 from training.data import Windows, last_rows, load_split, make_windows
 from training.evaluate import (EXCLUDED_FAULTS, MAX_DELAY_S, MODEL_TYPES, OBSERVABLE_SIGNALS, RULE_BASED_TYPES,
@@ -81,7 +81,7 @@ class Config:
 
 FULL = Config(quick=False, train_trips=120, val_trips=40, test_trips=24, trip_s=1800.0, fuel_aug_trips=40,
               fuel_epochs=12, fuel_width=24, fuel_stride_s=4, anomaly_stride_s=3, ae_epochs=20, cross_epochs=4, lstm_epochs=5,
-              lstm_stride_s=12, behaviour_trees=600, behaviour_stride_s=3, eval_trips=24, eval_trip_s=3600.0,
+              lstm_stride_s=12, behaviour_trees=110, behaviour_stride_s=3, eval_trips=24, eval_trip_s=3600.0,
               eval_per_trip=7, bench_runs=2000)
 QUICK = Config(quick=True, train_trips=10, val_trips=4, test_trips=3, trip_s=1200.0, fuel_aug_trips=4,
                fuel_epochs=5, fuel_width=16, fuel_stride_s=6, anomaly_stride_s=10, ae_epochs=0, cross_epochs=1, lstm_epochs=0,
@@ -413,7 +413,9 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "classes": list(STYLES), "feature_order": list(BEHAVIOUR_FEATURES),
                 "feature_function": "harness.features.behaviour_features", "window_s": WINDOW_S, "stride_s": 1,
                 "training_stride_s": cfg.behaviour_stride_s, "window_label": "majority driving_style",
-                "training_windows": "windows with >= 80 % of samples in one style", "budgets": BUDGETS["behaviour"],
+                "training_windows": "windows with >= 80 % of samples in one style, of the train split and of "
+                                    f"{AUG_PER_TRAIN_TRIP} generated trips with anomalies per train trip "
+                                    "(training.behaviour.augmentation_trips)", "budgets": BUDGETS["behaviour"],
                 "metrics": _round(beh_test),
                 "baseline": {"kind": f"majority class ({STYLES[majority_class]})", "class": majority_class,
                              "metrics": _round(beh_base)},
