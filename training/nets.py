@@ -184,8 +184,9 @@ def _masked_max(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def _spike_excursions(v: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """How far each sample of v [B, T] stands out from the median of the five around it [B, T-4], and where that
-    is measured on valid samples only (w, and the two on each side)."""
+    """How far each sample of v [B, T] (or [B, T, S]) stands out from the median of the five around it along
+    time ([B, T-4] or [B, T-4, S]), and where that is measured on valid samples only (w, and the two on each
+    side)."""
     t = v.shape[1]
     around = torch.stack([v[:, k:t - 4 + k] for k in range(5)], dim=-1)
     excursion = (v[:, 2:t - 2] - torch.sort(around, dim=-1).values[..., 2]).abs()
@@ -430,12 +431,7 @@ class AnomalyFeatures(nn.Module):
                                         + 1e-12) + self.kept_floor)
         # A spike is an excursion of one or two samples that comes back: the distance of a sample from the median
         # of the five around it (a gear change or a braking onset steps once and stays: the median follows it).
-        xn, vn = xf[:, :, self.noisy], valid[:, :, self.noisy]
-        t = xn.shape[1]
-        around = torch.stack([xn[:, k:t - 4 + k] for k in range(5)], dim=-1)  # [B, T-4, S, 5]
-        median = torch.sort(around, dim=-1).values[..., 2]
-        excursion = (xn[:, 2:t - 2] - median).abs()
-        all_valid = vn[:, :t - 4] * vn[:, 1:t - 3] * vn[:, 2:t - 2] * vn[:, 3:t - 1] * vn[:, 4:]
+        excursion, all_valid = _spike_excursions(xf[:, :, self.noisy], valid[:, :, self.noisy])  # [B, T-4, S]
         excursion_max = torch.log(_masked_max(excursion, all_valid) + self.noise_floor)
         raw = x[:, :, self.noisy]
         outside = ((raw < self.lo) | (raw > self.hi)).to(x.dtype)
