@@ -79,7 +79,16 @@ class ScenarioFailed(AssertionError):
     """A scenario ran and missed its `expect:` criteria."""
 
 
-class ScenarioItem(pytest.Item):
+class _JudgedItem(pytest.Item):
+    """An item whose failure is a verdict: it reports the failed criteria, not a traceback."""
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+
+class ScenarioItem(_JudgedItem):
     def __init__(self, *, scenario: Scenario, variant: str, **kwargs):
         super().__init__(**kwargs)
         self.scenario = scenario
@@ -117,16 +126,11 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailed(f"{self.scenario.name}: {len(result.judgement.failures)} criteria failed\n"
                                  f"{result.judgement.message}\nartifacts: {artifacts}")
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, ScenarioFailed):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
     def reportinfo(self):
         return self.path, None, f"scenario {self.scenario.name} [{self.variant}]"
 
 
-class SweepItem(pytest.Item):
+class SweepItem(_JudgedItem):
     """A sweep's curve, judged against its `sweep.expect:` once its variants have run in this session."""
 
     def __init__(self, *, scenario: Scenario, variants: tuple[str, ...], **kwargs):
@@ -149,11 +153,6 @@ class SweepItem(pytest.Item):
         if failures:
             raise ScenarioFailed(f"sweep {self.scenario.name}: {len(failures)} criteria failed\n" + "\n".join(failures)
                                  + "\n" + sensitivity_table(points))
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, ScenarioFailed):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, None, f"sweep {self.scenario.name} ({len(self.variants)} variants)"

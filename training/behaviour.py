@@ -31,7 +31,7 @@ from harness.cycles import STYLES
 from harness.features import behaviour_features_batch
 from training.common import Clock, Progress
 from training.data import Windows, make_windows
-from training.evaluate import macro_f1
+from training.evaluate import eval_trips, macro_f1
 
 #: Training windows must be at least this pure in style (mixed windows straddle a style change).
 MIN_PURITY = 0.8
@@ -53,8 +53,6 @@ MIN_CHILD_SAMPLES = 50
 
 def augmentation_trips(seed: int, n_trips: int, progress: Progress | None = None):
     """Feature rows [n, 18] and styles [n] of `n_trips` generated trips with anomalies (windows >= MIN_PURITY)."""
-    from training.evaluate import eval_trips
-
     xs, ys = [], []
     for k, start in enumerate(range(0, n_trips, AUG_BATCH_TRIPS)):
         count = min(AUG_BATCH_TRIPS, n_trips - start)
