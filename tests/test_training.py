@@ -1,4 +1,5 @@
-"""Training: the quick CLI run writes three loadable models and a valid manifest; training is deterministic."""
+"""Training: the quick CLI run writes three loadable models and a valid manifest; training is deterministic; the
+anomaly graph's heat-balance feature."""
 from __future__ import annotations
 
 import subprocess
@@ -17,6 +18,8 @@ from training.common import make_deterministic  # noqa: E402
 from training.data import make_windows  # noqa: E402
 from training.evaluate import eval_trips  # noqa: E402
 from training.fuel import train_fuel  # noqa: E402
+from training.nets import (COL, CROSS_CHANNELS, FEATURES, AnomalyFeatures, Channels, CrossPredictor,  # noqa: E402
+                           FuelTCN)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +56,38 @@ def test_fuel_training_is_deterministic_for_a_seed():
         model = train_fuel(windows, windows, fallback, seed=5, epochs=1, width=8, progress=lambda m: None)
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(params[0], params[1])
+
+
+class _FixedFuelRate(torch.nn.Module):
+    """Stands in for the fuel TCN: every window burns `lph`."""
+
+    def __init__(self, lph: float):
+        super().__init__()
+        self.lph = lph
+
+    def forward(self, x):
+        return torch.full((x.shape[0], 1), self.lph)
+
+
+def _cold_not_warming(coolant: np.ndarray, lph: float) -> float:
+    fallback = np.array([50, 2000, 20, 0, 88, 60, 0, 37.5, 127.0, 100], dtype=np.float32)
+    extractor = AnomalyFeatures(FuelTCN(Channels(fallback)), fallback,
+                                CrossPredictor(Channels(fallback, CROSS_CHANNELS))).eval()
+    extractor.fuel = _FixedFuelRate(lph)
+    context = np.tile(fallback, (CONTEXT_S, 1))
+    context[-WINDOW_S:, COL] = coolant
+    with torch.no_grad():
+        feats = extractor(torch.from_numpy(context[None]))
+    return float(feats[0, FEATURES.index("coolant_cold_not_warming")])
+
+
+@pytest.mark.parametrize("coolant, lph, expected", [
+    (np.full(WINDOW_S, 70.0), 8.0, 8.0 - 5.2),  # held at 70 degC under 8 L/h: short of 1 degC/min per L/h - 5.2
+    (70.0 - 0.08 * np.arange(WINDOW_S), 8.0, 8.0 - 5.2 + 4.8),  # falling 4.8 degC/min: short by that much more
+    (60.0 + 0.1 * np.arange(WINDOW_S), 8.0, 0.0),  # warming up at 6 degC/min: what a burning engine does
+    (np.full(WINDOW_S, 90.0), 8.0, 0.0),  # warm: the thermostat holds it, flat is normal
+    (np.full(WINDOW_S, 70.0), 0.8, 0.0),  # idling: too little heat to promise a rise
+    (np.full(WINDOW_S, np.nan), 8.0, 0.0),  # no coolant reading: the dropout features judge that
+])
+def test_a_cold_coolant_reading_that_does_not_warm_under_load_is_flagged(coolant, lph, expected):
+    assert _cold_not_warming(coolant, lph) == pytest.approx(expected, abs=1e-3)

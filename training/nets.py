@@ -232,6 +232,10 @@ _NOISE_KEPT = (SP, RPM, THR, BRK, ACC, ALT)
 #: Floors for log noise features (about each signal's reading resolution): the log of a stuck signal is finite.
 # (OBD-II sends speed in 1 km/h, rpm in 0.25 rpm, throttle and tank level in 0.39 %, coolant in 1 degC).
 _NOISE_FLOOR = {SP: 0.1, RPM: 0.1, THR: 0.05, BRK: 1e-3, COL: 0.1, FUEL: 0.05, ACC: 1e-3, ALT: 1e-2}
+#: Floors of the log excursion features: the same, except brake pressure, where a light touch of the pedal for a
+#: second (a 2-bar excursion) is driving. Over a floor of 1e-3 bar the log put a 1.8-bar tap while cruising
+#: (z 7.8) within a few units of a 25-bar spike, and that tap alone raised two false alarms in one scenario.
+_EXCURSION_FLOOR = {**_NOISE_FLOOR, BRK: 2.0}
 FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
     tuple((f"missing_share_{SIGNALS[s]}", (s,)) for s in range(N_SIGNALS))
     + tuple((f"log_step_std_{SIGNALS[s]}", (s,)) for s in _NOISE_KEPT)
@@ -263,6 +267,7 @@ FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
         ("coolant_mean_c", (COL,)),
         ("coolant_slope_c_per_min", (COL,)),
         ("coolant_rise_while_hot", (COL,)),
+        ("coolant_cold_not_warming", (COL,)),
         ("fuel_level_slope_pct_per_min", (FUEL,)),
         ("fuel_level_slope_vs_consumption", (FUEL,)),
         ("fuel_estimate_lph", (FUEL,)),
@@ -272,7 +277,7 @@ FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
         ("throttle_vs_predicted_abs", (THR,)),
         ("rpm_spike_excess_vs_predicted", (RPM,)),
         ("throttle_spikes_vs_predicted", (THR,)),
-        # Over the whole context (CONTEXT_S): slow faults.
+        # Over the context: slow faults (the tank level over its last FUEL_CONTEXT_S, the rest over CONTEXT_S).
         ("context_fuel_level_slope_vs_consumption", (FUEL,)),
         ("context_coolant_slope_c_per_min", (COL,)),
         ("context_coolant_rise_while_hot", (COL,)),
@@ -287,18 +292,27 @@ FEATURES: tuple[str, ...] = tuple(name for name, _ in FEATURE_SIGNALS)
 #: missing, out-of-range or repeated readings matter only when high.
 _HIGH_ONLY = ("missing_share_", "log_excursion_max_", "out_of_range_share_", "repeat_share_", "gps_step_vs_speed_",
               "gear_line_distance", "throttle_and_brake_share", "brake_while_accelerating_bar",
-              "decel_without_brake_ms2", "accel_without_throttle_share", "coolant_rise_while_hot", "rpm_max_k",
+              "decel_without_brake_ms2", "accel_without_throttle_share", "coolant_rise_while_hot",
+              "coolant_cold_not_warming", "rpm_max_k",
               "rpm_at_rest_k", "rpm_vs_predicted_abs", "throttle_vs_predicted_abs", "accel_vs_speed_std_ms2",
               "rpm_spike_excess_vs_predicted", "throttle_spikes_vs_predicted",
               "altitude_grade", "speed_repeat_while_rpm_moves", "context_coolant_rise_while_hot", "context_coolant_hot_at_low_load",
               "context_coolant_slope_c_per_min",
               "context_speed_repeat_while_rpm_moves")
 _LOW_ONLY = ("log_step_std_",)
-#: The smallest spread a feature is standardised by (`training.anomaly.robust_scale`): the spike features are 0 in
-#: almost every normal window, and a spread taken from those zeros would make a single spike look enormous. One
-#: spike (throttle), or one spike-level of excess (rpm), is one unit; every other feature keeps the generic floor.
-_SPIKE_FEATURES = ("rpm_spike_excess_vs_predicted", "throttle_spikes_vs_predicted")
-FEATURE_SCALE_FLOOR = np.array([1.0 if name in _SPIKE_FEATURES else 1e-3 for name in FEATURES], dtype=np.float32)
+#: The smallest spread a feature is standardised by (`training.anomaly.robust_scale`): the spike features and the
+#: cold-coolant heat balance are 0 in almost every normal window, and a spread taken from those zeros would make a
+#: single spike or a fraction of a degree look enormous. One spike (throttle), one spike-level of excess (rpm), or
+#: 1 degC/min is one unit; every other feature keeps the generic floor.
+_UNIT_FLOOR_FEATURES = ("rpm_spike_excess_vs_predicted", "throttle_spikes_vs_predicted", "coolant_cold_not_warming")
+FEATURE_SCALE_FLOOR = np.array([1.0 if name in _UNIT_FLOOR_FEATURES else 1e-3 for name in FEATURES],
+                               dtype=np.float32)
+#: How far the autoencoder's input goes on the normal side of a one-sided feature. That side says nothing (a
+#: coolant cooling fast after an overheating recovers is not a fault), but at its full value (z = -10 there)
+#: it pulled the reconstruction of unrelated features (brake and speed excursions) off for the minutes the
+#: context remembers it: 11 of the 19 false alarms of a model retrained without this clip on the validation
+#: anomaly set sat 1-4 minutes after an overheating event.
+NORMAL_SIDE_CLIP = 3.0
 FEATURE_SIDES = np.array([1.0 if name.startswith(_HIGH_ONLY) else -1.0 if name.startswith(_LOW_ONLY) else 0.0
                           for name in FEATURES], dtype=np.float32)
 
@@ -322,6 +336,22 @@ CONTEXT_STEP_CLIP_M = 4.0
 #: 25 % the count is at most 1 on normal windows and 2 in the median spike window.
 SPIKE_LEVEL_RPM = 700.0
 SPIKE_LEVEL_THROTTLE_PCT = 25.0
+#: Heat balance of a cold engine: below its thermostat's opening (85 degC in both trained vehicles; judged from
+#: COLD_COOLANT_C, with a 3-degC ramp under it) the thermostat is shut and only a bypass and the block shed heat,
+#: so an engine that burns fuel must warm up. The slowest-warming vehicle (the light truck: 30 % of 35.8 MJ/L
+#: into 90 kJ/K) gains 2.0 degC/min per L/h; shut, both lose at most 5.2 degC/min at 83 degC even at -40 degC
+#: ambient. The feature is how far the coolant's slope falls short of half that heat input minus that loss: a
+#: reading that holds or falls under load while cold (a sender drifting down or stuck low) cannot be the coolant.
+#: 0 on every normal training and validation window of the seed-0 dataset; 2.0 degC/min (median) while a sender
+#: drifts 24 degC down on a warm engine.
+COLD_COOLANT_C = 83.0
+WARMUP_C_PER_MIN_PER_LPH = 1.0
+COLD_LOSS_C_PER_MIN = 5.2
+#: The context tank-level slope spans only the last FUEL_CONTEXT_S: its spread on normal training windows hardly
+#: narrows past 3 minutes (the consumption proxy's error, not the level's noise, sets it: 99.9th percentile
+#: 0.118 %/min over 180 s, 0.109 over 300 s), while a leak fills a shorter span sooner (a 13.6 L/h leak crosses
+#: 2.56 times that spread 156 s after onset over 180 s, 233 s over 300 s).
+FUEL_CONTEXT_S = 180
 #: A speed change below this (m/s per s, relative rpm change) is "not moving" for the repeat features.
 RPM_MOVES = 0.01
 
@@ -369,7 +399,8 @@ class AnomalyFeatures(nn.Module):
         self.cross = cross
         self.register_buffer("fallback", torch.tensor(fallback, dtype=torch.float32))
         self.register_buffer("gear_lines", torch.tensor(GEAR_LINES, dtype=torch.float32))
-        self.register_buffer("noise_floor", torch.tensor([_NOISE_FLOOR[s] for s in _NOISY], dtype=torch.float32))
+        self.register_buffer("excursion_floor", torch.tensor([_EXCURSION_FLOOR[s] for s in _NOISY],
+                                                             dtype=torch.float32))
         self.register_buffer("lo", torch.tensor(RANGE_LO[list(_NOISY)]))
         self.register_buffer("hi", torch.tensor(RANGE_HI[list(_NOISY)]))
         self.noisy = list(_NOISY)
@@ -381,12 +412,13 @@ class AnomalyFeatures(nn.Module):
         """The `context_` features of the whole input [B, T, 10]."""
         xf, valid = fill_missing(xc, self.fallback)
         v = xf[:, :, SP] / 3.6
-        fuel_ok = valid[:, :, FUEL]
-        level = xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1))
         drive_ok = valid[:, :, SP] * valid[:, :, RPM] * valid[:, :, THR] * valid[:, :, ACC]
         proxy = (fuel_proxy_design(xf) * self.fuel_proxy.view(1, 1, -1)).sum(dim=-1).clamp(min=0.0)
         fuel_lph = _masked_mean(proxy, drive_ok)
-        expected = -fuel_lph / TANK_L * 100.0 / 60.0
+        recent = slice(-FUEL_CONTEXT_S, None)
+        fuel_ok = valid[:, recent, FUEL]
+        level = (xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1)))[:, recent]
+        expected = -_masked_mean(proxy[:, recent], drive_ok[:, recent]) / TANK_L * 100.0 / 60.0
         col_ok = valid[:, :, COL]
         slope = _robust_slope_per_min(xf[:, :, COL], col_ok, CONTEXT_COOLANT_BAND_C)
         both = valid[:, 1:, LAT] * valid[:, 1:, LON] * valid[:, :-1, LAT] * valid[:, :-1, LON] \
@@ -432,7 +464,7 @@ class AnomalyFeatures(nn.Module):
         # A spike is an excursion of one or two samples that comes back: the distance of a sample from the median
         # of the five around it (a gear change or a braking onset steps once and stays: the median follows it).
         excursion, all_valid = _spike_excursions(xf[:, :, self.noisy], valid[:, :, self.noisy])  # [B, T-4, S]
-        excursion_max = torch.log(_masked_max(excursion, all_valid) + self.noise_floor)
+        excursion_max = torch.log(_masked_max(excursion, all_valid) + self.excursion_floor)
         raw = x[:, :, self.noisy]
         outside = ((raw < self.lo) | (raw > self.hi)).to(x.dtype)
         out_of_range = outside.mean(dim=1)
@@ -521,6 +553,8 @@ class AnomalyFeatures(nn.Module):
                 coolant_mean, coolant_slope,
                 # Warm, the thermostat holds the coolant: a rise past its band is what a failed fan looks like.
                 F.relu(coolant_slope) * ((coolant_mean - 85.0) / 10.0).clamp(0.0, 1.0),
+                F.relu(WARMUP_C_PER_MIN_PER_LPH * fuel_lph - COLD_LOSS_C_PER_MIN - coolant_slope)
+                * ((COLD_COOLANT_C - coolant_mean) / 3.0).clamp(0.0, 1.0) * col_ok.mean(dim=1),
                 fuel_slope, fuel_slope - expected, fuel_lph,
                 _masked_mean(rpm_res, rpm_w), _masked_mean(rpm_res.abs(), rpm_w),
                 _masked_mean(thr_res, thr_w), _masked_mean(thr_res.abs(), thr_w),
@@ -552,10 +586,11 @@ def signal_matrix() -> np.ndarray:
 class AnomalyModel(nn.Module):
     """Raw window → (score [B], signal_scores [B, 10]).
 
-    z = (features - centre) / scale; the residual z - AE(clip(z, ±clip)) (or z itself without an AE) is divided
-    by its spread on normal training windows, separately above and below (`scale_hi`, `scale_lo`: a hot engine
-    and a cold start are not equally normal); score = the largest scaled residual; a signal's score is the
-    largest among the features that judge it.
+    z = (features - centre) / scale; the residual z - AE(clip(z)) (or z itself without an AE) is divided by its
+    spread on normal training windows, separately above and below (`scale_hi`, `scale_lo`: a hot engine and a
+    cold start are not equally normal); score = the largest scaled residual; a signal's score is the largest
+    among the features that judge it. clip(z) is ±clip, and ±NORMAL_SIDE_CLIP on the side of a one-sided feature
+    that is never anomalous (`FEATURE_SIDES`).
     """
 
     def __init__(self, features: AnomalyFeatures, centre: np.ndarray, scale: np.ndarray, ae: FeatureAE | None,
@@ -571,16 +606,23 @@ class AnomalyModel(nn.Module):
         self.register_buffer("signals", torch.tensor(signal_matrix()))
         self.register_buffer("use_hi", torch.tensor((FEATURE_SIDES >= 0).astype(np.float32)))
         self.register_buffer("use_lo", torch.tensor((FEATURE_SIDES <= 0).astype(np.float32)))
+        self.register_buffer("ae_lo", torch.tensor(np.where(FEATURE_SIDES > 0, -NORMAL_SIDE_CLIP, -clip),
+                                                   dtype=torch.float32))
+        self.register_buffer("ae_hi", torch.tensor(np.where(FEATURE_SIDES < 0, NORMAL_SIDE_CLIP, clip),
+                                                   dtype=torch.float32))
+
+    def _ae_input(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(z, self.ae_lo), self.ae_hi)
 
     def standardise(self, feats: torch.Tensor) -> torch.Tensor:
-        """(features - centre) / scale, clipped to ±clip: the autoencoder's input."""
-        return ((feats - self.centre) / self.scale).clamp(-self.clip, self.clip)
+        """(features - centre) / scale, clipped (see the class): the autoencoder's input."""
+        return self._ae_input((feats - self.centre) / self.scale)
 
     def signed_residual(self, x: torch.Tensor) -> torch.Tensor:
         # Unclipped: many features are 0 in almost every normal window (tiny scale), and a clip before the
         # division by their normal spread would flatten a 35 degC/min coolant rise to a barely raised score.
         z = (self.features(x) - self.centre) / self.scale
-        return z - self.ae(z.clamp(-self.clip, self.clip)) if self.ae is not None else z
+        return z - self.ae(self._ae_input(z)) if self.ae is not None else z
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         r = self.signed_residual(x)

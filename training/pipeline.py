@@ -6,8 +6,9 @@ Order of work, and which data each step may see:
    inputs corrupted on the fly by sensor faults; epoch chosen on val trips.
 3. anomaly candidates (physics features with per-feature residuals, the same with an MLP autoencoder, the
    reference family LSTM autoencoder, and the z-score baseline): fitted on normal training windows; each
-   threshold calibrated on the normal driving of the val trips; the family chosen on a VALIDATION anomaly set
-   (`eval_trips` with the validation salt). The test anomaly set is scored only after all choices are made.
+   threshold calibrated on the normal driving of the val trips and of a VALIDATION anomaly set (`eval_trips`
+   with the validation salt), on which the family is then chosen. The test anomaly set is scored only after all
+   choices are made.
 4. behaviour LightGBM on `harness.features.behaviour_features`; trees chosen on val trips.
 5. export, parity (onnxruntime vs torch/LightGBM), re-calibration of the threshold on the exported graph.
 6. metrics on the test split and the test anomaly set, baselines beside them; latency; manifest.
@@ -43,7 +44,11 @@ MANIFEST_VERSION = "1"
 MODEL_VERSION = "1.0.0"
 #: Salts of the anomaly sets made by `eval_trips`: distinct streams, so no trip is in two of them.
 FUEL_AUG_SALT, VAL_SALT, TEST_SALT = 0xF0E1, 0x7A1, 0x7E57
-#: False-alarm rate the threshold is calibrated to on validation normal driving (the budget is 1 per hour).
+#: False-alarm rate the threshold is calibrated to on validation normal driving (the budget is 1 per hour). The
+#: normal driving is that of the val trips and of the validation anomaly set together: between events that come
+#: every few minutes, as in the anomaly sets, more alarms are false (an alarm outlasting its event, the minutes
+#: after an overheating) than in the val trips' sparser ones. Calibrated on the val trips alone (10.6 h), one
+#: retrained model got 1.86 and ran at 2.25 false alarms per hour on the validation anomaly set.
 CALIBRATION_FA_PER_H = 0.5
 #: Windows (1 s apart) an app would average behaviour probabilities over: the figure reported beside.
 APP_SMOOTHING_WINDOWS = 300
@@ -203,14 +208,12 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     # anomaly set drives.
     val_anomaly_trips = eval_trips(seed, cfg.eval_trips, cfg.eval_trip_s, salt=VAL_SALT, cycles=("wltc_class1",),
                                    per_trip=cfg.eval_per_trip)
-    val_scored_normal = {}
     selection = {}
     thresholds = {}
     for name, scorer in scorers.items():
-        scored_val = score_trips(val_trips, scorer)
-        thresholds[name] = calibrate_threshold(scored_val, CALIBRATION_FA_PER_H)
-        val_scored_normal[name] = scored_val
-        rep = anomaly_report(score_trips(val_anomaly_trips, scorer), thresholds[name])
+        scored_anomaly = score_trips(val_anomaly_trips, scorer)
+        thresholds[name] = calibrate_threshold(score_trips(val_trips, scorer) + scored_anomaly, CALIBRATION_FA_PER_H)
+        rep = anomaly_report(scored_anomaly, thresholds[name])
         selection[name] = rep
         say(f"anomaly  {name:<20} validation: threshold {thresholds[name]:.4g}, min event AUROC "
             f"{rep['min_event_auroc']:.3f}, event recall {rep['event_recall']:.3f}, "
@@ -247,11 +250,12 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     export_torch(anomaly_model, tmp_anomaly, ["score", "signal_scores"], {}, CONTEXT_S)
     anomaly_parity = parity(anomaly_model, tmp_anomaly, probe)
     shipped_scorer = onnx_scores(tmp_anomaly)
-    scored_val_onnx = score_trips(val_trips, shipped_scorer)
+    scored_val_onnx = score_trips(val_trips + val_anomaly_trips, shipped_scorer)
     threshold = calibrate_threshold(scored_val_onnx, CALIBRATION_FA_PER_H)
     val_fa = anomaly_report(scored_val_onnx, threshold, MODEL_TYPES)["false_alarms_per_hour"]
     say(f"export   fuel parity {fuel_parity:.2e}, anomaly parity {anomaly_parity:.2e}; threshold on the exported "
-        f"graph {threshold:.4g} ({val_fa:.2f} FA/h on validation normal driving)  {clock}")
+        f"graph {threshold:.4g} ({val_fa:.2f} FA/h on the validation trips' and anomaly set's normal driving)  "
+        f"{clock}")
     export_torch(anomaly_model, paths["anomaly"], ["score", "signal_scores"], {
         **common_meta, "window_s": str(CONTEXT_S), "scores_after_s": str(WINDOW_S), "stride_s": "1",
         "threshold": repr(float(threshold)),
@@ -386,7 +390,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "file": "anomaly.onnx", **_file_info(paths["anomaly"]), **_io("anomaly"),
                 "family": chosen, "threshold": float(threshold), "alarm_rule": "score > threshold",
                 "threshold_calibration": f"lowest threshold with <= {CALIBRATION_FA_PER_H} false-alarm episodes per "
-                                         "hour on the normal driving of the validation trips, on the exported graph",
+                                         "hour on the normal driving of the validation trips and the validation anomaly "
+                                         "set, on the exported graph",
                 "feature_order": list(SIGNALS), "window_s": WINDOW_S, "stride_s": 1,
                 "training_stride_s": cfg.anomaly_stride_s, "features": list(FEATURES),
                 "types": list(MODEL_TYPES), "severity": DEFAULT_SEVERITY,
