@@ -390,8 +390,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "file": "anomaly.onnx", **_file_info(paths["anomaly"]), **_io("anomaly"),
                 "family": chosen, "threshold": float(threshold), "alarm_rule": "score > threshold",
                 "threshold_calibration": f"lowest threshold with <= {CALIBRATION_FA_PER_H} false-alarm episodes per "
-                                         "hour on the normal driving of the validation trips and the validation anomaly "
-                                         "set, on the exported graph",
+                                         "hour on the normal driving of the validation trips and the validation "
+                                         "anomaly set, on the exported graph",
                 "feature_order": list(SIGNALS), "window_s": WINDOW_S, "stride_s": 1,
                 "training_stride_s": cfg.anomaly_stride_s, "features": list(FEATURES),
                 "types": list(MODEL_TYPES), "severity": DEFAULT_SEVERITY,
