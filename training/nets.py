@@ -220,6 +220,12 @@ def _robust_slope_per_min(y: torch.Tensor, w: torch.Tensor, band: float) -> torc
     return _slope_per_min(y, w * ((y - fit).abs() < band).to(y.dtype))
 
 
+def _slosh_corrected_level(xf: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Tank level [B, T] with the sender's slosh undone: it reads back by 0.15 %/(m/s^2) of the acceleration
+    (the central speed derivative of v [B, T], m/s)."""
+    return xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1))
+
+
 def _std(v: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(((v - v.mean(dim=1, keepdim=True)) ** 2).mean(dim=1) + 1e-12)
 
@@ -417,7 +423,7 @@ class AnomalyFeatures(nn.Module):
         fuel_lph = _masked_mean(proxy, drive_ok)
         recent = slice(-FUEL_CONTEXT_S, None)
         fuel_ok = valid[:, recent, FUEL]
-        level = (xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1)))[:, recent]
+        level = _slosh_corrected_level(xf, v)[:, recent]
         expected = -_masked_mean(proxy[:, recent], drive_ok[:, recent]) / TANK_L * 100.0 / 60.0
         col_ok = valid[:, :, COL]
         slope = _robust_slope_per_min(xf[:, :, COL], col_ok, CONTEXT_COOLANT_BAND_C)
@@ -526,8 +532,7 @@ class AnomalyFeatures(nn.Module):
         coolant_mean = _masked_mean(xf[:, :, COL], col_ok)
         coolant_slope = _slope_per_min(xf[:, :, COL], col_ok)
         fuel_ok = valid[:, :, FUEL]
-        # The level sender sloshes back by 0.15 %/(m/s^2): undo it with the speed derivative before the fit.
-        level = xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1))
+        level = _slosh_corrected_level(xf, v)
         fuel_slope = _slope_per_min(level, fuel_ok)
         fuel_lph = self.fuel(x)[:, 0]
         expected = -fuel_lph / TANK_L * 100.0 / 60.0
@@ -598,7 +603,6 @@ class AnomalyModel(nn.Module):
         super().__init__()
         self.features = features
         self.ae = ae
-        self.clip = clip
         self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
         self.register_buffer("scale_hi", torch.tensor(scale_hi, dtype=torch.float32))
