@@ -1,8 +1,8 @@
 """The unit's GNSS input, simulated: NMEA sentences on a serial port → the latest fix → position readings.
 
-On a rig with a GNSS feed (`harness.gnss.NmeaFeed` writing into a pty, or a receiver on a real serial line), the
+On a rig with a GNSS feed (`harness.wire.nmea.NmeaFeed` writing into a pty, or a receiver on a real serial line), the
 STM32 takes its position from NMEA 0183 on its GNSS serial input instead of from the plant. `GnssInput` is that
-input for the simulated firmware: a reader thread (`harness.gnss.NmeaReader`, the strict parser) holds the
+input for the simulated firmware: a reader thread (`harness.wire.nmea.NmeaReader`, the strict parser) holds the
 latest fix, and calling it gives the unit's local-sensor readings in the shape `Stm32Sim(local_sensors=...)`
 takes: ``latitude`` and ``longitude`` from the latest GGA or RMC, ``altitude`` from the latest GGA (RMC carries
 none), every other signal from the `other` local sensors it wraps. `Stm32Sim` needs no change::
@@ -36,7 +36,7 @@ from datetime import time as time_of_day
 import serial
 
 from firmware_sim.stm32 import LocalSensors
-from harness.gnss import DEFAULT_BAUDRATE, GnssError, NmeaFix, NmeaReader
+from harness.wire.nmea import DEFAULT_BAUDRATE, GnssError, NmeaFix, NmeaReader
 
 __all__ = ["GNSS_SIGNALS", "GnssInput", "GnssReading"]
 

@@ -70,7 +70,8 @@ from dataclasses import dataclass, replace
 import can
 
 from firmware_sim.uart import PtyPair
-from harness.worker import Worker, WorkerError
+from harness.core.errors import DtgHilError
+from harness.core.worker import Worker, WorkerError
 
 __all__ = [
     "MAX_LINE_CHARS",
@@ -147,7 +148,7 @@ class SlcanStats:
         return self.malformed_lines + self.refused_commands + self.bus_send_errors
 
 
-class _Rejected(Exception):
+class _Rejected(DtgHilError):
     """A host line answered BEL; `kind` says which counter it goes to."""
 
     def __init__(self, kind: str, reason: str) -> None:

@@ -27,7 +27,7 @@ What it does, as the reference firmware does:
   time describe the same instant; on J1939 on every whole second of scenario time. A J1939 simulator that falls
   behind still sends one sample per second (counted in `samples_late`), because the app's 60-sample windows
   count on 1 Hz. Values come
-  from the bus through the profile's DBC (`harness.dbc`); J1939 "not available" / "error" codes (SAE
+  from the bus through the profile's DBC (`harness.wire.dbc`); J1939 "not available" / "error" codes (SAE
   J1939-71 transmitted ranges: above 0xFA, 0xFAFF, 0xFAFFFFFF for 1, 2, 4 bytes) give no value. Signals the
   bus does not carry (on OBD-II: brake pressure, acceleration, position) come from `local_sensors`, a
   callable modelling the unit's own sensors, or are None. A value, once decoded, is held until a newer one
@@ -48,11 +48,9 @@ input, power modes and the watchdog.
 from __future__ import annotations
 
 import bisect
-from array import array
-
-import bisect
 import math
 import threading
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -62,16 +60,10 @@ import cantools
 import cantools.j1939
 import serial
 
-from harness.dbc import Profile, get_profile, load_database
-from harness.link import (
-    CanFrame,
-    LinkCodec,
-    SampleRecord,
-    StatusRecord,
-    get_codec,
-)
-from harness.signals import SIGNALS
-from harness.worker import Worker, WorkerError
+from harness.core.worker import Worker, WorkerError
+from harness.wire.dbc import Profile, get_profile, load_database
+from harness.wire.link import CanFrame, LinkCodec, SampleRecord, StatusRecord, get_codec
+from harness.wire.signals import SIGNALS
 
 __all__ = [
     "OBD_POLL_PIDS",
@@ -102,7 +94,7 @@ _UINT32_MASK = 0xFFFFFFFF
 
 
 class Clock(Protocol):
-    """What the firmware needs of a clock (`harness.clock.ScenarioClock` is one)."""
+    """What the firmware needs of a clock (`harness.core.clock.ScenarioClock` is one)."""
 
     def now_s(self) -> float: ...
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass, replace
 
 import serial
 
-from harness.worker import Worker, WorkerError
-from harness.link import CanFrame, DecoderStats, LinkDecoder, Received, SampleRecord, StatusRecord
+from harness.core.worker import Worker, WorkerError
+from harness.wire.link import CanFrame, DecoderStats, LinkDecoder, Received, SampleRecord, StatusRecord
 
 UART_BAUD = 921600
 #: 8N1: a start bit, 8 data bits, a stop bit per byte.
@@ -308,7 +308,7 @@ class TeeSink:
                           for i, s in enumerate(sinks))
         if len(names) != len(sinks):
             raise ValueError(f"TeeSink got {len(sinks)} sinks but {len(names)} names: {names!r}")
-        for name, sink in zip(names, sinks):
+        for name, sink in zip(names, sinks, strict=False):
             if not callable(getattr(sink, "write", None)):
                 raise TypeError(f"TeeSink sink {name!r} has no write(bytes) method: {sink!r}")
         self._sinks = sinks
@@ -378,7 +378,7 @@ class CorruptedFrame:
 
 class _Framing:
     """Where frames start and end in a clean stream of one codec, and what a resynchronising decoder does with a
-    corrupted one. Restates the wire formats of docs/link.md; `harness.link` stays free of test tools."""
+    corrupted one. Restates the wire formats of docs/link.md; `harness.wire.link` stays free of test tools."""
 
     codec = ""
     #: First byte the decoder checks the CRC over, after the header fields it validates before the CRC.

@@ -8,7 +8,7 @@ with the setting it is missing. Markers only filter; the rig file decides the ha
 A failing item reports each failed criterion (measured vs required) and the folder holding that run's
 artifacts; each item carries the run's figures as JUnit properties (`pytest --junitxml`). At the end of the
 session the plugin writes the HTML report (`index.html`) and `metrics.txt` (OpenMetrics) into the session's
-artifacts folder (`harness.html_report`, docs/report.md), prints the per-scenario and per-anomaly-type tables,
+artifacts folder (`harness.report.html`, docs/report.md), prints the per-scenario and per-anomaly-type tables,
 and the path of the report.
 """
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.rig import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
-from harness.scenario import Scenario, ScenarioError, load_scenario
+from harness.core.errors import DtgHilError
+from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
+from harness.world.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
 _WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled results in its workeroutput
@@ -75,7 +76,7 @@ class ScenarioFile(pytest.File):
                 yield item
 
 
-class ScenarioFailed(AssertionError):
+class ScenarioFailed(DtgHilError, AssertionError):
     """A scenario ran and missed its `expect:` criteria."""
 
 
@@ -109,7 +110,7 @@ class ScenarioItem(_JudgedItem):
         if rig.stm32_kind != "simulated":
             pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
                         "only (docs/rig.md, 'Bring-up of a real bench')")
-        from harness.run import run_scenario
+        from harness.run.chain import run_scenario
 
         models, model_types = _session_models(self.config, rig)
         # Sweep variants each get their own folder: the file's name with the variant's suffix.
@@ -118,7 +119,7 @@ class ScenarioItem(_JudgedItem):
         artifacts = _session_artifacts(self.config) / folder
         result = run_scenario(self.scenario, rig, models, artifacts, model_types)
         self.config.stash[_RESULTS].append(result)
-        from harness.report import junit_properties
+        from harness.report.tables import junit_properties
 
         # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
         self.user_properties.extend(junit_properties(result))
@@ -139,7 +140,7 @@ class SweepItem(_JudgedItem):
         self.variants = variants
 
     def runtest(self) -> None:
-        from harness.sweep import judge_curve, sensitivity, sensitivity_table
+        from harness.report.sensitivity import judge_curve, sensitivity, sensitivity_table
 
         ran = [r for r in self.config.stash[_RESULTS] if r.scenario.name in self.variants]
         if not ran:
@@ -159,10 +160,10 @@ class SweepItem(_JudgedItem):
 
 
 def _run_error(excinfo) -> BaseException | None:
-    """The `harness.run.RunError` an item raised (the run failed: a part died, data was lost), else None."""
+    """The `harness.judge.result.RunError` an item raised (the run failed: a part died, data was lost), else None."""
     import sys
 
-    run = sys.modules.get("harness.run")  # imported by any item that ran a scenario
+    run = sys.modules.get("harness.run.chain")  # imported by any item that ran a scenario
     if run is None or excinfo is None or not isinstance(excinfo.value, run.RunError):
         return None
     return excinfo.value
@@ -206,8 +207,8 @@ def _session_rig(config: pytest.Config) -> RigConfig:
 
 def _session_models(config: pytest.Config, rig: RigConfig):
     if not hasattr(config, "_dtg_models"):
-        from harness.anomalies import ANOMALY_TYPES
-        from harness.models import ManifestError, ModelSet
+        from harness.inference.models import ManifestError, ModelSet
+        from harness.world.anomalies import ANOMALY_TYPES
 
         try:
             models = ModelSet.open(rig.models)
@@ -275,7 +276,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         return
     if not results:
         return
-    from harness.html_report import write_report
+    from harness.report.html import write_report
 
     models = getattr(config, "_dtg_models", None)
     try:
@@ -291,11 +292,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     results = config.stash.get(_RESULTS, [])
     if not results:
         return
-    from harness.report import full_report
+    from harness.report.tables import full_report
 
     terminalreporter.section("dtg-hil scenarios")
     terminalreporter.write_line(full_report(results))
-    from harness.sweep import write_sensitivity
+    from harness.report.sensitivity import write_sensitivity
 
     for base, table, png in write_sensitivity(results, _session_artifacts(config)):
         terminalreporter.write_line(f"\nsensitivity of sweep {base} ({png}):\n{table}")

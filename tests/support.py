@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import adbutils
 import pytest
 
-from harness.phone import free_port
+from harness.rig.phone import free_port
 
 if TYPE_CHECKING:
-    from firmware_sim.adbd import DeviceContext, SimApp
+    from firmware_sim.phone.adbd import DeviceContext, SimApp
 
 # --- wall-clock limits -------------------------------------------------------------------------------------------
 

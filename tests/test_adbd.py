@@ -1,4 +1,4 @@
-"""The simulated Android device (firmware_sim.adbd): driven by the real adb binary and adbutils, and at the wire.
+"""The simulated Android device (firmware_sim.phone.adbd): driven by the real adb binary and adbutils, and at the wire.
 
 The adb tests share one adb server on a free loopback port (``ANDROID_ADB_SERVER_PORT``), with USB, emulator
 scanning and mDNS off and its key in a temporary HOME, killed at the end of the module; they skip, saying why,
@@ -22,14 +22,34 @@ import adbutils
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import firmware_sim.adbd as adbd
-from firmware_sim.adbd import (A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, AdbdError, AdbMessage,
-                               AdbProtocolError, ApkError, DeviceContext, DeviceFileSystem, LogEntry, LogFilter,
-                               ShellSyntaxError, SimAndroidDevice, build_apk, decode_message, encode_message,
-                               format_log_entry, parse_command_line, read_apk_package)
-from harness.events import FuelResult, ModelRef, event_to_json, parse_event_line
 from support import AppFactory, adb_problem, isolated_adb_server, watchdog
+
+import firmware_sim.phone.adbd as adbd
+from firmware_sim.phone.adbd import (
+    A_CLSE,
+    A_CNXN,
+    A_OKAY,
+    A_OPEN,
+    A_VERSION,
+    A_WRTE,
+    AdbdError,
+    AdbMessage,
+    AdbProtocolError,
+    ApkError,
+    DeviceContext,
+    DeviceFileSystem,
+    LogEntry,
+    LogFilter,
+    ShellSyntaxError,
+    SimAndroidDevice,
+    build_apk,
+    decode_message,
+    encode_message,
+    format_log_entry,
+    parse_command_line,
+    read_apk_package,
+)
+from harness.wire.events import FuelResult, ModelRef, event_to_json, parse_event_line
 
 PACKAGE = "com.example.dtg"
 MODEL_PATH = "/data/local/tmp/dtg/model.onnx"
@@ -302,7 +322,7 @@ def test_stop_logging_silences_a_streaming_logcat(adb_server, phone, tmp_path):
         try:
             while stream.conn.recv(65536):
                 pass
-        except socket.timeout:
+        except TimeoutError:
             pass
         stream.conn.settimeout(0.5)
         with pytest.raises(socket.timeout):
@@ -362,7 +382,7 @@ class RawAdb:
         self.sock.settimeout(timeout_s)
         try:
             header = self._exact(24)
-        except socket.timeout:
+        except TimeoutError:
             return None
         if header is None:
             return None
@@ -596,7 +616,7 @@ def test_apk_manifest(tmp_path):
 def test_lifecycle_loopback_only_stop_is_prompt_idempotent_and_final(tmp_path):
     device = SimAndroidDevice(root_dir=tmp_path / "root")
     with pytest.raises(AdbdError, match="not started"):
-        device.serial
+        _ = device.serial
     device.start()
     assert device._listener.getsockname()[0] == "127.0.0.1" and device.serial == f"127.0.0.1:{device.port}"
     device.hang_shell(True)

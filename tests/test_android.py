@@ -1,4 +1,4 @@
-"""The Android driver (harness.android) against the simulated device, through a real adb server.
+"""The Android driver (harness.rig.android) against the simulated device, through a real adb server.
 
 Every test drives `AndroidDevice` through the adb binary bundled with adbutils: one adb server per module on a
 free loopback port (``ANDROID_ADB_SERVER_PORT``, USB, emulator scan and mDNS off, its key in a temporary HOME,
@@ -17,16 +17,34 @@ import time
 from pathlib import Path
 
 import pytest
-
-from firmware_sim.adbd import DeviceContext, SimAndroidDevice, build_apk
-from harness.android import (DEFAULT_MODELS_DIR, AdbError, AndroidDevice, AppDied, CommandFailed, CommandTimeout,
-                             DeviceLost, DeviceUnreachable, HashMismatch, LogcatStream,
-                             LogcatStreamError)
-from harness.events import (AnomalyResult, AppStatus, EventCollector, FuelResult, ModelRef, event_to_json,
-                            format_event_line, parse_event_line)
-from harness.models import ManifestError, sha256_file
-from harness.phone import free_port
 from support import AppFactory, adb_problem, isolated_adb_server, watchdog
+
+from firmware_sim.phone.adbd import DeviceContext, SimAndroidDevice, build_apk
+from harness.inference.models import ManifestError, sha256_file
+from harness.rig.android import (
+    DEFAULT_MODELS_DIR,
+    AdbError,
+    AndroidDevice,
+    AppDied,
+    CommandFailed,
+    CommandTimeout,
+    DeviceLost,
+    DeviceUnreachable,
+    HashMismatch,
+    LogcatStream,
+    LogcatStreamError,
+)
+from harness.rig.phone import free_port
+from harness.wire.events import (
+    AnomalyResult,
+    AppStatus,
+    EventCollector,
+    FuelResult,
+    ModelRef,
+    event_to_json,
+    format_event_line,
+    parse_event_line,
+)
 
 PACKAGE = "com.example.dtg"
 ACTIVITY = ".MainActivity"
@@ -58,7 +76,7 @@ def adb_server(tmp_path_factory):
 # --- a DTG app that logs real EdgeAI lines ----------------------------------------------------------------------
 
 class EdgeApp:
-    """Logs a status line, a fuel and an anomaly result at start (tag EdgeAI, JSON from harness.events), then a
+    """Logs a status line, a fuel and an anomaly result at start (tag EdgeAI, JSON from harness.wire.events), then a
     fuel result every 50 ms, with a line of another tag in between. Names the pushed fuel model's sha256 when
     the models were pushed."""
 
@@ -197,7 +215,7 @@ def test_install_start_and_stream_edgeai_lines_the_event_parser_reads(phone, dri
     assert collector.stats().lines_lost == 0 and set(collector.stats().by_kind) == {"status", "fuel", "anomaly"}
     edge = [line for line in lines if "EdgeAI" in line]
     assert all(" Chatty " not in line for line in lines)  # only the EdgeAI tag was asked for
-    for line, event in zip(edge, app.events):  # byte for byte the contract's line, after the device's time stamp
+    for line, event in zip(edge, app.events, strict=False):  # byte for byte the contract's line, after the device's time stamp
         assert parse_event_line(line) == event
         assert line[18:] == format_event_line(event, pid=pid, tid=pid)[18:]
     driver.stop_app(PACKAGE)

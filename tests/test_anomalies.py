@@ -4,11 +4,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.anomalies import ANOMALY_TYPES, READING_TYPES, SENSOR_FAULT_TYPES, Anomaly
-from harness.cycles import generate_trip, load_cycle
-from harness.route import EARTH_RADIUS_M
-from harness.signals import PHYSICAL_RANGE, SIGNALS
-from harness.vehicle import get_vehicle, simulate
+from harness.wire.signals import PHYSICAL_RANGE, SIGNALS
+from harness.world.anomalies import ANOMALY_TYPES, READING_TYPES, SENSOR_FAULT_TYPES, Anomaly
+from harness.world.cycles import generate_trip, load_cycle
+from harness.world.route import EARTH_RADIUS_M
+from harness.world.vehicle import get_vehicle, simulate
 
 CAR = get_vehicle("passenger_car")
 TRIP = generate_trip(5, 1500, {"urban": 0.5, "rural": 0.5})

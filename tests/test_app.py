@@ -3,11 +3,11 @@ import math
 
 import numpy as np
 
-from firmware_sim.app import SampleAssembler, WindowBuffer
-from firmware_sim.rules import RuleDetector, RuleLimits
+from firmware_sim.phone.app import SampleAssembler, WindowBuffer
+from firmware_sim.phone.rules import RuleDetector, RuleLimits
 from firmware_sim.stm32 import obd_request_data
-from harness.link import CanFrame, SampleRecord
-from harness.signals import SIGNALS
+from harness.wire.link import CanFrame, SampleRecord
+from harness.wire.signals import SIGNALS
 
 NAN = float("nan")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench import SOAK_ANOMALIES, soak_scenario
-from harness.cli import main
+from harness.tools.bench import SOAK_ANOMALIES, soak_scenario
+from harness.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_soak_scenario_spreads_its_anomalies_over_the_drive() -> None:
         assert len(scenario.anomalies) == len(SOAK_ANOMALIES)
         assert scenario.profile().duration_s >= hours * 3600
         ends = [(a.at_s, a.end_s) for a in scenario.anomalies]
-        assert all(end <= next_at for (_, end), (next_at, _) in zip(ends, ends[1:]))
+        assert all(end <= next_at for (_, end), (next_at, _) in zip(ends, ends[1:], strict=False))
         assert ends[-1][1] <= hours * 3600
 
 

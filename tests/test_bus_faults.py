@@ -1,4 +1,4 @@
-"""Bus faults (harness.bus_faults) and loss accounting: each fault end to end on the simulated rig, asserting the
+"""Bus faults (harness.world.bus_faults) and loss accounting: each fault end to end on the simulated rig, asserting the
 verdict and the numbers; the CAN log (can.blf, written by a bus monitor beside the firmware) is the independent
 witness of what reached the wire. Plus the pure parts: the fault plan, the stale-data rule, the criterion and the
 loss stages."""
@@ -17,17 +17,18 @@ import can
 import pytest
 import yaml
 
-from firmware_sim.rules import RuleDetector, RuleLimits
+from firmware_sim.phone.rules import RuleDetector, RuleLimits
 from firmware_sim.stm32 import OBD_POLL_PIDS
-from harness.bus_faults import BusFault, FaultPlan
-from harness.events import FuelResult, RuleEvent
-from harness.features import WINDOW_S
-from harness.metrics import stale_data_criterion
-from harness.models import ModelSet
-from harness.rig import BUILTIN_SIM_RIG
-from harness.run import Accounting, DataLossError, run_scenario
-from harness.scenario import ScenarioError, parse_scenario
-from harness.signals import SIGNALS
+from harness.inference.features import WINDOW_S
+from harness.inference.models import ModelSet
+from harness.judge.metrics import stale_data_criterion
+from harness.judge.result import Accounting, DataLossError
+from harness.rig.rigfile import BUILTIN_SIM_RIG
+from harness.run.chain import run_scenario
+from harness.wire.events import FuelResult, RuleEvent
+from harness.wire.signals import SIGNALS
+from harness.world.bus_faults import BusFault, FaultPlan
+from harness.world.scenario import ScenarioError, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "models" / "manifest.json"
@@ -40,7 +41,7 @@ CYCLE_S = 140
 
 @pytest.fixture(scope="module")
 def short_cycle(tmp_path_factory) -> str:
-    lines = (ROOT / "harness" / "cycles" / "udds.csv").read_text().splitlines()
+    lines = (ROOT / "harness" / "world" / "cycles" / "udds.csv").read_text().splitlines()
     header = lines.index("time_s,speed_kmh")
     path = tmp_path_factory.mktemp("cycle") / "udds_start.csv"
     path.write_text("\n".join(lines[header:header + 2 + CYCLE_S]) + "\n")
@@ -245,10 +246,10 @@ def test_error_frames_are_counted_by_the_firmware_and_lose_nothing(run):
 
 @pytest.mark.sim
 def test_loss_no_fault_explains_is_a_data_loss_error_with_the_numbers(run, tmp_path, monkeypatch):
-    import harness.bus_faults
+    import harness.world.bus_faults
 
     # A lossy wire the harness did not ask for: every 10th answer of the injector's vanishes, uncounted.
-    forward = harness.bus_faults.BusFaultInjector.send
+    forward = harness.world.bus_faults.BusFaultInjector.send
     seen = Counter()
 
     def lossy(self, msg, timeout=None):
@@ -257,7 +258,7 @@ def test_loss_no_fault_explains_is_a_data_loss_error_with_the_numbers(run, tmp_p
             return None
         return forward(self, msg, timeout)
 
-    monkeypatch.setattr(harness.bus_faults.BusFaultInjector, "send", lossy)
+    monkeypatch.setattr(harness.world.bus_faults.BusFaultInjector, "send", lossy)
     body = """
         bus_faults:
           - {type: error_frames, at_s: 10, duration_s: 10, rate_hz: 1}
@@ -289,11 +290,11 @@ def test_the_plugin_reports_data_loss_as_an_error_not_a_failure(tmp_path):
                                           "  - {type: error_frames, at_s: 10, duration_s: 10, rate_hz: 1}\n")
     # The run itself is tested above; here it only raises what a lossy run raises.
     (tmp_path / "conftest.py").write_text(textwrap.dedent("""
-        import harness.run
+        import harness.run.chain
         def lossy_run(scenario, *args, **kwargs):
-            raise harness.run.DataLossError("lossy: data loss beyond tolerance, not a model failure: CAN bus -> "
+            raise harness.judge.result.DataLossError("lossy: data loss beyond tolerance, not a model failure: CAN bus -> "
                                             "firmware (frames): lost 12 of 1000 (1.2 %)", [], None)
-        harness.run.run_scenario = lossy_run
+        harness.run.chain.run_scenario = lossy_run
     """))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
                            "-m", "sim", "--dtg-artifacts", str(tmp_path / "reports"), "--dtg-models", str(MANIFEST),
@@ -354,7 +355,7 @@ def test_fault_plan_decides_by_stamp_with_a_seeded_generator():
     assert counts[0].frames_dropped == 500  # bus-off: every frame of 10-15 s, whatever else covers it
     assert counts[2].frames_dropped == 9  # three bursts of three frames
     assert counts[3].frames_delayed == 1000 and all(0.08 <= d <= 0.12 for a, _, d in first if a == "delay")
-    random_drops = [m for m, (a, i, _) in zip(frames(), first) if a == "drop" and i == 1]
+    random_drops = [m for m, (a, i, _) in zip(frames(), first, strict=False) if a == "drop" and i == 1]
     assert all(m.arbitration_id == 0x7E8 for m in random_drops)  # only the IDs it names
     assert 0.04 < counts[1].frames_dropped / (4500 - 250) < 0.06
     assert plan.stats.frames_dropped == sum(a == "drop" for a, _, _ in first)

@@ -2,7 +2,7 @@
 import glob
 from pathlib import Path
 
-from harness.cli import main
+from harness.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted(glob.glob(str(ROOT / "scenarios" / "*.yaml")))

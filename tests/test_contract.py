@@ -1,6 +1,6 @@
-"""The contract checks (harness.contract) fail for the right reason: one broken app variant per check.
+"""The contract checks (harness.judge.contract) fail for the right reason: one broken app variant per check.
 
-Each of the simulated app's broken variants (firmware_sim.app.BROKEN_VARIANTS) reproduces one of the reference
+Each of the simulated app's broken variants (firmware_sim.phone.app.BROKEN_VARIANTS) reproduces one of the reference
 system's failures; run through the contract suite's two drives, exactly the check meant for it fails, with the
 cause named, and no other check fails. The fast tests below feed the pure checks crafted inputs: a firmware
 sending another CRC, bad padding, frozen outputs, a stale or drifted model.
@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_sim.app import BROKEN_VARIANTS, AppOptions
-from harness.contract import (ContractRun, check_link, check_liveness, check_model_parity, evaluate,
-                              run_for_contract)
-from harness.events import AnomalyResult, AppStatus, BehaviourResult, FeatureDebug, FuelResult, ModelRef
-from harness.features import behaviour_features
-from harness.link import CanFrame, RawCanV1Codec, SampleRecord, crc16_ccitt_false, crc16_modbus, get_codec
-from harness.models import ModelSet
-from harness.rig import BUILTIN_SIM_RIG
-from harness.scenario import load_scenario
+from firmware_sim.phone.app import BROKEN_VARIANTS, AppOptions
+from harness.inference.features import behaviour_features
+from harness.inference.models import ModelSet
+from harness.judge.contract import ContractRun, check_link, check_liveness, check_model_parity, evaluate
+from harness.rig.rigfile import BUILTIN_SIM_RIG
+from harness.run.contract import run_for_contract
+from harness.wire.events import AnomalyResult, AppStatus, BehaviourResult, FeatureDebug, FuelResult, ModelRef
+from harness.wire.link import CanFrame, RawCanV1Codec, SampleRecord, crc16_ccitt_false, crc16_modbus, get_codec
+from harness.world.scenario import load_scenario
 
 SUITE = Path(__file__).parent / "contract"
 CHANGE = "driving style: mixed -> eco only"
@@ -187,7 +187,7 @@ def test_liveness_is_inconclusive_when_the_inputs_did_not_differ(models):
 
 
 def test_every_example_line_of_docs_contract_md_parses():
-    from harness.events import EVENT_KINDS, parse_event_line
+    from harness.wire.events import EVENT_KINDS, parse_event_line
 
     text = (Path(__file__).parent.parent / "docs" / "contract.md").read_text()
     lines = [line for line in text.splitlines() if " I EdgeAI  : " in line]

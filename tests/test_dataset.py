@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.dataset import COLUMNS, HELD_OUT_CYCLES, build_dataset, read_trip
+from harness.tools.cli import main
+from harness.world.dataset import COLUMNS, HELD_OUT_CYCLES, build_dataset, read_trip
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.dbc import (
+from harness.wire.dbc import (
     BRAKE_PRESSURE_AT_FULL_PEDAL_BAR,
     PROFILES,
     brake_pedal_percent,
@@ -18,7 +18,7 @@ from harness.dbc import (
     get_profile,
     load_database,
 )
-from harness.signals import AUX_SIGNALS, SIGNALS
+from harness.wire.signals import AUX_SIGNALS, SIGNALS
 
 
 def _all_signals() -> list[tuple[str, str, str]]:
@@ -59,7 +59,7 @@ def test_load_database_is_cached() -> None:
 @pytest.mark.parametrize("dbc_name", ["obd2.dbc", "j1939.dbc"])
 def test_cantools_command_line_dumps_the_dbc(dbc_name: str) -> None:
     cantools_cli = Path(sys.executable).with_name("cantools")
-    dbc_path = Path(__file__).resolve().parents[1] / "harness" / "dbc" / dbc_name
+    dbc_path = Path(__file__).resolve().parents[1] / "harness" / "wire" / "dbc" / dbc_name
     result = subprocess.run(
         [str(cantools_cli), "dump", str(dbc_path)], capture_output=True, text=True, timeout=60, check=False
     )

@@ -1,7 +1,7 @@
 """Device and link faults (issue 7): each ends in a clear verdict within a bounded wall time, artifacts saved.
 
 Each run drives a few minutes of a generated route at 100x through the simulated chain with one fault from
-`harness.device_faults` and checks the verdict, the accounting's numbers and how long the harness took to tell.
+`harness.rig.device_faults` and checks the verdict, the accounting's numbers and how long the harness took to tell.
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.device_faults import DeviceFault, FaultInjector, UartLine
-from harness.models import ManifestError, ModelSet
-from harness.rig import BUILTIN_SIM_RIG
-from harness.run import DEFAULT_MAX_SILENCE_S, SILENCE_MIN_WALL_S, WATCH_PERIOD_S, RunError, run_scenario
-from harness.scenario import parse_scenario
 from support import adb_problem, time_limit
+
+from harness.inference.models import ManifestError, ModelSet
+from harness.judge.result import RunError
+from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine
+from harness.rig.rigfile import BUILTIN_SIM_RIG
+from harness.run.chain import DEFAULT_MAX_SILENCE_S, SILENCE_MIN_WALL_S, run_scenario
+from harness.world.scenario import parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "models" / "manifest.json"
@@ -205,8 +206,8 @@ def test_a_device_fault_checks_its_fields() -> None:
 
 
 def test_the_injector_refuses_a_kind_it_has_no_action_for() -> None:
-    from harness.clock import ScenarioClock
-    from harness.device_faults import DeviceFaultError
+    from harness.core.clock import ScenarioClock
+    from harness.rig.device_faults import DeviceFaultError
 
     with pytest.raises(DeviceFaultError, match="rig 'x' cannot inject app_killed: it can inject uart_disconnect"):
         FaultInjector([DeviceFault("app_killed", 1)], ScenarioClock(100), {"uart_disconnect": print}, rig_name="rig 'x'")

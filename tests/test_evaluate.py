@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.signals import LabelledEvent
+from harness.wire.signals import LabelledEvent
 from training.data import Trip
 from training.evaluate import MAX_DELAY_S, ScoredTrip, _false_alarms, calibrate_threshold
 

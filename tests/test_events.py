@@ -1,4 +1,4 @@
-"""Tests for harness.events: the EdgeAI logcat contract.
+"""Tests for harness.wire.events: the EdgeAI logcat contract.
 
 Round trips (format → parse, for every kind, through whole lines and through a collector fed in random
 chunks), real-looking logcat with other tags interleaved, every kind of malformed payload reported with its
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.events import (
+from harness.wire.events import (
     BEHAVIOUR_CLASSES,
     EVENT_KINDS,
     FEATURE_COUNT,
@@ -37,7 +37,7 @@ from harness.events import (
     main,
     parse_event_line,
 )
-from harness.signals import SIGNALS
+from harness.wire.signals import SIGNALS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 WALL = datetime(2024, 1, 15, 10, 23, 45, 123000)
@@ -110,7 +110,7 @@ def test_collector_reassembles_lines_split_anywhere(events, data):
     text = "".join(format_event_line(e, pid=4321, tid=4350, wall_time=WALL) + "\r\n" for e in events).encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
     collector = EventCollector(clock=lambda: 42.0)
-    for lo, hi in zip([0] + cuts, cuts + [len(text)]):
+    for lo, hi in zip([0] + cuts, cuts + [len(text)], strict=False):
         collector.feed(text[lo:hi])
     collector.flush()
     assert collector.events == events
@@ -392,7 +392,7 @@ def test_every_example_line_in_the_docs_parses_and_every_kind_has_one():
     lines = [line for line in DOCS.read_text().splitlines() if re.match(r"(\d\d-\d\d |I/)\S*", line)
              and "EdgeAI" in line and line.endswith("}") and not line.endswith("...}")]
     events = [parse_event_line(line) for line in lines]
-    problems = [(line, e) for line, e in zip(lines, events) if not hasattr(e, "kind")]
+    problems = [(line, e) for line, e in zip(lines, events, strict=False) if not hasattr(e, "kind")]
     assert not problems
     assert {e.kind for e in events} == set(EVENT_KINDS)
 
@@ -412,8 +412,8 @@ def test_error_examples_in_the_docs_are_the_real_messages():
 def test_doctests():
     import doctest
 
-    import harness.events
-    assert doctest.testmod(harness.events).failed == 0
+    import harness.wire.events
+    assert doctest.testmod(harness.wire.events).failed == 0
 
 
 # --- volume --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fuzzing the parsers, the fast version: a few hundred hypothesis examples per target (`harness.fuzz`), the
+"""Fuzzing the parsers, the fast version: a few hundred hypothesis examples per target (`harness.tools.fuzz`), the
 runner against a planted failure and a planted hang, and `dtg-hil bench fuzz` end to end.
 
 The hypothesis tests draw from the same three sources as the benchmark (pure random bytes, mutations of the
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
-from harness.fuzz import REJECTED, TARGETS, FuzzTarget, Outcome, draw_input, run_fuzz, run_one
-from harness.link import get_codec
+from harness.tools.cli import main
+from harness.tools.fuzz import REJECTED, TARGETS, FuzzTarget, Outcome, draw_input, run_fuzz, run_one
+from harness.wire.link import get_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 TIME_LIMIT_S = 2.0
@@ -170,7 +170,7 @@ def test_fixed_loader_defect_stays_fixed(name: str, data: bytes, workdirs) -> No
 
 def test_the_loaders_name_the_field_and_the_bound(tmp_path: Path) -> None:
     """What a scenario author sees for the inputs above: the field, the bound, no traceback."""
-    from harness.scenario import ScenarioError, load_scenario
+    from harness.world.scenario import ScenarioError, load_scenario
     cases = {
         b"route: {cycle: udds, repeat: 9999999999}\n": "route.repeat: 9999999999 x 1370 s would drive",
         b"route: {generated: {duration_s: .inf}}\n": "route.generated.duration_s: expected a finite number; got inf",
@@ -259,7 +259,7 @@ def test_bench_fuzz_runs_every_target_from_the_command_line(tmp_path: Path, caps
         if fields and fields[0] in TARGETS and len(fields) == 9:
             rows[fields[0]] = [float(x) for x in fields[1:]]
     assert set(rows) == set(TARGETS), out
-    for name, (inputs, parsed, rejected, unexpected, hangs, slowest_ms, per_s, wall_s) in rows.items():
+    for name, (inputs, parsed, rejected, unexpected, hangs, slowest_ms, per_s, _wall_s) in rows.items():
         assert inputs == 300 == parsed + rejected + unexpected + hangs, name
         assert per_s > 0 and slowest_ms <= 1000 * 1.0 + 50, name  # the default limit is 1 s per input
         assert unexpected == hangs == 0, out

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import time_limit
 
 from firmware_sim.uart import PtyPair
-from harness.clock import ScenarioClock
-from harness.gnss import (
+from harness.core.clock import ScenarioClock
+from harness.wire.nmea import (
     KMH_PER_KNOT,
     NMEA_MAX_SENTENCE_CHARS,
     GnssError,
@@ -35,8 +36,7 @@ from harness.gnss import (
     scenario_utc,
     trace_position_source,
 )
-from harness.signals import PLANT_RATE_HZ, Trace
-from support import time_limit
+from harness.wire.signals import PLANT_RATE_HZ, Trace
 
 START_UTC = datetime(2024, 5, 1, 23, 59, 50, tzinfo=timezone.utc)  # the feed crosses midnight after 10 s
 

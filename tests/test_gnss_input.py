@@ -11,18 +11,18 @@ from datetime import datetime, timezone
 
 import can
 import pytest
+from support import time_limit
 
 from firmware_sim.gnss_input import GnssInput
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import PtyPair, UartCapture
-from harness.clock import ScenarioClock
-from harness.cycles import generate_trip
-from harness.gnss import GnssError, NmeaFeed, trace_position_source
-from harness.link import SampleRecord, get_codec
-from harness.restbus import RestBus
-from harness.signals import SIGNALS, Trace
-from harness.vehicle import get_vehicle, simulate
-from support import time_limit
+from harness.core.clock import ScenarioClock
+from harness.rig.restbus import RestBus
+from harness.wire.link import SampleRecord, get_codec
+from harness.wire.nmea import GnssError, NmeaFeed, trace_position_source
+from harness.wire.signals import SIGNALS, Trace
+from harness.world.cycles import generate_trip
+from harness.world.vehicle import get_vehicle, simulate
 
 pytestmark = pytest.mark.sim
 
@@ -167,7 +167,7 @@ def test_the_firmware_samples_carry_the_nmea_position_end_to_end(trace: Trace) -
 def test_with_the_feeds_start_time_a_sample_takes_the_fix_of_its_own_epoch() -> None:
     from datetime import timedelta
 
-    from harness.gnss import gga_sentence, parse_sentence
+    from harness.wire.nmea import gga_sentence, parse_sentence
 
     with PtyPair() as pty:
         gnss = GnssInput(pty.port, start_utc=START_UTC)

@@ -24,11 +24,11 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from harness.html_report import SECTIONS, ReportContext, Section, esc, render_html, write_report
-from harness.models import ModelSet
-from harness.rig import BUILTIN_SIM_RIG, RigConfig
-from harness.run import run_scenario
-from harness.scenario import load_scenario
+from harness.inference.models import ModelSet
+from harness.report.html import SECTIONS, ReportContext, Section, esc, render_html, write_report
+from harness.rig.rigfile import BUILTIN_SIM_RIG, RigConfig
+from harness.run.chain import run_scenario
+from harness.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "models" / "manifest.json"

@@ -1,4 +1,4 @@
-"""Tests for harness.link: CRCs, the raw-can-v1 reference vectors, round trips, and resync under corruption.
+"""Tests for harness.wire.link: CRCs, the raw-can-v1 reference vectors, round trips, and resync under corruption.
 
 The corruption properties build a stream of encoded frames, corrupt it (bit flips, inserted bytes, deleted
 byte runs) at positions given in the clean stream's coordinates, feed it in random chunk sizes, and compare
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.link import (
+from harness.wire.link import (
     CRC_VARIANTS,
     SAMPLE_FIELDS,
     CanFrame,
@@ -34,7 +34,7 @@ from harness.link import (
     get_codec,
     identify_crc,
 )
-from harness.signals import SIGNALS
+from harness.wire.signals import SIGNALS
 
 VECTORS = Path("/work/shared/vectors/raw_can_v1_reference_firmware.txt")
 V1 = RawCanV1Codec()
@@ -318,7 +318,7 @@ def test_dtg_link_v2_round_trip_samples_within_half_a_step(record: SampleRecord,
     encoded = V2.encode(record, seq=seq)
     received = V2.decode(encoded)
     assert received.seq == seq and received.record.t_ms == record.t_ms
-    for sample_field, sent, got in zip(SAMPLE_FIELDS, record.values, received.record.values):
+    for sample_field, sent, got in zip(SAMPLE_FIELDS, record.values, received.record.values, strict=False):
         if sent is None:
             assert got is None, sample_field.name
         else:

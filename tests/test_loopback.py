@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.rig import load_rig
+from harness.rig.rigfile import load_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_SCENARIOS = ("scenarios/dropout_sensors.yaml", "scenarios/gps_jump_rural.yaml")

@@ -1,4 +1,4 @@
-"""Tests for harness.metrics on hand-made cases whose numbers are worked out in the comments, plus properties.
+"""Tests for harness.judge.metrics on hand-made cases whose numbers are worked out in the comments, plus properties.
 
 Conventions in the comments: an event is written type[start_s, end_s]; with max_delay_s = D its detection
 window is [start_s, end_s + D]; an episode is written (start_s..end_s).
@@ -13,20 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.events import AnomalyResult, AppStatus, FuelResult, ModelRef, RuleEvent
-from harness.metrics import (
+from harness.core.stats import DelayStats, LatencyStats, delay_stats, latency_stats, percentile
+from harness.judge.metrics import (
     MODEL_SOURCE,
     AlarmEpisode,
-    DelayStats,
     FalseAlarmRate,
     FuelAccuracy,
-    LatencyStats,
     ScenarioMetrics,
     alarm_episodes,
     auprc,
     auroc,
     default_sources_for_type,
-    delay_stats,
     detect_events,
     end_to_end_latency,
     episodes_from_events,
@@ -34,11 +31,9 @@ from harness.metrics import (
     false_alarm_rate,
     fuel_accuracy,
     judge,
-    latency_stats,
     mean_absolute_error,
     normal_driving_s,
     observed_span_s,
-    percentile,
     r_squared,
     recall_by_type,
     rule_source,
@@ -46,8 +41,9 @@ from harness.metrics import (
     score_labels,
     threshold_free_by_type,
 )
-from harness.scenario import Expectations
-from harness.signals import LabelledEvent
+from harness.wire.events import AnomalyResult, AppStatus, FuelResult, ModelRef, RuleEvent
+from harness.wire.signals import LabelledEvent
+from harness.world.scenario import Expectations
 
 MODEL = ModelRef("anomaly", "3fa9c1d2e4b5")
 
@@ -191,7 +187,7 @@ def test_delay_median_and_p90_with_known_values():
     # Five events, each detected with a known delay: 10, 20, 30, 40, 50 s.
     # p50 = 30 (the middle value). p90 with linear interpolation: rank (5 − 1) × 0.9 = 3.6 → 40 + 0.6 × 10 = 46.
     labels = [ev("harsh_braking", 1000.0 * i, 1000.0 * i + 60) for i in range(1, 6)]
-    episodes = [ep(1000.0 * i + d, 1000.0 * i + d + 5) for i, d in zip(range(1, 6), (10, 20, 30, 40, 50))]
+    episodes = [ep(1000.0 * i + d, 1000.0 * i + d + 5) for i, d in zip(range(1, 6), (10, 20, 30, 40, 50), strict=False)]
     report = detection(labels, episodes, span=(0.0, 7200.0))
     assert report.delay == DelayStats(5, 30.0, pytest.approx(46.0))
     assert delay_stats([]) == DelayStats(0, None, None)
@@ -264,8 +260,8 @@ def test_unjudged_rule_sources_raise_no_false_alarms():
 # --- threshold-free --------------------------------------------------------------------------------------------
 
 def brute_auroc(scores, labels):
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
+    pos = [s for s, y in zip(scores, labels, strict=False) if y]
+    neg = [s for s, y in zip(scores, labels, strict=False) if not y]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 
@@ -274,7 +270,7 @@ def brute_auprc(scores, labels):
     n_pos, ap, last_recall = sum(labels), 0.0, 0.0
     for threshold in sorted(set(scores), reverse=True):
         predicted = [s >= threshold for s in scores]
-        tp = sum(p and y for p, y in zip(predicted, labels))
+        tp = sum(p and y for p, y in zip(predicted, labels, strict=False))
         precision, recall = tp / sum(predicted), tp / n_pos
         ap += (recall - last_recall) * precision
         last_recall = recall
@@ -477,8 +473,8 @@ def test_scenario_metrics_from_events():
 def test_doctests():
     import doctest
 
-    import harness.metrics
-    assert doctest.testmod(harness.metrics).failed == 0
+    import harness.judge.metrics
+    assert doctest.testmod(harness.judge.metrics).failed == 0
 
 
 # --- properties ----------------------------------------------------------------------------------------------

@@ -14,13 +14,29 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.cycles import STYLES
-from harness.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features
-from harness.models import CONTRACT, MODEL_NAMES, ManifestError, ModelSet, bench_models, format_bench, load_manifest
-from harness.signals import SIGNALS
+from harness.inference.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features
+from harness.inference.models import (
+    CONTRACT,
+    MODEL_NAMES,
+    ManifestError,
+    ModelSet,
+    bench_models,
+    format_bench,
+    load_manifest,
+)
+from harness.wire.behaviour import STYLES
+from harness.wire.signals import SIGNALS
 from training.data import make_windows
-from training.evaluate import (MODEL_TYPES, FuelLinearBaseline, ZScoreBaseline, anomaly_report, eval_trips,
-                               macro_f1, r2_score, score_trips)
+from training.evaluate import (
+    MODEL_TYPES,
+    FuelLinearBaseline,
+    ZScoreBaseline,
+    anomaly_report,
+    eval_trips,
+    macro_f1,
+    r2_score,
+    score_trips,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MANIFEST = MODELS / "manifest.json"

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from harness.cycles import load_cycle
-from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
+from harness.world.cycles import load_cycle
+from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
 
 FLAT = PlantConditions(hilliness=0.0)  # type-approval cycles are driven on a flat dynamometer
 
@@ -64,7 +64,7 @@ def test_rpm_consistent_with_speed_and_gear(vehicle):
     speed, rpm, gear = trace.truth["vehicle_speed"], trace.truth["engine_rpm"], trace.aux["gear"].astype(int)
     assert np.all(rpm[gear == 0] == pytest.approx(params.idle_rpm))  # neutral at rest: idle
     coupled = (gear > 0) & (speed > 20.0)  # clutch closed
-    expected = np.array([params.rpm_in_gear(v, g) for v, g in zip(speed[coupled], gear[coupled])])
+    expected = np.array([params.rpm_in_gear(v, g) for v, g in zip(speed[coupled], gear[coupled], strict=False)])
     np.testing.assert_allclose(rpm[coupled], expected, rtol=1e-9)
     assert rpm.max() <= params.redline_rpm
     assert rpm[speed > 1].min() >= params.idle_rpm * 0.99

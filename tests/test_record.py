@@ -9,14 +9,14 @@ import can
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.dbc import as_received, get_profile
-from harness.record import record_scenario
-from harness.replay import OVERLAY_TYPES, read_recording, recording_trace
-from harness.rig import BUILTIN_SIM_RIG, RigConfig
-from harness.scenario import ScenarioError, load_scenario
-from harness.signals import SIGNALS
-from harness.vehicle import get_vehicle
+from harness.rig.record import record_scenario
+from harness.rig.rigfile import BUILTIN_SIM_RIG, RigConfig
+from harness.tools.cli import main
+from harness.wire.dbc import as_received, get_profile
+from harness.wire.signals import SIGNALS
+from harness.world.replay import OVERLAY_TYPES, read_recording, recording_trace
+from harness.world.scenario import ScenarioError, load_scenario
+from harness.world.vehicle import get_vehicle
 
 ROOT = Path(__file__).resolve().parents[1]
 CANTOOLS = Path(__import__("sys").executable).with_name("cantools")
@@ -88,7 +88,7 @@ def test_j1939_recording_carries_all_ten_signals(tmp_path):
     recording = read_recording(tmp_path / "truck.blf")
     assert recording.profile == "j1939" and 88 <= recording.duration_s <= 90
     # Every broadcast carries the plant's reading at its own stamp (relative to the first frame), as the DBC encodes.
-    from harness.dbc import load_database
+    from harness.wire.dbc import load_database
 
     trace = scenario.run_plant()
     database = load_database("j1939")
@@ -112,7 +112,7 @@ def test_j1939_recording_carries_all_ten_signals(tmp_path):
 
 
 def test_replay_trace_derives_local_sensors_and_labels_the_overlay(recorded):
-    from harness.anomalies import Anomaly
+    from harness.world.anomalies import Anomaly
 
     folder, _, _ = recorded
     recording = read_recording(folder / "drive.blf")
@@ -134,9 +134,9 @@ def test_replay_trace_derives_local_sensors_and_labels_the_overlay(recorded):
 
 
 def test_replay_with_an_overlay_is_detected_end_to_end(tmp_path):
-    from harness.anomalies import ANOMALY_TYPES
-    from harness.models import ModelSet
-    from harness.run import run_scenario
+    from harness.inference.models import ModelSet
+    from harness.run.chain import run_scenario
+    from harness.world.anomalies import ANOMALY_TYPES
 
     path = write(tmp_path, f"""\
         name: replay-drift

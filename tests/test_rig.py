@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.events import AnomalyResult, RuleEvent
-from harness.models import ModelSet
-from harness.rig import BUILTIN_SIM_RIG, RigConfig, load_rig
-from harness.run import run_scenario
-from harness.scenario import load_scenario
+from harness.inference.models import ModelSet
+from harness.rig.rigfile import BUILTIN_SIM_RIG, RigConfig, load_rig
+from harness.run.chain import run_scenario
+from harness.wire.events import AnomalyResult, RuleEvent
+from harness.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "models" / "manifest.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.scenario import ScenarioError, load_scenario
+from harness.tools.cli import main
+from harness.world.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted(glob.glob(str(ROOT / "scenarios" / "*.yaml")))
@@ -38,7 +38,7 @@ def write(tmp_path, text, name="s.yaml"):
 
 
 def test_bundled_scenarios_are_valid_and_cover_every_anomaly_type():
-    from harness.anomalies import ANOMALY_TYPES
+    from harness.world.anomalies import ANOMALY_TYPES
 
     scenarios = [load_scenario(p) for p in BUNDLED]
     assert len(scenarios) >= 12

@@ -14,9 +14,9 @@ import can
 import pytest
 import serial
 from can.interfaces.slcan import slcanBus
+from support import time_limit
 
 from firmware_sim.slcan import MAX_LINE_CHARS, SLCAN_BITRATES, SlcanAdapter, SlcanError, format_frame
-from support import time_limit
 
 
 def _wait_until(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
@@ -298,7 +298,7 @@ def test_stop_is_prompt_and_a_stopped_adapter_refuses_use(channel: str) -> None:
     adapter.stop()
     assert time.monotonic() - started < 0.2
     with pytest.raises(SlcanError, match="stopped"):
-        adapter.port
+        _ = adapter.port
     with pytest.raises(SlcanError, match="cannot be restarted"):
         adapter.start()
     with pytest.raises(can.CanError):
@@ -314,7 +314,7 @@ def test_an_adapter_never_started_releases_its_pty_on_stop(channel: str) -> None
     assert adapter.port.startswith("/dev/")
     adapter.stop()
     with pytest.raises(SlcanError, match="stopped"):
-        adapter.port
+        _ = adapter.port
     with pytest.raises(SlcanError, match="cannot be restarted"):
         adapter.start()
 

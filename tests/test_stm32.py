@@ -17,22 +17,16 @@ import can
 import pytest
 import serial
 
-from harness.bench import bench_link, can_frame_bits
-from harness.clock import ScenarioClock
-from harness.cycles import load_cycle
-from harness.dbc import get_profile
-from harness.link import CanFrame, SampleRecord, StatusRecord, get_codec
-from harness.restbus import RestBus, j1939_frames
-from harness.signals import SIGNALS, Trace
-from harness.vehicle import get_vehicle, simulate
-from firmware_sim.stm32 import (
-    OBD_POLL_PIDS,
-    LatestValues,
-    Stm32Sim,
-    Stm32SimError,
-    obd_request_data,
-)
+from firmware_sim.stm32 import OBD_POLL_PIDS, LatestValues, Stm32Sim, Stm32SimError, obd_request_data
 from firmware_sim.uart import PtyPair, UartCapture
+from harness.core.clock import ScenarioClock
+from harness.rig.restbus import RestBus, j1939_frames
+from harness.tools.bench import bench_link, can_frame_bits
+from harness.wire.dbc import get_profile
+from harness.wire.link import CanFrame, SampleRecord, StatusRecord, get_codec
+from harness.wire.signals import SIGNALS, Trace
+from harness.world.cycles import load_cycle
+from harness.world.vehicle import get_vehicle, simulate
 
 pytestmark = pytest.mark.sim
 
@@ -51,7 +45,7 @@ ECU_ANSWERS = {
 
 
 def crc16_modbus_bitwise(data: bytes) -> int:
-    """CRC-16/MODBUS the slow, obvious way (independent of harness.link's table version)."""
+    """CRC-16/MODBUS the slow, obvious way (independent of harness.wire.link's table version)."""
     crc = 0xFFFF
     for byte in data:
         crc ^= byte
@@ -207,7 +201,7 @@ def test_samples_hold_decoded_obd_values_and_local_sensors(
     carried = {"vehicle_speed": 87.0, "engine_rpm": 1726.0, "throttle_position": 40.0, "coolant_temp": 90.0,
                "fuel_level": 60.0}
     expected = {**{name: None for name in SIGNALS}, **(local if with_local_sensors else {}), **carried}
-    got = dict(zip(SIGNALS, samples[-1].values))
+    got = dict(zip(SIGNALS, samples[-1].values, strict=False))
     # OBD-II's percentages are A*100/255: 102 -> 40.0, 153 -> 60.0 exactly; the rest are integers
     assert got == pytest.approx(expected, abs=1e-6) if with_local_sensors else got == expected
 
@@ -375,7 +369,7 @@ def settled_heap() -> Iterator[None]:
 
     At 100x a stop-the-world collection of a big heap (~0.1 s after the other test modules ran) is 10 s of
     drive: every simulated part stalls at once and the firmware misses poll ticks. A rig run does the same
-    (`harness.bench` freezes the heap after setup). Unfrozen afterwards, so nothing leaks.
+    (`harness.tools.bench` freezes the heap after setup). Unfrozen afterwards, so nothing leaks.
     """
     gc.collect()
     gc.freeze()
@@ -439,7 +433,7 @@ def test_rest_bus_to_pty_loses_no_frame_at_100x(
         # Values are decoded from the bus all the way (their exactness is checked by the tests above; here the
         # firmware may lag the bus by scenario seconds when the machine is busy, so values are not compared).
         carried = get_profile(profile).carried
-        assert all(dict(zip(SIGNALS, s.values))[name] is not None for s in samples[2:] for name in carried)
+        assert all(dict(zip(SIGNALS, s.values, strict=False))[name] is not None for s in samples[2:] for name in carried)
     if profile == "obd2":
         # the rest-bus leaves at end_s; a firmware running late may still be in its last cycle then
         assert 0 <= fw.requests_sent - (rb.requests_answered + rb.requests_ignored) <= len(OBD_POLL_PIDS)

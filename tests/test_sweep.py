@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.scenario import ScenarioError, load_scenario
-from harness.signals import LabelledEvent
-from harness.sweep import CurvePoint, SweepSpec, judge_curve, sensitivity, sensitivity_table, sweep_sections, \
-    variant_name
+from harness.report.sensitivity import CurvePoint, judge_curve, sensitivity, sensitivity_table, sweep_sections
+from harness.wire.signals import LabelledEvent
+from harness.world.scenario import ScenarioError, load_scenario
+from harness.world.sweep import SweepSpec, variant_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_severity_sweep_needs_anomalies(tmp_path):
 
 def _result(name: str, severity: float, detected: list[bool], delays: list[float]):
     detections = [SimpleNamespace(event=LabelledEvent("drift", 0.0, 60.0, severity, "coolant_temp"), detected=hit,
-                                  detection_delay_s=delay if hit else None) for hit, delay in zip(detected, delays)]
+                                  detection_delay_s=delay if hit else None) for hit, delay in zip(detected, delays, strict=False)]
     scenario = SimpleNamespace(name=variant_name("sw", (("severity", severity),)), sweep_base="sw")
     return SimpleNamespace(scenario=scenario, metrics=SimpleNamespace(detection=SimpleNamespace(detections=detections)))
 
@@ -137,7 +137,7 @@ def test_plugin_runs_a_sweep_and_draws_its_curve(tmp_path):
     rows = [line.split() for line in table.splitlines()[3:8]]
     assert [float(r[1]) for r in rows] == [0.2, 0.35, 0.5, 0.8, 1.0]
     recall = [float(r[5]) for r in rows]
-    assert recall[-1] == 1.0 and all(b >= a for a, b in zip(recall, recall[1:])), table
+    assert recall[-1] == 1.0 and all(b >= a for a, b in zip(recall, recall[1:], strict=False)), table
     [session] = list(artifacts.iterdir())
     assert (session / "sweep-quick-sweep.png").stat().st_size > 10_000
     page = (session / "index.html").read_text()

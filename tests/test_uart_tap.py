@@ -16,17 +16,17 @@ import pytest
 import serial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import time_limit
 
 from firmware_sim.stm32 import Stm32Sim, obd_request_data
 from firmware_sim.uart import CorruptingSink, PtyPair, TeeSink, UartCapture
-from harness.clock import ScenarioClock
-from harness.cycles import generate_trip
-from harness.link import CanFrame, DecoderStats, Received, SampleRecord, StatusRecord, get_codec
-from harness.restbus import RestBus
-from harness.signals import Trace
-from harness.uart_tap import SentFrame, SentFrameLog, TappedRecord, UartTap, UartTapError, cross_check
-from harness.vehicle import get_vehicle, simulate
-from support import time_limit
+from harness.core.clock import ScenarioClock
+from harness.rig.restbus import RestBus
+from harness.rig.uart_tap import SentFrame, SentFrameLog, TappedRecord, UartTap, UartTapError, cross_check
+from harness.wire.link import CanFrame, DecoderStats, Received, SampleRecord, StatusRecord, get_codec
+from harness.wire.signals import Trace
+from harness.world.cycles import generate_trip
+from harness.world.vehicle import get_vehicle, simulate
 
 pytestmark = pytest.mark.sim
 
@@ -179,7 +179,7 @@ def test_each_corrupted_frame_costs_exactly_one_crc_error_and_one_frame(
     received, link = _decode_all(codec, sink.data)
     assert len(sink.data) == sum(map(len, writes)) and stats.frames_seen == len(clean)
     assert stats.frames_corrupted == len(corrupted) and stats.bits_flipped == bits * len(corrupted)
-    assert all(b.index - a.index >= 2 for a, b in zip(corrupted, corrupted[1:]))  # never two in a row
+    assert all(b.index - a.index >= 2 for a, b in zip(corrupted, corrupted[1:], strict=False))  # never two in a row
     assert link.crc_errors == stats.frames_corrupted
     assert link.frames_decoded + link.crc_errors == stats.frames_seen
     # exactly the corrupted frames are gone, everything else arrived intact and in order

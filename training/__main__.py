@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="small data and models for CI (under 3 minutes; not for shipping)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="a harness.dataset directory to train from; built there if it has no manifest.json "
+                        help="a harness.world.dataset directory to train from; built there if it has no manifest.json "
                              "(default: built in a temporary directory)")
     args = parser.parse_args(argv)
     from training.pipeline import run

@@ -12,8 +12,20 @@ import torch
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.fuel import channel_stats
-from training.nets import (CHANNELS, CROSS_CHANNELS, FEATURE_SCALE_FLOOR, FEATURES, AnomalyFeatures, AnomalyModel,
-                           Channels, CrossPredictor, FeatureAE, FuelTCN, LstmAE, fit_fuel_proxy)
+from training.nets import (
+    CHANNELS,
+    CROSS_CHANNELS,
+    FEATURE_SCALE_FLOOR,
+    FEATURES,
+    AnomalyFeatures,
+    AnomalyModel,
+    Channels,
+    CrossPredictor,
+    FeatureAE,
+    FuelTCN,
+    LstmAE,
+    fit_fuel_proxy,
+)
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
 RESIDUAL_QUANTILE = 0.999

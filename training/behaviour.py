@@ -1,4 +1,4 @@
-"""The behaviour model: LightGBM on the 18 window statistics of `harness.features.behaviour_features`.
+"""The behaviour model: LightGBM on the 18 window statistics of `harness.inference.features.behaviour_features`.
 
 What limits it is not the learner but what it is shown. The dataset's train split is normal-running trips only,
 while validation and test trips carry 2-4 labelled anomalies each, and the behavioural ones (harsh braking,
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.anomalies import ANOMALY_TYPES, BEHAVIOURAL_TYPES
-from harness.cycles import STYLES
-from harness.features import behaviour_features_batch
+from harness.inference.features import behaviour_features_batch
+from harness.wire.behaviour import STYLES
+from harness.world.anomalies import ANOMALY_TYPES, BEHAVIOURAL_TYPES
 from training.common import Clock, Progress
 from training.data import Windows, make_windows
 from training.evaluate import eval_trips, macro_f1
@@ -38,7 +38,7 @@ MIN_PURITY = 0.8
 #: Generated trips with anomalies added to the training windows, per training trip (120 train trips -> 720).
 AUG_PER_TRAIN_TRIP = 6
 #: They are made in batches of this many trips; even batches carry behavioural anomalies only (the ones that
-#: look like a driving style), odd batches any of `harness.anomalies.ANOMALY_TYPES` (sensor faults too).
+#: look like a driving style), odd batches any of `harness.world.anomalies.ANOMALY_TYPES` (sensor faults too).
 AUG_BATCH_TRIPS = 60
 AUG_TRIP_S = 1800.0
 AUG_STRIDE_S = 3
@@ -121,7 +121,7 @@ def export_behaviour(model, path, metadata: dict[str, str]) -> None:
     onx = convert_lightgbm(model.booster_, initial_types=[("features", FloatTensorType([1, 18]))],
                            zipmap=False, target_opset=15)
     names = [o.name for o in onx.graph.output]
-    renames = dict(zip(names, ("label", "probabilities")))
+    renames = dict(zip(names, ("label", "probabilities"), strict=False))
     for node in onx.graph.node:
         node.output[:] = [renames.get(o, o) for o in node.output]
     for out in onx.graph.output:
@@ -132,7 +132,7 @@ def export_behaviour(model, path, metadata: dict[str, str]) -> None:
     # The converter names the graph with a random uuid and lists opsets in set order: pin both, so that the same
     # seed gives the same bytes.
     onx.graph.name = "behaviour"
-    opsets = sorted(((o.domain, o.version) for o in onx.opset_import))
+    opsets = sorted((o.domain, o.version) for o in onx.opset_import)
     del onx.opset_import[:]
     for domain, version in opsets:
         onx.opset_import.add(domain=domain, version=version)

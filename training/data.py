@@ -2,7 +2,7 @@
 
 A trip here is a `Trip`: the 1 Hz samples [T, 10] of the ten signals (NaN = no reading), the ground-truth fuel
 rate, the driving style index per sample, the per-sample anomaly type ('' when normal) and the labelled events.
-Trips come from a `harness.dataset` directory (`load_split`) or straight from the plant (`training.evalset`).
+Trips come from a `harness.world.dataset` directory (`load_split`) or straight from the plant (`training.evalset`).
 No torch here: the tests use this module with the runtime dependencies only.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cycles import STYLES
-from harness.dataset import read_trip
-from harness.features import WINDOW_S, context_windows, sliding_windows
-from harness.signals import SIGNALS, LabelledEvent
+from harness.inference.features import WINDOW_S, context_windows, sliding_windows
+from harness.wire.behaviour import STYLES
+from harness.wire.signals import SIGNALS, LabelledEvent
+from harness.world.dataset import read_trip
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Trip:
     style: np.ndarray  # [T] int64 index into STYLES
     anomaly_type: np.ndarray  # [T] str, '' = normal, 'a+b' when two overlap
     events: list[LabelledEvent] = field(default_factory=list)
-    trace_digest: str = ""  # the speed trace's digest (harness.cycles.SpeedProfile.digest), when known
+    trace_digest: str = ""  # the speed trace's digest (harness.world.cycles.SpeedProfile.digest), when known
 
     @property
     def duration_s(self) -> float:
@@ -35,7 +35,7 @@ class Trip:
 
 
 def load_split(data_dir: Path, split: str) -> list[Trip]:
-    """Every trip of `split` in a `harness.dataset` directory, with its events from the manifest."""
+    """Every trip of `split` in a `harness.world.dataset` directory, with its events from the manifest."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
     events = {t["file"]: t.get("events", []) for t in manifest["trips"]}
     meta = {t["file"]: t.get("trace_digest", "") for t in manifest["trips"]}

@@ -22,17 +22,18 @@ No torch here: the tests import this module with the runtime dependencies only.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from harness.anomalies import SENSOR_FAULT_TYPES, Anomaly, random_shape
-from harness.cycles import SEGMENT_KINDS, STYLES, generate_trip, load_cycle
-from harness.dataset import read_trip, trip_rows
-from harness.features import CONTEXT_S, WINDOW_S
-from harness.signals import SIGNALS
-from harness.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
+from harness.inference.features import CONTEXT_S, WINDOW_S
+from harness.wire.behaviour import STYLES
+from harness.wire.signals import SIGNALS
+from harness.world.anomalies import SENSOR_FAULT_TYPES, Anomaly, random_shape
+from harness.world.cycles import SEGMENT_KINDS, generate_trip, load_cycle
+from harness.world.dataset import read_trip, trip_rows
+from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 from training.data import Trip, make_windows
 
 #: The anomaly types the anomaly model is judged on, in the issue's order.
@@ -81,7 +82,7 @@ def _schedule(rng: np.random.Generator, duration_s: float, kinds: list[str], sig
     count = len(kinds)
     slots = np.sort(rng.uniform(earliest_s, max(earliest_s, duration_s - 200.0), count))
     free_from = earliest_s
-    for start, kind, signal in zip(slots, kinds, signals):
+    for start, kind, signal in zip(slots, kinds, signals, strict=False):
         at_s = float(round(max(start, free_from, not_before_s.get(kind, 0.0)), 1))
         onset, sustain, recovery = random_shape(rng, kind)
         strength = float(round(rng.uniform(0.3, 1.0), 2)) if severity is None else severity
@@ -94,7 +95,7 @@ def _schedule(rng: np.random.Generator, duration_s: float, kinds: list[str], sig
 
 
 class _Text:
-    """Lets `harness.dataset.read_trip` parse CSV text that was never written to disk."""
+    """Lets `harness.world.dataset.read_trip` parse CSV text that was never written to disk."""
 
     def __init__(self, name: str, text: str):
         self.name, self.text = name, text
@@ -107,7 +108,7 @@ class _Text:
 
 
 def trip_from_trace(name: str, trace) -> Trip:
-    """A plant trace exactly as the dataset writes and reads it (`harness.dataset.trip_rows` / `read_trip`):
+    """A plant trace exactly as the dataset writes and reads it (`harness.world.dataset.trip_rows` / `read_trip`):
     1 Hz, readings at the bus resolution the unit receives, CSV precision."""
     cols = read_trip(_Text(name, trip_rows(trace)))
     samples = np.stack([cols[s] for s in SIGNALS], axis=1).astype(np.float32)
@@ -133,8 +134,8 @@ def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity
     for k in range(n_total):
         trip_seed = int(rng.integers(2**31 - 1))
         if k < n_generated:
-            mix = dict(zip(SEGMENT_KINDS, rng.dirichlet(np.ones(len(SEGMENT_KINDS))).round(3).tolist()))
-            styles = dict(zip(STYLES, rng.dirichlet(np.full(len(STYLES), 0.7)).round(3).tolist()))
+            mix = dict(zip(SEGMENT_KINDS, rng.dirichlet(np.ones(len(SEGMENT_KINDS))).round(3).tolist(), strict=False))
+            styles = dict(zip(STYLES, rng.dirichlet(np.full(len(STYLES), 0.7)).round(3).tolist(), strict=False))
             profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles)
         else:
             profile = load_cycle(cycles[k - n_generated]).repeated(2)
@@ -227,7 +228,7 @@ def _episodes(alarm: np.ndarray) -> list[tuple[int, int]]:
     if not alarm.any():
         return []
     edges = np.diff(np.concatenate([[0], alarm.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=False))
 
 
 def detection(scored: list[ScoredTrip], threshold: float, types: tuple[str, ...] | None = None) -> dict:
@@ -392,7 +393,7 @@ class ZScoreBaseline:
         self.std = np.maximum(np.asarray(std, dtype=np.float64), 1e-6)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "ZScoreBaseline":
+    def fit(cls, x: np.ndarray) -> ZScoreBaseline:
         stats = cls.stats(x[:, -WINDOW_S:])
         return cls(np.nanmean(stats, axis=0), np.nanstd(stats, axis=0))
 
@@ -431,7 +432,7 @@ class FuelLinearBaseline:
         return np.stack(cols + [np.ones(len(x))], axis=1)
 
     @classmethod
-    def fit(cls, x: np.ndarray, fuel_lph: np.ndarray) -> "FuelLinearBaseline":
+    def fit(cls, x: np.ndarray, fuel_lph: np.ndarray) -> FuelLinearBaseline:
         d = cls.design(x)
         fill = np.nanmean(d, axis=0)
         coef, *_ = np.linalg.lstsq(np.where(np.isnan(d), fill, d), fuel_lph, rcond=None)

@@ -1,4 +1,4 @@
-"""ONNX export of the torch models and their metadata (sessions open as the device runs them: harness.models)."""
+"""ONNX export of the torch models and their metadata (sessions open as the device runs them: harness.inference.models)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import torch
 
-from harness.models import open_session
+from harness.inference.models import open_session
 
 OPSET = 18
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.anomalies import DRIFT_SPAN
-from harness.signals import SIGNALS
+from harness.wire.signals import SIGNALS
+from harness.world.anomalies import DRIFT_SPAN
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.evaluate import r2_score

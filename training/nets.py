@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.features import WINDOW_S
-from harness.signals import PHYSICAL_RANGE, SIGNALS
-from harness.vehicle import VEHICLES
+from harness.inference.features import WINDOW_S
+from harness.wire.signals import PHYSICAL_RANGE, SIGNALS
+from harness.world.vehicle import VEHICLES
 
 N_SIGNALS = len(SIGNALS)
 SP, RPM, THR, BRK, COL, FUEL, ACC, LAT, LON, ALT = range(N_SIGNALS)
@@ -335,7 +335,7 @@ CONTEXT_STEP_CLIP_M = 4.0
 #: from the median of the five around it (gear changes and pedal moves are predicted from the other signals, so
 #: they mostly stay under these). rpm: the sum over the window of each sample's excess over the level, in
 #: levels (a 2000-rpm spike adds 1.9); throttle: the count of samples over the level. Chosen on normal training
-#: and validation windows against the spike noise of `harness.anomalies` (60-s windows, seed-0 dataset): the rpm
+#: and validation windows against the spike noise of `harness.world.anomalies` (60-s windows, seed-0 dataset): the rpm
 #: excess has a 99.9th percentile of 1.3 on normal training windows and a median of 9.6 in windows of rpm spike
 #: noise at severity 0.8 (a count over 900 rpm: 2 and 6); throttle spikes (31-35 % at severity 0.6-0.7, about
 #: half of them clipped at 0 %) stand out less from a pedal that the driver moves by tens of % a second: over

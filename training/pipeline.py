@@ -1,7 +1,7 @@
 """`python -m training`: dataset → three models → ONNX → calibration → held-out evaluation → manifest.
 
 Order of work, and which data each step may see:
-1. dataset (harness.dataset, seeded): train = normal driving only; val and test trips carry labelled anomalies.
+1. dataset (harness.world.dataset, seeded): train = normal driving only; val and test trips carry labelled anomalies.
 2. fuel TCN: train split + extra trips with behavioural anomalies (they change the fuel truth, e.g. over-revving),
    inputs corrupted on the fly by sensor faults; epoch chosen on val trips.
 3. anomaly candidates (physics features with per-feature residuals, the same with an MLP autoencoder, the
@@ -9,7 +9,7 @@ Order of work, and which data each step may see:
    threshold calibrated on the normal driving of the val trips and of a VALIDATION anomaly set (`eval_trips`
    with the validation salt), on which the family is then chosen. The test anomaly set is scored only after all
    choices are made.
-4. behaviour LightGBM on `harness.features.behaviour_features`; trees chosen on val trips.
+4. behaviour LightGBM on `harness.inference.features.behaviour_features`; trees chosen on val trips.
 5. export, parity (onnxruntime vs torch/LightGBM), re-calibration of the threshold on the exported graph.
 6. metrics on the test split and the test anomaly set, baselines beside them; latency; manifest.
 """
@@ -23,19 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.anomalies import BEHAVIOURAL_TYPES
-from harness.cycles import STYLES
-from harness.dataset import build_dataset
-from harness.features import BEHAVIOUR_FEATURES, CONTEXT_S, WINDOW_S, behaviour_features_batch
-from harness.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
-from harness.signals import SIGNALS, UNITS
+from harness.inference.features import BEHAVIOUR_FEATURES, CONTEXT_S, WINDOW_S, behaviour_features_batch
+from harness.inference.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
+from harness.wire.behaviour import STYLES
+from harness.wire.signals import SIGNALS, UNITS
+from harness.world.anomalies import BEHAVIOURAL_TYPES
+from harness.world.dataset import build_dataset
 from training.anomaly import train_anomaly, train_cross, train_lstm_ae
 from training.behaviour import AUG_PER_TRAIN_TRIP, export_behaviour, train_behaviour
 from training.common import Clock, Progress, make_deterministic, predict
 from training.data import Windows, last_rows, load_split, make_windows
-from training.evaluate import (EXCLUDED_FAULTS, MAX_DELAY_S, MODEL_TYPES, OBSERVABLE_SIGNALS, RULE_BASED_TYPES,
-                               DEFAULT_SEVERITY, FuelLinearBaseline, ZScoreBaseline, anomaly_report, calibrate_threshold, eval_trips, macro_f1,
-                               r2_score, score_trips)
+from training.evaluate import (
+    DEFAULT_SEVERITY,
+    EXCLUDED_FAULTS,
+    MAX_DELAY_S,
+    MODEL_TYPES,
+    OBSERVABLE_SIGNALS,
+    RULE_BASED_TYPES,
+    FuelLinearBaseline,
+    ZScoreBaseline,
+    anomaly_report,
+    calibrate_threshold,
+    eval_trips,
+    macro_f1,
+    r2_score,
+    score_trips,
+)
 from training.export import export_torch, onnx_opset, parity
 from training.fuel import train_fuel
 from training.nets import FEATURES, FUEL_CHANNELS
@@ -266,7 +279,7 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     export_behaviour(behaviour, paths["behaviour"], {
         **common_meta, "stride_s": "1", "classes": json.dumps(list(STYLES)),
         "behaviour_features": json.dumps(list(BEHAVIOUR_FEATURES)),
-        "feature_function": "harness.features.behaviour_features (sample std, ddof=1)",
+        "feature_function": "harness.inference.features.behaviour_features (sample std, ddof=1)",
         "missing_value": "NaN feature = missing (LightGBM's missing-value branches)",
     })
     val_features = behaviour_features_batch(val_w.x[::4])
@@ -416,7 +429,7 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "family": f"LightGBM, {behaviour.booster_.num_trees() // 3} rounds x 3 classes, "
                           f"{behaviour.get_params()['num_leaves']} leaves",
                 "classes": list(STYLES), "feature_order": list(BEHAVIOUR_FEATURES),
-                "feature_function": "harness.features.behaviour_features", "window_s": WINDOW_S, "stride_s": 1,
+                "feature_function": "harness.inference.features.behaviour_features", "window_s": WINDOW_S, "stride_s": 1,
                 "training_stride_s": cfg.behaviour_stride_s, "window_label": "majority driving_style",
                 "training_windows": "windows with >= 80 % of samples in one style, of the train split and of "
                                     f"{AUG_PER_TRAIN_TRIP} generated trips with anomalies per train trip "

@@ -3,7 +3,7 @@
 Runs against whatever rig `--rig` selects (marked both `sim` and `hil`): `pytest -m sim tests/contract` on the
 simulated rig, `pytest -m hil --rig rigs/loopback.yaml tests/contract` through the real drivers. Two short drives
 (`styles_a.yaml`, `styles_b.yaml`: the same route driven in a mix of styles and in eco only) are run once per
-module; each test is one contract check of `harness.contract`, and its failure message names the cause. A check
+module; each test is one contract check of `harness.judge.contract`, and its failure message names the cause. A check
 with nothing to judge (e.g. the app decoded no frames, which the link test fails) is skipped with the reason.
 docs/contract.md says what a real app must log for this suite.
 """
@@ -13,10 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract import (INCONCLUSIVE, ContractRun, Verdict, check_feature_parity, check_link,
-                              check_liveness, check_model_parity, check_readability, run_for_contract)
-from harness.models import ModelSet
-from harness.scenario import load_scenario
+from harness.inference.models import ModelSet
+from harness.judge.contract import (
+    INCONCLUSIVE,
+    ContractRun,
+    Verdict,
+    check_feature_parity,
+    check_link,
+    check_liveness,
+    check_model_parity,
+    check_readability,
+)
+from harness.run.contract import run_for_contract
+from harness.world.scenario import load_scenario
 
 pytestmark = [pytest.mark.sim, pytest.mark.hil]
 

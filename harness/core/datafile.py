@@ -1,0 +1,221 @@
+"""Data files (scenarios, rigs): safe YAML with line numbers, and a validator that collects every problem.
+
+Files are data: PyYAML's safe loader composes them, and any tag beyond plain maps, lists and scalars
+(`!!python/object`, ...) is rejected, so loading a file can never run code. Every value remembers the line it
+came from, so a problem is reported as `file:line: field.path: message`, naming the valid choices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from harness.core.errors import DtgHilError
+
+
+@dataclass(frozen=True)
+class Problem:
+    field_path: str
+    message: str
+    line: int | None = None
+
+
+class DataFileError(DtgHilError, ValueError):
+    """A data file (scenario, rig) is invalid; `problems` lists every problem found, with field and line."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file = file
+        self.problems = problems
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        lines = []
+        for p in self.problems:
+            where = f"{self.file}:{p.line}" if p.line else self.file
+            lines.append(f"{where}: {p.field_path}: {p.message}" if p.field_path else f"{where}: {p.message}")
+        return "\n".join(lines)
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+#: The most values (mappings, lists, scalars) a data file may hold once its aliases are expanded. Bundled
+#: scenarios hold a few hundred; aliases nested a few levels deep ("billion laughs") would expand to billions.
+MAX_VALUES = 100_000
+
+
+#: The deepest nesting of flow collections (`[`, `{`) a data file may have. Ours nest a few levels; PyYAML's
+#: scanner does work proportional to the depth for every token, so a few thousand levels take seconds.
+MAX_FLOW_DEPTH = 100
+
+
+class _TooManyValues(DtgHilError):
+    pass
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of `[` and `{` outside quotes and comments, an upper bound of the YAML's flow depth
+    (brackets inside plain scalars count too, which only matters for text no data file holds)."""
+    depth = deepest = 0
+    quote = None
+    comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _to_python(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader,
+               budget: list[int]) -> Any:
+    """Convert a composed YAML node to Python data, recording the line of every field path. `budget` holds how
+    many more values may be made; aliases share nodes, so each visit counts."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooManyValues
+    lines.setdefault(path, node.start_mark.line + 1)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            child = f"{path}.{key}" if path else str(key)
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, child, lines, loader, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, f"{path}[{i}]", lines, loader, budget) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError) -> tuple[Any, dict[str, int]]:
+    """Safe-load YAML text, returning the data and a map from field path to line number."""
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise error(file, [Problem("", f"not valid YAML here: nested too deeply (more than {MAX_FLOW_DEPTH} "
+                                       f"levels of [ and {{)")])
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise error(file, [Problem("", "not valid YAML here: nested too deeply")]) from None
+    if node is None:
+        return None, {}
+    lines: dict[str, int] = {}
+    try:
+        return _to_python(node, "", lines, yaml.SafeLoader(""), [MAX_VALUES]), lines
+    except _TooManyValues:
+        raise error(file, [Problem("", f"not plain YAML data: more than {MAX_VALUES} values once its aliases are "
+                                       f"expanded")]) from None
+    except yaml.YAMLError as exc:  # e.g. a !!python tag: scenario files are data only, never objects
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        raise error(file, [Problem("", f"not plain YAML data: {getattr(exc, 'problem', exc)}",
+                                           mark.line + 1 if mark else None)]) from None
+    except RecursionError:  # an alias to a node that contains it, or nesting past Python's stack
+        raise error(file, [Problem("", "not plain YAML data: an alias that contains itself, or nested too "
+                                       "deeply")]) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # PyYAML's constructors fail this way on data no file of ours holds: a list or mapping as a key, an
+        # integer of more than 4300 digits, an empty !!timestamp, a !!bool that is not one.
+        raise error(file, [Problem("", f"not plain YAML data: {type(exc).__name__}: {exc}")]) from None
+
+
+# --- validation -------------------------------------------------------------------------------------------
+
+class Checker:
+    """Collects problems while reading fields; each reader returns a usable default after a problem."""
+
+    def __init__(self, lines: dict[str, int]):
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def report(self, path: str, message: str) -> None:
+        """Record a problem at a field path, with the line of that field or of its nearest parent."""
+        where = path
+        while where not in self.lines and where:
+            where = where.rsplit(".", 1)[0] if "." in where else where.split("[", 1)[0] if "[" in where else ""
+        self.problems.append(Problem(path, message, self.lines.get(where)))
+
+    def mapping(self, data: Any, path: str, allowed: tuple[str, ...] | dict, required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(data, dict):
+            self.report(path, f"expected a mapping with keys {', '.join(allowed)}; got {kind_of(data)}")
+            return {}
+        for key in data:
+            if key not in allowed:
+                self.report(f"{path}.{key}" if path else str(key),
+                            f"unknown key '{key}'; expected one of: {', '.join(allowed)}")
+        for key in required:
+            if key not in data:
+                self.report(f"{path}.{key}" if path else key, "is required")
+        return data
+
+    def number(self, data: dict, key: str, path: str, default: float | None, lo: float | None = None,
+               hi: float | None = None, lo_open: bool = False, integer: bool = False) -> float | None:
+        full = f"{path}.{key}" if path else key
+        if key not in data:
+            return default
+        value = data[key]
+        wanted = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            self.report(full, f"expected {wanted}; got {kind_of(value)} {value!r}")
+            return default
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond float range
+            finite = False
+        if not finite:
+            shown = repr(value) if isinstance(value, float) else "an integer beyond float range"
+            self.report(full, f"expected a finite number; got {shown}")
+            return default
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            self.report(full, f"must be {'>' if lo_open else '>='} {lo:g}; got {value:g}")
+            return default
+        if hi is not None and value > hi:
+            self.report(full, f"must be <= {hi:g}; got {value:g}")
+            return default
+        return value
+
+    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...] | list[str], default: str | None,
+               what: str) -> str | None:
+        full = f"{path}.{key}" if path else key
+        if key not in data:
+            return default
+        value = data[key]
+        if not isinstance(value, str) or value not in choices:
+            shown = f"'{value}'" if isinstance(value, str) else f"{kind_of(value)} {value!r}"
+            self.report(full, f"unknown {what} {shown}; expected one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def text(self, data: dict, key: str, path: str, default: str) -> str:
+        if key not in data:
+            return default
+        if not isinstance(data[key], str):
+            self.report(f"{path}.{key}" if path else key, f"expected text; got {kind_of(data[key])}")
+            return default
+        return data[key]
+
+
+def kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", type(None): "nothing"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def decode_text(raw: bytes, file: str, error: type[DataFileError] = DataFileError) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(file, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None

@@ -1,0 +1,1 @@
+"""The models' inputs and sessions: behaviour features, the model manifest, ONNX sessions."""

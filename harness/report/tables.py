@@ -1,0 +1,470 @@
+"""What a test engineer reads after a run: the figures of each scenario run, and their text forms.
+
+The figures (`scenario_figures`, `anomaly_type_rows`, `model_latency`, `model_quality_in_run`, `budget_rows`) are
+computed here once and rendered four ways: plain-text tables for the terminal (the pytest plugin prints them at
+the end of a session, `make sim` shows them), JUnit XML properties (`junit_properties`, one set per scenario
+item), an OpenMetrics text exposition for CI dashboards (`openmetrics_text`), and the HTML report
+(`harness.report.html`). Numbers come from `harness.judge.metrics`; nothing here redefines a metric. A value that was
+not measured prints as "-" in a table and is left out of the JUnit properties and the OpenMetrics text.
+
+What this module does not do: write files (`harness.report.html` writes the report folder) or judge a run
+(`harness.judge.metrics.judge` did; the budgets table only compares figures with the manifest's budgets).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from harness.core.stats import DelayStats, LatencyStats, delay_stats, latency_stats
+from harness.inference.models import MODEL_NAMES, Manifest
+from harness.judge.metrics import (
+    MODEL_SOURCE,
+    detect_events,
+    episodes_from_events,
+    false_alarm_rate,
+    fuel_accuracy,
+    inference_times_ms,
+    observed_span_s,
+)
+from harness.judge.result import RunResult, fuel_truth
+from harness.wire.events import FuelResult
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# --- the figures ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScenarioFigures:
+    """One scenario run's headline figures, as every report form shows them (None: not measured)."""
+
+    scenario: str
+    passed: bool
+    n_events: int
+    n_detected: int
+    recall: float | None
+    recall_by_type: dict[str, float | None]
+    false_alarms: int
+    false_alarms_per_h: float | None
+    delay_p50_s: float | None
+    delay_p90_s: float | None
+    n_delays: int
+    fuel_r2: float | None
+    fuel_mae_lph: float | None
+    latency_n: int
+    latency_p50_ms: float | None  # the app's reported inference time, all model results pooled
+    latency_p99_ms: float | None
+    end_to_end_n: int
+    end_to_end_p50_ms: float | None  # a window's last sample on the bus -> its event at the harness
+    end_to_end_p99_ms: float | None
+    scenario_s: float
+    wall_s: float
+    speed_x: float
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+
+def scenario_figures(result: RunResult) -> ScenarioFigures:
+    m = result.metrics
+    d = m.detection
+    fuel, infer, e2e = m.fuel, m.latency, m.end_to_end
+    return ScenarioFigures(
+        scenario=result.scenario.name, passed=result.judgement.passed, n_events=d.n_events,
+        n_detected=d.overall.n_detected, recall=d.overall.recall,
+        recall_by_type={t: r.recall for t, r in d.recall_by_type.items()},
+        false_alarms=d.false_alarms.n_false_alarms, false_alarms_per_h=d.false_alarms.per_h,
+        delay_p50_s=d.delay.p50_s, delay_p90_s=d.delay.p90_s, n_delays=d.delay.n,
+        fuel_r2=fuel.r2 if fuel else None, fuel_mae_lph=fuel.mae_lph if fuel else None,
+        latency_n=infer.n if infer else 0, latency_p50_ms=infer.p50_ms if infer else None,
+        latency_p99_ms=infer.p99_ms if infer else None,
+        end_to_end_n=e2e.n if e2e else 0, end_to_end_p50_ms=e2e.p50_ms if e2e else None,
+        end_to_end_p99_ms=e2e.p99_ms if e2e else None,
+        scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed,
+    )
+
+
+@dataclass(frozen=True)
+class AnomalyTypeRow:
+    """Events of one anomaly type pooled over every scenario run."""
+
+    anomaly_type: str
+    n_events: int
+    n_detected: int
+    delay: DelayStats
+
+    @property
+    def recall(self) -> float:
+        return self.n_detected / self.n_events
+
+
+def anomaly_type_rows(results: Sequence[RunResult]) -> list[AnomalyTypeRow]:
+    """Recall and delay per anomaly type, pooled over every scenario run, types in alphabetical order."""
+    pooled: dict[str, list] = defaultdict(list)
+    for r in results:
+        for detection in r.metrics.detection.detections:
+            pooled[detection.event.type].append(detection)
+    rows = []
+    for kind in sorted(pooled):
+        found = [d for d in pooled[kind] if d.detected]
+        rows.append(AnomalyTypeRow(kind, len(pooled[kind]), len(found),
+                                   delay_stats([d.detection_delay_s for d in found])))
+    return rows
+
+
+def model_latency(results: Sequence[RunResult]) -> dict[str, LatencyStats]:
+    """Per model: the app's own reported inference times (p50/p99 ms), pooled over every run."""
+    runs = [r.collector.events for r in results]  # rebuilt from the collector's store on each read: once per run
+    return {name: latency_stats([t for events in runs for t in inference_times_ms(events, (name,))])
+            for name in MODEL_NAMES}
+
+
+def model_quality_in_run(results: Sequence[RunResult]) -> dict[str, dict[str, float]]:
+    """What the runs measured of each model's quality, pooled, keyed like the manifest's budgets (without the
+    `_min`/`_max`): fuel `r2` and `mae_lph` over every fuel result; the anomaly model's own `event_recall` (its
+    alarms alone, on the events of the types it covers) and `false_alarms_per_hour` (its alarm episodes that
+    overlap no event's detection window, per hour of normal driving). Figures with nothing to measure are left
+    out. The behaviour model's macro-F1 and the per-type event AUROC are not measured in a run (see the manifest's
+    held-out figures)."""
+    out: dict[str, dict[str, float]] = {}
+    predicted, true = [], []
+    for r in results:
+        fuel = [e for e in r.collector.events if isinstance(e, FuelResult)]
+        if fuel:
+            truth = fuel_truth(r.trace)
+            predicted += [e.fuel_rate_lph for e in fuel]
+            true += [truth(e.t_s) for e in fuel]
+    accuracy = fuel_accuracy(predicted, true) if predicted else None
+    if accuracy is not None:
+        out["fuel"] = {k: v for k, v in (("r2", accuracy.r2), ("mae_lph", accuracy.mae_lph)) if v is not None}
+    n_events = n_detected = n_false = 0
+    normal_h = 0.0
+    for r in results:
+        events = r.collector.events
+        span = observed_span_s(events)
+        if span is None:
+            continue
+        max_delay_s = r.scenario.expect.max_delay_s
+        episodes = [e for e in episodes_from_events(events) if e.source == MODEL_SOURCE]
+        covered = [label for label in r.trace.events if label.type in r.model_types]
+        detections = detect_events(covered, episodes, max_delay_s=max_delay_s,
+                                   sources_for_type={t: (MODEL_SOURCE,) for t in r.model_types})
+        n_events += len(detections)
+        n_detected += sum(d.detected for d in detections)
+        rate = false_alarm_rate(episodes, r.trace.events, start_s=span[0], end_s=span[1], max_delay_s=max_delay_s)
+        n_false += rate.n_false_alarms
+        normal_h += rate.normal_driving_h
+    anomaly = {}
+    if n_events:
+        anomaly["event_recall"] = n_detected / n_events
+    if normal_h > 0:
+        anomaly["false_alarms_per_hour"] = n_false / normal_h
+    if anomaly:
+        out["anomaly"] = anomaly
+    return out
+
+
+#: Each budget key the manifest uses: what it bounds, and the key of the held-out figure in the model's `metrics`.
+BUDGET_KEYS: dict[str, tuple[str, str]] = {
+    "bytes_max": ("size [bytes]", "bytes"),
+    "p99_ms_max": ("p99 latency [ms]", "p99_ms"),
+    "r2_min": ("fuel R²", "r2"),
+    "event_recall_min": ("event recall", "event_recall"),
+    "false_alarms_per_hour_max": ("false alarms per hour", "false_alarms_per_hour"),
+    "event_auroc_min_per_type": ("event AUROC, lowest type", "min_event_auroc"),
+    "macro_f1_min": ("macro-F1", "macro_f1"),
+}
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One budget of one model: the bound, the manifest's held-out figure, and the figure measured in the run."""
+
+    model: str
+    budget: str  # the manifest's key, e.g. "p99_ms_max"
+    label: str
+    comparison: str  # "<=" or ">="
+    required: float
+    held_out: float | None  # from the manifest: training-time benchmark or held-out test trips
+    in_run: float | None  # measured in this session's runs; None when a run cannot measure it
+    note: str = ""
+
+    @staticmethod
+    def _meets(value: float | None, comparison: str, required: float) -> bool | None:
+        if value is None:
+            return None
+        return value <= required if comparison == "<=" else value >= required
+
+    @property
+    def held_out_ok(self) -> bool | None:
+        return self._meets(self.held_out, self.comparison, self.required)
+
+    @property
+    def in_run_ok(self) -> bool | None:
+        return self._meets(self.in_run, self.comparison, self.required)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def budget_rows(results: Sequence[RunResult], manifest: Manifest) -> list[BudgetRow]:
+    """Every budget of every model in the manifest, beside its held-out and (where a run measures it) in-run figure.
+
+    Size: the model file's bytes (the manifest's sha256 and size were checked when the models were opened).
+    Latency: the held-out figure is the p99 measured at training (`bench_at_training`, onnxruntime, 1 thread);
+    the in-run figure is the p99 of the app's own reported inference times for that model.
+    """
+    latency = model_latency(results)
+    quality = model_quality_in_run(results)
+    rows = []
+    for name in MODEL_NAMES:
+        entry = manifest.models[name]
+        bench = entry.raw.get("bench_at_training") or {}
+        for key, bound in entry.budgets.items():
+            required = _number(bound)
+            if required is None:
+                continue
+            label, metric = BUDGET_KEYS.get(key, (key, key.rsplit("_", 1)[0]))
+            comparison = "<=" if key.endswith("_max") else ">="
+            note = ""
+            if key == "bytes_max":
+                held_out = in_run = float(entry.bytes)
+            elif key == "p99_ms_max":
+                held_out = _number(bench.get("p99_ms"))
+                in_run = latency[name].p99_ms
+                note = f"in run: app-reported, n={latency[name].n}; held out: bench at training" \
+                    + (f", n={bench['runs']}" if "runs" in bench else "")
+            else:
+                held_out = _number(entry.metrics.get(metric))
+                in_run = quality.get(name, {}).get(metric)
+                if name == "anomaly" and in_run is not None:
+                    note = "in run: the model's alarms alone, on the types it covers"
+            rows.append(BudgetRow(name, key, label, comparison, required, held_out, in_run, note))
+    return rows
+
+
+# --- terminal tables --------------------------------------------------------------------------------------------
+
+def scenario_table(results: Sequence[RunResult]) -> str:
+    width = max([32] + [len(r.scenario.name) + 1 for r in results])  # sweep variants have long names
+    header = (f"{'scenario':<{width}}{'verdict':>8}{'events':>7}{'recall':>8}{'FA/h':>7}{'delay p50':>10}"
+              f"{'p90 s':>7}{'fuel R2':>8}{'MAE L/h':>8}{'infer p50':>10}{'p99 ms':>8}{'e2e p50':>9}{'p99 ms':>8}"
+              f"{'speed':>8}")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        f = scenario_figures(r)
+        lines.append(
+            f"{f.scenario:<{width}}{f.verdict:>8}{f.n_events:>7}"
+            f"{_f(f.recall):>8}{_f(f.false_alarms_per_h):>7}{_f(f.delay_p50_s, 0):>10}{_f(f.delay_p90_s, 0):>7}"
+            f"{_f(f.fuel_r2):>8}{_f(f.fuel_mae_lph):>8}"
+            f"{_f(f.latency_p50_ms, 3):>10}{_f(f.latency_p99_ms, 3):>8}"
+            f"{_f(f.end_to_end_p50_ms, 1):>9}{_f(f.end_to_end_p99_ms, 1):>8}"
+            f"{f.speed_x:>7.0f}x"
+        )
+    return "\n".join(lines)
+
+
+def anomaly_type_table(results: Sequence[RunResult]) -> str:
+    """Recall and delay per anomaly type, pooled over every scenario run."""
+    header = f"{'anomaly type':<26}{'events':>7}{'detected':>9}{'recall':>8}{'delay p50 s':>12}{'p90 s':>7}"
+    lines = [header, "-" * len(header)]
+    for row in anomaly_type_rows(results):
+        lines.append(f"{row.anomaly_type:<26}{row.n_events:>7}{row.n_detected:>9}{row.recall:>8.2f}"
+                     f"{_f(row.delay.p50_s, 0):>12}{_f(row.delay.p90_s, 0):>7}")
+    return "\n".join(lines)
+
+
+def speed_line(results: Sequence[RunResult]) -> str:
+    scenario_s = sum(r.trace.duration_s for r in results)
+    wall_s = sum(r.wall_s for r in results)
+    rigs = ", ".join(sorted({f"'{r.rig.name}'" for r in results}))
+    return (f"rig {rigs}: {scenario_s / 3600:.2f} h of scenario in {wall_s:.0f} s of wall time = "
+            f"{scenario_s / wall_s:.0f} scenario-seconds per wall-second "
+            f"(slowest scenario {min(r.speed for r in results):.0f}x)") if wall_s > 0 else ""
+
+
+def full_report(results: Sequence[RunResult]) -> str:
+    return "\n\n".join([scenario_table(results), anomaly_type_table(results), speed_line(results)])
+
+
+# --- JUnit XML properties ---------------------------------------------------------------------------------------
+
+def _rounded(value: float) -> float:
+    """Six significant digits: what a dashboard needs, without float noise in the XML."""
+    return float(f"{value:.6g}")
+
+
+def junit_properties(result: RunResult) -> list[tuple[str, object]]:
+    """The figures of one run as (name, value) pairs for pytest's `user_properties` (JUnit <property> elements).
+
+    Numbers are plain numbers (names carry the unit); figures that were not measured are left out. Each `expect:`
+    criterion follows as ``expect: <criterion>`` with its status and measured vs required.
+    """
+    f = scenario_figures(result)
+    figures: list[tuple[str, float | int | None]] = [
+        ("events", f.n_events), ("events_detected", f.n_detected), ("recall", f.recall),
+        *((f"recall.{t}", v) for t, v in f.recall_by_type.items()),
+        ("false_alarms", f.false_alarms), ("false_alarms_per_h", f.false_alarms_per_h),
+        ("detection_delay_s_p50", f.delay_p50_s), ("detection_delay_s_p90", f.delay_p90_s),
+        ("fuel_r2", f.fuel_r2), ("fuel_mae_lph", f.fuel_mae_lph),
+        ("latency_ms_p50", f.latency_p50_ms), ("latency_ms_p99", f.latency_p99_ms),
+        ("end_to_end_ms_p50", f.end_to_end_p50_ms), ("end_to_end_ms_p99", f.end_to_end_p99_ms),
+        ("scenario_s", f.scenario_s), ("wall_s", f.wall_s),
+        ("speed_x", f.speed_x if math.isfinite(f.speed_x) else None),
+    ]
+    out: list[tuple[str, object]] = [("verdict", f.verdict)]
+    out += [(name, value if isinstance(value, int) else _rounded(value)) for name, value in figures
+            if value is not None]
+    out += [(f"expect: {c.name}", f"{c.status}: {c.describe()}") for c in result.judgement.criteria]
+    out += [("rig", result.rig.name), ("scenario_sha256", result.scenario.sha256)]
+    if result.scenario.path is not None:
+        out.append(("scenario_file", str(result.scenario.path)))
+    out.append(("artifacts", str(result.artifacts)))
+    return out
+
+
+# --- OpenMetrics ------------------------------------------------------------------------------------------------
+
+def _label_value(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, object]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items()) + "}"
+
+
+def _value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    value = float(f"{value:.9g}")  # nine significant digits: no float noise (437.00000000000006)
+    return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+class _Exposition:
+    """OpenMetrics text: each family once, its samples together, metadata first."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, tuple[str, str, str, list[str]]] = {}
+
+    def family(self, name: str, kind: str, help_text: str, unit: str = "") -> None:
+        self.families.setdefault(name, (kind, help_text, unit, []))
+
+    def sample(self, family: str, labels: dict[str, object], value: float | None, suffix: str = "") -> None:
+        if value is None:
+            return
+        self.families[family][3].append(f"{family}{suffix}{_labels(labels)} {_value(float(value))}")
+
+    def text(self) -> str:
+        lines = []
+        for name, (kind, help_text, unit, samples) in self.families.items():
+            if not samples:
+                continue
+            lines += [f"# TYPE {name} {kind}", f"# HELP {name} {help_text}"]
+            if unit:
+                lines.append(f"# UNIT {name} {unit}")
+            lines += samples
+        return "\n".join(lines + ["# EOF"]) + "\n"
+
+
+def _summary(out: _Exposition, family: str, labels: dict[str, object], quantiles: Iterable[tuple[str, float | None]],
+             count: int, scale: float = 1.0) -> None:
+    measured = [(q, v) for q, v in quantiles if v is not None]
+    for q, v in measured:
+        out.sample(family, {**labels, "quantile": q}, v * scale)
+    if measured:
+        out.sample(family, labels, count, "_count")
+
+
+def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = None) -> str:
+    """The session's figures in the OpenMetrics text format (ending in ``# EOF``), for CI dashboards.
+
+    Per scenario (label `scenario`): verdict, events, recall (overall as ``anomaly_type="all"`` and per type),
+    false alarms, detection delay and latency quantiles (summaries, in seconds), fuel R² and MAE, scenario and
+    wall time. Per model (label `model`, with the manifest): size, the app-reported inference latency quantiles
+    pooled over the runs, the budgets, and an info sample with the sha256. Unmeasured figures are left out.
+    """
+    out = _Exposition()
+    out.family("dtg_run", "info", "The rig the session ran on.")
+    out.family("dtg_scenario", "info", "A scenario run: its file and the file's sha256.")
+    out.family("dtg_scenario_passed", "gauge", "1 if the scenario met every expect: criterion, else 0.")
+    out.family("dtg_scenario_events", "gauge", "Anomaly events injected in the scenario.")
+    out.family("dtg_scenario_recall", "gauge",
+               "Detected / injected events, per anomaly type (anomaly_type=\"all\": every event pooled).")
+    out.family("dtg_false_alarms", "gauge", "Alarm episodes that overlap no event's detection window.")
+    out.family("dtg_false_alarms_per_hour", "gauge", "False alarms per hour of normal driving.")
+    out.family("dtg_detection_delay_seconds", "summary", "First alarm - onset, scenario seconds.", "seconds")
+    out.family("dtg_fuel_r2", "gauge", "R² of the predicted fuel rate against the truth.")
+    out.family("dtg_fuel_mae_litres_per_hour", "gauge", "Mean absolute error of the predicted fuel rate, L/h.")
+    out.family("dtg_inference_latency_seconds", "summary",
+               "The app's reported inference time of every model result, pooled.", "seconds")
+    out.family("dtg_end_to_end_latency_seconds", "summary",
+               "Wall time from a window's last sample on the bus to its event at the harness.", "seconds")
+    out.family("dtg_scenario_duration_seconds", "gauge", "Scenario time driven.", "seconds")
+    out.family("dtg_scenario_wall_seconds", "gauge", "Wall time the run took.", "seconds")
+    out.family("dtg_scenario_speed_ratio", "gauge", "Scenario seconds per wall second.")
+    for rig in dict.fromkeys((r.rig.name, r.rig.profile, r.rig.codec) for r in results):
+        out.sample("dtg_run", {"rig": rig[0], "profile": rig[1], "codec": rig[2]}, 1, "_info")
+    for r in results:
+        f = scenario_figures(r)
+        s = {"scenario": f.scenario}
+        out.sample("dtg_scenario", {**s, "file": r.scenario.path or "", "sha256": r.scenario.sha256}, 1, "_info")
+        out.sample("dtg_scenario_passed", s, int(f.passed))
+        out.sample("dtg_scenario_events", s, f.n_events)
+        out.sample("dtg_scenario_recall", {**s, "anomaly_type": "all"}, f.recall)
+        for anomaly_type, recall in f.recall_by_type.items():
+            out.sample("dtg_scenario_recall", {**s, "anomaly_type": anomaly_type}, recall)
+        out.sample("dtg_false_alarms", s, f.false_alarms)
+        out.sample("dtg_false_alarms_per_hour", s, f.false_alarms_per_h)
+        _summary(out, "dtg_detection_delay_seconds", s, (("0.5", f.delay_p50_s), ("0.9", f.delay_p90_s)),
+                 f.n_delays)
+        out.sample("dtg_fuel_r2", s, f.fuel_r2)
+        out.sample("dtg_fuel_mae_litres_per_hour", s, f.fuel_mae_lph)
+        _summary(out, "dtg_inference_latency_seconds", s, (("0.5", f.latency_p50_ms), ("0.99", f.latency_p99_ms)),
+                 f.latency_n, 1e-3)
+        _summary(out, "dtg_end_to_end_latency_seconds", s,
+                 (("0.5", f.end_to_end_p50_ms), ("0.99", f.end_to_end_p99_ms)), f.end_to_end_n, 1e-3)
+        out.sample("dtg_scenario_duration_seconds", s, f.scenario_s)
+        out.sample("dtg_scenario_wall_seconds", s, f.wall_s)
+        out.sample("dtg_scenario_speed_ratio", s, f.speed_x if math.isfinite(f.speed_x) else None)
+    if manifest is not None:
+        out.family("dtg_model", "info", "A model the app ran: its file and sha256.")
+        out.family("dtg_model_size_bytes", "gauge", "Size of the model file.", "bytes")
+        out.family("dtg_model_size_budget_bytes", "gauge", "The model's size budget.", "bytes")
+        out.family("dtg_model_inference_latency_seconds", "summary",
+                   "The app's reported inference time of this model, pooled over the runs.", "seconds")
+        out.family("dtg_model_latency_p99_budget_seconds", "gauge", "The model's p99 latency budget.", "seconds")
+        out.family("dtg_model_quality", "gauge",
+                   "A quality figure of the model (metric), held out at training or measured in this run (source).")
+        out.family("dtg_model_quality_budget", "gauge", "The model's quality budget (bound: min or max).")
+        latency = model_latency(results)
+        for name in MODEL_NAMES:
+            entry = manifest.models[name]
+            m = {"model": name}
+            out.sample("dtg_model", {**m, "file": entry.path.name, "sha256": entry.sha256}, 1, "_info")
+            out.sample("dtg_model_size_bytes", m, entry.bytes)
+            out.sample("dtg_model_size_budget_bytes", m, _number(entry.budgets.get("bytes_max")))
+            stats = latency[name]
+            _summary(out, "dtg_model_inference_latency_seconds", m, (("0.5", stats.p50_ms), ("0.99", stats.p99_ms)),
+                     stats.n, 1e-3)
+            p99_budget = _number(entry.budgets.get("p99_ms_max"))
+            out.sample("dtg_model_latency_p99_budget_seconds", m, None if p99_budget is None else p99_budget * 1e-3)
+        for row in budget_rows(results, manifest):
+            if row.budget in ("bytes_max", "p99_ms_max"):
+                continue
+            metric = BUDGET_KEYS.get(row.budget, ("", row.budget))[1]
+            m = {"model": row.model, "metric": metric}
+            out.sample("dtg_model_quality", {**m, "source": "held_out"}, row.held_out)
+            out.sample("dtg_model_quality", {**m, "source": "run"}, row.in_run)
+            out.sample("dtg_model_quality_budget", {**m, "bound": "max" if row.comparison == "<=" else "min"},
+                       row.required)
+    return out.text()

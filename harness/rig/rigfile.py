@@ -1,0 +1,202 @@
+"""Rig files: which bench the tests run on, and what that bench can do.
+
+A rig file (YAML, data only) names the CAN interface and channel (python-can's own settings: anything the file
+leaves out is taken from python-can's configuration, `CAN_INTERFACE` / `CAN_CHANNEL` / `CAN_BITRATE` or its
+config files, exactly as `can.Bus()` would), the vehicle profile, the STM32 (simulated, or real with an optional
+UART tap), the Android device (simulated, or an adb serial with APK and package), the GNSS feed, the models
+manifest and the time scale. `--rig` selects one; without it the built-in simulated rig is used.
+
+Capabilities are derived from the configuration: which of the ten signals the harness can make misread (on a
+real OBD-II bench only what the bus carries, plus position when a GNSS feed is wired; brake and acceleration
+come from the unit's own sensors), which link codec the STM32 speaks, whether the rig runs faster than real
+time. A scenario that needs more than a rig can do is skipped with the reason.
+
+Example (a real bench)::
+
+    name: bench-1
+    profile: obd2
+    can: {interface: pcan, channel: PCAN_USBBUS1, bitrate: 500000}
+    stm32: {kind: real, codec: raw-can-v1, uart_tap: /dev/ttyUSB0}
+    android: {kind: adb, serial: R58M12345, apk: dtg-app.apk, package: com.example.dtg}
+    gnss: {kind: nmea, port: /dev/ttyUSB1, baudrate: 9600}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import can
+
+from harness.core.datafile import Checker, DataFileError, Problem, decode_text, parse_yaml
+from harness.wire.dbc import get_profile
+from harness.wire.link import codec_names, get_codec
+from harness.wire.signals import SIGNALS
+from harness.world.anomalies import SENSOR_FAULT_TYPES
+from harness.world.scenario import Scenario
+
+PROFILES = ("obd2", "j1939")
+STM32_KINDS = ("simulated", "real")
+ANDROID_KINDS = ("simulated", "adb")
+GNSS_KINDS = ("none", "simulated", "nmea")
+POSITION = ("latitude", "longitude", "altitude")
+DEFAULT_MANIFEST = "models/manifest.json"
+#: The simulated rig's default speed: a session's speed counts setup and drain too, so asking for a little above
+#: 100x is what shows >= 100x (at 100x and 110x the bundled scenarios give identical detections).
+DEFAULT_SIM_TIME_SCALE = 110.0
+#: A real-rig setting with this value (CAN channel of an slcan interface, UART tap port, adb serial, GNSS port)
+#: makes the harness start the project's stand-in for that part (`firmware_sim.slcan`, a tee'd pty,
+#: `firmware_sim.phone.adbd`, `harness.wire.nmea`): the loopback rig, whose real-device code paths run in CI.
+SIMULATED = "simulated"
+
+
+class RigError(DataFileError):
+    """A rig file is invalid, or a rig cannot do what it was asked to."""
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    name: str
+    path: Path | None
+    profile: str = "obd2"
+    can: dict[str, Any] = field(default_factory=lambda: {"interface": "virtual"})
+    stm32_kind: str = "simulated"
+    codec: str = "dtg-link-v2"
+    uart_tap: str | None = None
+    uart_baudrate: int = 921600
+    android_kind: str = "simulated"
+    adb_serial: str | None = None
+    apk: str | None = None
+    package: str | None = None
+    gnss_kind: str = "simulated"
+    gnss_port: str | None = None
+    gnss_baudrate: int = 9600
+    models: Path = Path(DEFAULT_MANIFEST)
+    time_scale: float = DEFAULT_SIM_TIME_SCALE
+
+    @property
+    def standins(self) -> tuple[str, ...]:
+        """The stand-ins the harness starts for parts named `simulated` in a real-rig section (`STANDINS`)."""
+        out = []
+        if self.can.get("interface") == "slcan" and self.can.get("channel") == SIMULATED:
+            out.append("slcan")
+        if self.uart_tap == SIMULATED:
+            out.append("uart_tap")
+        if self.android_kind == "adb" and self.adb_serial == SIMULATED:
+            out.append("adb")
+        if self.gnss_kind == "nmea" and self.gnss_port == SIMULATED:
+            out.append("gnss")
+        return tuple(out)
+
+    @property
+    def simulated(self) -> bool:
+        """True when every part of the rig is simulated (the `sim` tests run on it; `hil` tests need a real one)."""
+        return (self.stm32_kind == "simulated" and self.android_kind == "simulated"
+                and self.can.get("interface") == "virtual")
+
+    @property
+    def injectable_signals(self) -> tuple[str, ...]:
+        """Signals whose readings the harness controls, and so can make misread."""
+        if self.stm32_kind == "simulated":
+            return SIGNALS  # the simulated unit's own sensors are fed by the harness too
+        carried = set(get_profile(self.profile).carried)
+        if self.gnss_kind != "none":
+            carried |= set(POSITION)
+        return tuple(name for name in SIGNALS if name in carried)
+
+    def can_settings(self) -> dict[str, Any]:
+        """CAN settings resolved as python-can resolves them (rig file first, then its environment and files)."""
+        return dict(can.util.load_config(config={k: v for k, v in self.can.items() if v is not None}))
+
+    def unsupported(self, scenario: Scenario) -> str | None:
+        """Why this rig cannot run `scenario`, or None when it can."""
+        needed = []
+        for anomaly in scenario.anomalies:
+            if anomaly.type in SENSOR_FAULT_TYPES:
+                needed.append(anomaly.signal)
+            elif anomaly.type == "gps_jump":
+                needed.extend(POSITION[:2])
+        missing = sorted({name for name in needed if name not in self.injectable_signals})
+        if missing:
+            return (f"rig '{self.name}' cannot inject {', '.join(missing)} (it can inject: "
+                    f"{', '.join(self.injectable_signals)})")
+        return None
+
+
+BUILTIN_SIM_RIG = RigConfig(name="builtin-sim", path=None)
+
+TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale")
+STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate")
+ANDROID_KEYS = ("kind", "serial", "apk", "package")
+GNSS_KEYS = ("kind", "port", "baudrate")
+
+
+def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None = None,
+              name: str = "rig") -> RigConfig:
+    c = Checker(lines)
+    top = c.mapping(data, "", TOP_KEYS)
+    if not isinstance(data, dict):
+        raise RigError(file, c.problems)
+    profile = c.choice(top, "profile", "", PROFILES, "obd2", "vehicle profile")
+    can_section = top.get("can", {"interface": "virtual"})
+    if not isinstance(can_section, dict):
+        c.report("can", "expected a mapping of python-can settings (interface, channel, bitrate, ...)")
+        can_section = {}
+    stm32 = c.mapping(top.get("stm32", {}), "stm32", STM32_KEYS)
+    android = c.mapping(top.get("android", {}), "android", ANDROID_KEYS)
+    gnss = c.mapping(top.get("gnss", {}), "gnss", GNSS_KEYS)
+    stm32_kind = c.choice(stm32, "kind", "stm32", STM32_KINDS, "simulated", "STM32 kind")
+    codec = c.choice(stm32, "codec", "stm32", tuple(codec_names()), "dtg-link-v2", "link codec")
+    android_kind = c.choice(android, "kind", "android", ANDROID_KINDS, "simulated", "Android device kind")
+    gnss_kind = c.choice(gnss, "kind", "gnss", GNSS_KINDS, "simulated" if stm32_kind == "simulated" else "none",
+                         "GNSS feed kind")
+    time_scale = c.number(top, "time_scale", "", DEFAULT_SIM_TIME_SCALE if stm32_kind == "simulated" else 1.0,
+                          lo=0.0, lo_open=True)
+    models = top.get("models", DEFAULT_MANIFEST)
+    if not isinstance(models, str):
+        c.report("models", "expected the path of a models manifest")
+        models = DEFAULT_MANIFEST
+    models_path = Path(models)
+    if not models_path.is_absolute() and base_dir is not None and "models" in top:
+        models_path = base_dir / models_path
+    text = {key: c.text(section, key, sect_name, "") or None for sect_name, section, key in
+            (("stm32", stm32, "uart_tap"), ("android", android, "serial"), ("android", android, "apk"),
+             ("android", android, "package"), ("gnss", gnss, "port"))}
+    if stm32_kind == "real" and time_scale != 1.0:
+        c.report("time_scale", f"a rig with a real STM32 runs at 1x real time; got {time_scale:g}")
+    if android_kind == "adb" and not text["package"]:
+        c.report("android.package", "is required for an adb device (the DTG app's package name)")
+    if gnss_kind == "nmea" and not text["port"]:
+        c.report("gnss.port", "is required for an NMEA feed (the serial port of the unit's GNSS input)")
+    if profile and codec and get_profile(profile).id_bits > get_codec(codec).capabilities.max_id_bits:
+        c.report("stm32.codec", f"{codec} cannot carry the {profile} profile's {get_profile(profile).id_bits}-bit "
+                                f"CAN IDs (it carries {get_codec(codec).capabilities.max_id_bits}-bit IDs); "
+                                f"use dtg-link-v2")
+    bitrate = can_section.get("bitrate")
+    wanted = get_profile(profile).bitrate_bps if profile else None
+    if bitrate is not None and wanted is not None and bitrate != wanted:
+        c.report("can.bitrate", f"{bitrate} does not match the {profile} profile's {wanted} bit/s")
+    if c.problems:
+        raise RigError(file, c.problems)
+    return RigConfig(
+        name=c.text(top, "name", "", name), path=Path(file) if file else None, profile=profile,
+        can=dict(can_section), stm32_kind=stm32_kind, codec=codec, uart_tap=text["uart_tap"],
+        uart_baudrate=int(c.number(stm32, "baudrate", "stm32", 921600, lo=1, integer=True)),
+        android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"], package=text["package"],
+        gnss_kind=gnss_kind, gnss_port=text["port"],
+        gnss_baudrate=int(c.number(gnss, "baudrate", "gnss", 9600, lo=1, integer=True)),
+        models=models_path, time_scale=float(time_scale),
+    )
+
+
+def load_rig(path: str | Path | None) -> RigConfig:
+    """Read a rig file; None gives the built-in simulated rig."""
+    if path is None:
+        return BUILTIN_SIM_RIG
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RigError(str(path), [Problem("", f"cannot read rig file: {exc.strerror}")]) from None
+    data, lines = parse_yaml(decode_text(raw, str(path), RigError), str(path), RigError)
+    return parse_rig(data, lines, str(path), path.parent, path.stem)

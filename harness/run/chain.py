@@ -1,0 +1,547 @@
+"""Run one scenario on a rig, end to end, and judge it.
+
+On the simulated rig the whole chain runs in this process, on one scenario clock:
+
+    plant trace ─► RestBus (python-can virtual bus) ─► Stm32Sim ─► pty ─► pyserial ─► AppSim (ONNX models)
+        ─► EdgeAI logcat lines ─► EventCollector ─► metrics vs ground truth ─► Judgement
+
+Every run keeps its artifacts in one folder: `events.log` (the logcat lines as the app wrote them),
+`can.blf` (every frame on the bus, python-can's BLF writer, scenario-time stamps), `labels.json` (the ground
+truth), `result.json` (metrics, verdict, loss accounting) and `run.png` (signals, anomaly score against its
+threshold with alarms, fuel prediction against truth). On a rig with stand-ins or real parts (the loopback
+rig: slcan, adb, UART tap, GNSS feed) the same chain runs through their drivers, and a run also keeps
+`uart.bin` (the tap's bytes), `logcat.txt` (the phone's logcat, pulled over adb) and the tap's cross-check
+against the CAN log in `result.json`.
+
+What a simulated run does not show: real bus timing and arbitration, a real phone's scheduling, and real
+sensor noise beyond the plant's; that is what the `hil` tests on a real rig are for.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import sys
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import can
+
+from firmware_sim.gnss_input import GnssInput
+from firmware_sim.phone.app import AppOptions, AppSim
+from firmware_sim.phone.rules import RuleLimits
+from firmware_sim.slcan import SlcanAdapter
+from firmware_sim.stm32 import Stm32Sim
+from firmware_sim.uart import PtyPair, TeeSink
+from harness.core.clock import ScenarioClock
+from harness.core.stats import latency_stats
+from harness.inference.models import ModelSet
+from harness.judge.metrics import (
+    Judgement,
+    default_sources_for_type,
+    end_to_end_latency,
+    judge,
+    scenario_metrics,
+    stale_data_criterion,
+)
+from harness.judge.result import Accounting, DataLossError, RunError, RunResult, fuel_truth
+from harness.rig.android import AdbError
+from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
+from harness.rig.phone import PhoneSession
+from harness.rig.restbus import RestBus
+from harness.rig.rigfile import RigConfig
+from harness.rig.uart_tap import SentFrameLog, UartTap
+from harness.wire.events import AppStatus, EventCollector, FuelResult
+from harness.wire.nmea import NmeaFeed, as_received_nmea, trace_position_source
+from harness.wire.signals import Trace
+from harness.world.bus_faults import SILENCING_TYPES, BusFaultInjector
+from harness.world.scenario import Scenario
+from harness.world.vehicle import get_vehicle
+
+#: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
+RUN_GRACE_WALL_S = 30.0
+#: How often (wall seconds) the run's watchdog looks at its parts while the scenario runs.
+WATCH_PERIOD_S = 0.1
+#: How often (wall seconds) the watchdog asks a phone over adb whether the app still runs.
+PHONE_CHECK_PERIOD_S = 1.0
+#: Scenario seconds without an EdgeAI line after which a run ends as silent (`run_scenario(max_silence_s=...)`).
+DEFAULT_MAX_SILENCE_S = 120.0
+#: A silence must also last this many wall seconds: at 100x a thread stall of a second is 100 s of scenario.
+SILENCE_MIN_WALL_S = 5.0
+#: The UTC time at scenario second 0, for the GNSS feed's NMEA time and date fields.
+GNSS_START_UTC = datetime(2026, 1, 15, 8, 0, 0, tzinfo=timezone.utc)
+
+
+class _BusLog(can.Listener):
+    """Writes every frame to the CAN log and remembers when each scenario second's last frame arrived (in an
+    array by second, NaN for none: 8 bytes a second however long the drive)."""
+
+    def __init__(self, writer: can.Listener, last_second: int):
+        self.writer = writer
+        self._last_second = last_second
+        self._last_wall = array("d")
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.writer.on_message_received(msg)
+        second = int(math.floor(msg.timestamp + 1e-9))
+        if 0 <= second <= self._last_second:
+            if second >= len(self._last_wall):
+                self._last_wall.extend([math.nan] * (second + 1 - len(self._last_wall)))
+            self._last_wall[second] = time.monotonic()
+
+    @property
+    def last_wall_by_second(self) -> dict[int, float]:
+        """Scenario second -> wall time (time.monotonic) its last frame arrived, for the seconds with frames."""
+        return {second: wall_s for second, wall_s in enumerate(self._last_wall) if not math.isnan(wall_s)}
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+
+def _local_sensors(trace: Trace):
+    """The unit's own sensors (brake, accelerometer, GNSS) read the plant; the position at the resolution its
+    GNSS receiver's NMEA sentences carry (on a rig with a GNSS feed, `GnssInput` reads the sentences instead)."""
+    def read(t_s: float) -> dict:
+        return as_received_nmea(trace.reading_at(t_s))
+    return read
+
+
+def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
+    """Wait until `counter()` stops changing (the app has read what was sent), bounded by `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last = counter()
+    while time.monotonic() < deadline:
+        time.sleep(settle_s)
+        now = counter()
+        if now == last:
+            return
+        last = now
+
+
+def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
+                 model_types: tuple[str, ...] = (), *, faults: Sequence[DeviceFault] = (),
+                 max_silence_s: float = DEFAULT_MAX_SILENCE_S, app_options: AppOptions | None = None) -> RunResult:
+    """Drive `scenario` through the rig's chain and judge it against its `expect:` section.
+
+    The STM32 must be simulated (a real STM32 needs a bench runner this version does not have); the CAN
+    interface, the UART tap, the Android device and the GNSS feed may each be simulated in-process, a
+    stand-in behind its real driver (`rig.standins`: the loopback rig), or, except the STM32, real hardware.
+
+    `faults` schedules device and link faults (`harness.rig.device_faults`). A watchdog ends a run that cannot go on
+    with a `RunError` naming the cause, within a bounded wall time: a part that failed or died (the app's
+    process among them) within about `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer);
+    no EdgeAI line for `max_silence_s` of scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and
+    any run past its scenario time plus `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
+    can.blf and a result.json whose verdict is "error: ...". Model files whose hash changed since the models
+    were opened are refused before anything starts.
+
+    `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
+    its broken variants (`firmware_sim.phone.app.AppOptions`; the contract suite, `harness.judge.contract`, uses both).
+    """
+    if rig.stm32_kind != "simulated":
+        raise RunError(f"rig '{rig.name}' has a real STM32: this version drives a simulated STM32 only "
+                       "(docs/rig.md, 'Bring-up of a real bench')")
+    reason = rig.unsupported(scenario)
+    if reason:
+        raise RunError(reason)
+    manifest = getattr(models, "manifest", None)
+    if manifest is not None:
+        try:
+            check_model_files(manifest)
+        except ValueError as error:
+            raise RunError(f"the run was refused: {error}") from None
+    faults = tuple(faults)
+    cannot = sorted({f.kind for f in faults} - set(_injectable_faults(rig)))
+    if cannot:
+        raise RunError(f"rig '{rig.name}' cannot inject {', '.join(cannot)}: it can inject "
+                       f"{', '.join(_injectable_faults(rig))}")
+    if not (math.isfinite(max_silence_s) and max_silence_s > 0):
+        raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    watch = _Watch(time.monotonic())
+    try:
+        return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
+                          app_options)
+    except RunError as error:
+        if not isinstance(error, DataLossError):  # a data loss error comes after the full result.json
+            _write_error_result(scenario, rig, artifacts, error, watch)
+        raise
+
+
+def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
+    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated; the app's only
+    on the simulated app or the adb stand-in."""
+    kinds = ["firmware_restart", "uart_disconnect"]
+    if rig.android_kind == "simulated" or "adb" in rig.standins:
+        kinds += ["app_killed", "logging_stopped"]
+    return tuple(kinds)
+
+
+@dataclass
+class _Watch:
+    """What the watchdog and a failed run's result need: the run's parts as they come up, and its progress."""
+
+    started_wall_s: float
+    clock: ScenarioClock | None = None
+    last_line_wall_s: float | None = None
+    firmware: Stm32Sim | None = None
+    app: AppSim | None = None
+    line: UartLine | None = None
+    injector: FaultInjector | None = None
+    collector: EventCollector | None = None
+
+    def scenario_s(self, wall_s: float) -> float | None:
+        """The scenario time at monotonic wall time `wall_s`; never before the clock's start (the clock and
+        time.monotonic() are read a moment apart, which at 100x is tenths of a scenario second)."""
+        if self.clock is None:
+            return None
+        return max(0.0, self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale)
+
+
+def _check_run(watch: _Watch, parts: list, phone: PhoneSession | None, max_silence_s: float,
+               check_phone: bool) -> str | None:
+    """The watchdog's look at a running run: why it cannot go on, or None."""
+    clock = watch.clock
+    now_wall = time.monotonic()
+    t_s = clock.now_s()
+    for name, part in parts:
+        if part.error is not None:
+            return f"the {name} failed at t={t_s:.0f} s: {part.error!r}"
+    last_line = "no EdgeAI line yet" if watch.collector is None or not watch.collector.stats().events else (
+        f"last EdgeAI line at t={watch.scenario_s(watch.last_line_wall_s):.0f} s")
+    app = watch.app
+    if app is not None and not app.running:
+        return (f"the app simulator's process (pid {app.pid}) died at t={t_s:.0f} s of scenario time: it no longer "
+                f"reads the UART or logs ({last_line})")
+    if phone is not None and check_phone:
+        try:
+            phone.check_alive()
+        except AdbError as error:
+            return f"the app on the phone died at t={t_s:.0f} s of scenario time ({last_line}): {error}"
+    silent_wall_s = now_wall - watch.last_line_wall_s
+    if silent_wall_s * clock.time_scale > max_silence_s and silent_wall_s >= SILENCE_MIN_WALL_S:
+        since_s = watch.scenario_s(watch.last_line_wall_s)
+        return (f"no EdgeAI lines since t={since_s:.0f} s: {t_s - since_s:.0f} s of scenario time without one "
+                f"(limit {max_silence_s:g} s); the app's process is alive, the device stopped logging")
+    return None
+
+
+def _write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: _Watch) -> None:
+    """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired."""
+    summary: dict = {"scenario": scenario.name, "scenario_sha256": scenario.sha256, "rig": rig.name,
+                     "passed": False, "verdict": f"error: {error}", "error": str(error),
+                     "wall_s": round(time.monotonic() - watch.started_wall_s, 3)}
+    if watch.clock is not None:
+        summary["scenario_s_reached"] = round(watch.clock.now_s(), 1)
+    counters: dict = {}
+    if watch.firmware is not None:
+        counters["firmware"] = asdict(watch.firmware.stats)
+    if watch.app is not None:
+        counters["app"] = asdict(watch.app.stats)
+        counters["link"] = {k: v for k, v in vars(watch.app.link_stats).items() if isinstance(v, int)}
+    if watch.line is not None:
+        counters["uart_bytes_dropped"] = watch.line.bytes_dropped
+    if watch.collector is not None:
+        stats = watch.collector.stats()
+        counters["events"] = {"lines": stats.lines, "events": stats.events, "problems": stats.problems}
+    summary["counters"] = counters
+    if watch.injector is not None:
+        summary["device_faults"] = [fired.to_json() for fired in watch.injector.fired]
+    try:
+        (artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    except OSError:
+        pass  # the run's own error is the one to report
+
+
+def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path, model_types: tuple[str, ...],
+               faults: tuple[DeviceFault, ...], max_silence_s: float, watch: _Watch,
+               app_options: AppOptions | None = None) -> RunResult:
+    trace = scenario.run_plant()
+    duration_s = trace.duration_s
+    vehicle = get_vehicle(scenario.vehicle)
+    # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
+    channel = "dtg-sim-" + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789", "ghijklmnop"))
+    collector = watch.collector = EventCollector()
+    lock = threading.Lock()
+    parts: list = []  # (name, worker) in start order; stopped in reverse
+    stack = contextlib.ExitStack()
+    log_file = stack.enter_context((artifacts / "events.log").open("w", encoding="utf-8"))
+    logger_stopped = threading.Event()  # the fault logging_stopped on the simulated app: the logger takes nothing
+
+    def logcat(line: str) -> None:  # EdgeAI lines, from the simulated app or from adb logcat
+        if logger_stopped.is_set():
+            return
+        with lock:
+            log_file.write(line + "\n")
+            collector.feed_line(line)
+            watch.last_line_wall_s = time.monotonic()
+
+    frozen = gc.isenabled()
+    switch_interval = sys.getswitchinterval()
+    started = time.monotonic()
+    app = phone = tap = None
+    try:
+        # The CAN wire: a python-can virtual bus; the firmware and a bus monitor sit on it, the harness's rest-bus
+        # too, or behind the rig's CAN interface (the slcan stand-in bridges its pty to the wire).
+        firmware_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
+        monitor_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
+        simulated_can = rig.can.get("interface") == "virtual"
+        if simulated_can:
+            harness_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel,
+                                                      preserve_timestamps=True))
+        else:
+            settings = rig.can_settings()
+            if "slcan" in rig.standins:
+                adapter = SlcanAdapter(channel).start()
+                stack.callback(adapter.stop)
+                settings.update(channel=adapter.port, sleep_after_open=0)
+            harness_bus = stack.enter_context(can.Bus(**settings))
+        # The UART: the app's port, and the tap's when the rig has one (it sees the same bytes).
+        app_pty = stack.enter_context(PtyPair())
+        if rig.android_kind != "simulated":
+            # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
+            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts,
+                                                     app_options=app_options))
+            phone.start_app()
+        gc.collect()
+        gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
+
+        clock = ScenarioClock(rig.time_scale)
+        watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
+        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
+        # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
+        sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
+        notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
+        stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
+        sink = app_pty.device
+        if rig.uart_tap:
+            tap_port = rig.uart_tap
+            if "uart_tap" in rig.standins:
+                tap_pty = stack.enter_context(PtyPair(write_timeout_s=0.5))
+                sink = TeeSink(app_pty.device, tap_pty.device, names=("app", "tap"))
+                tap_port = tap_pty.port
+            tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
+                          record_path=artifacts / "uart.bin", now_s=clock.now_s)
+            parts.append(("UART tap", tap))
+        line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
+
+        local_sensors = _local_sensors(trace)
+        if "gnss" in rig.standins:
+            gnss_pty = stack.enter_context(PtyPair())
+            gnss_in = GnssInput(gnss_pty.port, other=local_sensors, baudrate=rig.gnss_baudrate,
+                                now_s=clock.now_s, start_utc=GNSS_START_UTC)
+            feed = NmeaFeed(gnss_pty.device, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
+                            baudrate=rig.gnss_baudrate, end_s=duration_s)
+            parts += [("GNSS input", gnss_in), ("GNSS feed", feed)]
+            local_sensors = gnss_in
+
+        if rig.android_kind == "simulated":
+            serial_port = app_pty.open_serial(timeout_s=0.02)
+            stack.callback(serial_port.close)
+            app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
+                         limits=RuleLimits.for_redline(vehicle.redline_rpm), options=app_options)
+            parts.append(("app simulator", app))
+            watch.app = app
+
+        # Bus faults act between the rest-bus and the wire: the rest-bus sends through the injector.
+        bus_injector = BusFaultInjector(harness_bus, scenario.bus_faults, clock, profile=rig.profile,
+                                        seed=scenario.seed, end_s=duration_s) if scenario.bus_faults else None
+        if bus_injector is not None:
+            parts.append(("bus fault injector", bus_injector))
+        rest_bus = RestBus(bus_injector or harness_bus, trace, rig.profile, clock, end_s=duration_s,
+                           answer_at_request_stamp=simulated_can)
+        firmware = watch.firmware = Stm32Sim(firmware_bus, line, clock, profile=rig.profile, codec=rig.codec,
+                                             local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
+                                             catch_up_polls=True)
+        parts += [("rest-bus", rest_bus), ("STM32 simulator", firmware)]
+        if faults:
+            for fault in faults:  # scheduled on the firmware ahead: the restart falls on its tick at any speed
+                if fault.kind == "firmware_restart":
+                    firmware.restart(fault.lasts_s, at_s=fault.at_s)
+            start = {"firmware_restart": lambda fault: None,  # the firmware carries it out at its tick
+                     "uart_disconnect": lambda fault: line.disconnect()}
+            if app is not None:
+                start.update(app_killed=lambda fault: app.kill(), logging_stopped=lambda fault: logger_stopped.set())
+            elif phone is not None and phone.simulated is not None:
+                start.update(app_killed=lambda fault: phone.simulated.kill_app(phone.package),
+                             logging_stopped=lambda fault: phone.simulated.stop_logging())
+            injector = watch.injector = FaultInjector(faults, clock, start, {"uart_disconnect": lambda f: line.connect()},
+                                                      rig_name=f"rig '{rig.name}'")
+            parts.append(("device fault injector", injector))
+
+        # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
+        # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
+        sys.setswitchinterval(min(switch_interval, 0.5e-3))
+        for _, part in parts:
+            part.start()
+        budget_s = duration_s / rig.time_scale + RUN_GRACE_WALL_S
+        deadline_s = time.monotonic() + budget_s
+        next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+        while not firmware.wait(WATCH_PERIOD_S):  # the watchdog: every wait below is bounded too
+            check_phone = time.monotonic() >= next_phone_check_s
+            problem = _check_run(watch, parts, phone, max_silence_s, check_phone)
+            if check_phone:
+                next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+            if problem is not None:
+                raise RunError(problem)
+            if time.monotonic() >= deadline_s:
+                raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
+                               f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
+        rest_bus.stop()
+        if bus_injector is not None:
+            bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
+        firmware.stop()
+        if app is not None:
+            _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
+        if tap is not None:
+            _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
+        if phone is not None:
+            _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
+            try:
+                phone.check_alive()
+            except AdbError as error:
+                raise RunError(f"the app on the phone died before the end of the run: {error}") from error
+        for _, part in reversed(parts):
+            part.stop()
+    finally:
+        wall_s = time.monotonic() - started
+        for _, part in reversed(parts):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - the first failure is the one reported below
+                pass
+        sys.setswitchinterval(switch_interval)
+        gc.unfreeze()
+        if not frozen:
+            gc.disable()
+        stack.close()
+    for name, part in parts:
+        if part.error is not None:
+            raise RunError(f"the {name} failed: {part.error!r}") from part.error
+
+    events = collector.events
+    last_wall = bus_log.last_wall_by_second  # built from the log's array on each read: once here
+    sent_seconds = sorted(last_wall)
+    model_results = [r for r in collector.received if r.event.kind in ("anomaly", "fuel", "behaviour")]
+    e2e = end_to_end_latency(sent_seconds, [last_wall[s] for s in sent_seconds],
+                             [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
+    types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
+    metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
+                               sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
+                               end_to_end=latency_stats(e2e.latencies_ms) if e2e.latencies_ms else None)
+    judgement = judge(scenario.expect, metrics)
+    if scenario.expect.stale_data_flagged is not None:
+        silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
+        judgement = Judgement(judgement.criteria + (stale_data_criterion(
+            scenario.expect.stale_data_flagged, events, silenced, max_delay_s=scenario.expect.max_delay_s),))
+    fw = firmware.stats
+    if app is not None:
+        link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
+        samples, windows = app.stats.samples_received, app.stats.windows_scored
+    else:  # the app on a phone reports its counters in its status lines
+        status = next((e for e in reversed(events) if isinstance(e, AppStatus)), None)
+        link = dict(status.link) if status else {}
+        samples, windows = (status.samples_received, status.windows_scored) if status else (0, 0)
+        samples_by_status = firmware.samples_sent_until(status.t_s) if status and status.t_s is not None else 0
+    accounting = Accounting(
+        can_frames_sent=rest_bus.stats.frames_sent + fw.requests_sent,
+        obd_requests_answered=fw.requests_answered, obd_requests_unanswered=fw.requests_unanswered,
+        firmware_frames_received=fw.frames_received, firmware_frames_forwarded=fw.frames_forwarded,
+        firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.get("frames_decoded", 0),
+        link_crc_errors=link.get("crc_errors", 0), link_frames_lost=link.get("frames_lost") or 0,
+        samples_sent=fw.samples_sent, poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
+        samples_received=samples, windows_scored=windows, event_lines=len(events),
+        event_problems=len(collector.problems),
+        restbus_frames_sent=rest_bus.stats.frames_sent, restbus_frames_skipped=rest_bus.stats.frames_skipped,
+        firmware_error_frames=fw.error_frames, firmware_frames_dropped_uart=fw.frames_dropped_uart,
+        link_frames_expected=fw.frames_forwarded + fw.samples_sent + fw.status_sent if app is not None else 0,
+        firmware_restarts=fw.restarts, firmware_frames_missed_down=fw.frames_missed_down,
+        link_sequence_resets=link.get("sequence_resets") or 0, uart_bytes_dropped=line.bytes_dropped,
+        sample_gaps=app.stats.sample_gaps if app is not None else 0,
+        seconds_without_sample=app.stats.seconds_without_sample if app is not None else 0,
+        samples_sent_until_app_counters=None if app is not None else samples_by_status,
+    )
+    bus_fault_stats = bus_injector.stats if bus_injector is not None else None
+    if bus_fault_stats is not None:
+        done = bus_fault_stats
+        accounting.can_frames_sent += done.frames_added - done.frames_dropped  # what reached the wire
+        accounting.injector_frames_dropped = done.frames_dropped
+        accounting.injector_frames_delayed = done.frames_delayed
+        accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
+    tap_report = tap.report(sent_log.frames, time_scale=rig.time_scale) if tap is not None else None
+    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
+                       tap_report, bus_faults=bus_fault_stats,
+                       faults=tuple(watch.injector.fired) if watch.injector is not None else ())
+    _write_artifacts(result)
+    _check_data_loss(result)
+    return result
+
+
+def _check_data_loss(result: RunResult) -> None:
+    """Raise DataLossError when a stage lost more than the scenario tolerates (the artifacts are written)."""
+    tolerance_pct = result.scenario.expect.data_loss_max_pct
+    stages = result.accounting.data_loss()
+    beyond = [(stage, lost, of) for stage, lost, of in stages
+              if lost > 0 and 100.0 * lost / max(of, 1) > tolerance_pct]
+    if not beyond:
+        return
+    acc = result.accounting
+    lines = [f"{stage}: lost {lost} of {of} ({100.0 * lost / max(of, 1):.3g} %)" for stage, lost, of in beyond]
+    error = DataLossError(
+        f"{result.scenario.name}: data loss beyond tolerance, not a model failure: " + "; ".join(lines)
+        + f" (tolerance {tolerance_pct:g} %, expect.data_loss_max_pct; loss the scenario's bus faults caused is "
+        f"not counted)\n  rest-bus sent {acc.restbus_frames_sent} frames, bus faults dropped "
+        f"{acc.injector_frames_dropped} and added {acc.injector_frames_added}, firmware received "
+        f"{acc.firmware_frames_received}, forwarded {acc.firmware_frames_forwarded}; link decoded "
+        f"{acc.link_frames_decoded}, {acc.link_frames_lost} lost by sequence, {acc.link_crc_errors} CRC errors; "
+        f"samples {acc.samples_sent} sent, {acc.samples_received} received\n  artifacts: {result.artifacts}",
+        beyond, acc)
+    path = result.artifacts / "result.json"
+    summary = json.loads(path.read_text())
+    summary.update(passed=False, verdict=f"error: {error}", error=str(error))
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    raise error
+
+
+def _write_artifacts(result: RunResult) -> None:
+    from harness.report.plot import render_run
+
+    labels = [asdict(e) for e in result.trace.events]
+    (result.artifacts / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    summary = {
+        "scenario": result.scenario.name,
+        "scenario_sha256": result.scenario.sha256,
+        "rig": result.rig.name,
+        "passed": result.judgement.passed,
+        "verdict": result.judgement.message,
+        "criteria": [asdict(c) for c in result.judgement.criteria],
+        "accounting": asdict(result.accounting),
+        "data_loss": [{"stage": stage, "lost": lost, "of": of} for stage, lost, of in result.accounting.data_loss()],
+        "data_loss_max_pct": result.scenario.expect.data_loss_max_pct,
+        "scenario_s": result.trace.duration_s,
+        "wall_s": round(result.wall_s, 3),
+        "speed_x": round(result.speed, 1),
+    }
+    if result.bus_faults is not None:
+        summary["bus_faults"] = [asdict(count) for count in result.bus_faults.faults]
+    if result.faults:
+        summary["device_faults"] = [fired.to_json() for fired in result.faults]
+    if result.tap is not None:
+        tap = result.tap
+        summary["uart_tap"] = {
+            "frames_sent": tap.frames_sent, "frames_forwarded": tap.frames_forwarded, "missing": len(tap.missing),
+            "unexpected": len(tap.unexpected), "crc_errors": tap.crc_errors, "frames_lost": tap.frames_lost,
+            "latency_ms": asdict(tap.latency), "report": str(tap),
+        }
+    (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
+    render_run(result.trace, result.collector.events, result.artifacts / "run.png",
+               f"{result.scenario.name} on {result.rig.name}: {'PASS' if result.judgement.passed else 'FAIL'}",
+               fuel_truth(result.trace) if fuel else None)

@@ -1,0 +1,46 @@
+"""Running a scenario for the contract suite: the rig as the suite runs it, and the run's evidence."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from firmware_sim.phone.app import AppOptions
+from harness.inference.models import ModelSet
+from harness.judge.contract import ContractRun
+from harness.rig.rigfile import SIMULATED, RigConfig
+
+
+def contract_rig(rig: RigConfig) -> RigConfig:
+    """The rig as the contract suite runs it: with the UART tap stand-in when the STM32 is simulated and the rig
+    names no tap (the harness then sees the same bytes as the app)."""
+    if rig.stm32_kind == "simulated" and not rig.uart_tap:
+        return dataclasses.replace(rig, uart_tap=SIMULATED)
+    return rig
+
+
+def run_for_contract(scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
+                     app_options: AppOptions | None = None) -> ContractRun:
+    """Run `scenario` on `contract_rig(rig)` with the app logging `features` lines (or as `app_options` says)."""
+    from harness.judge.result import DataLossError
+    from harness.run.chain import run_scenario
+    from harness.wire.events import EventCollector
+
+    rig = contract_rig(rig)
+    options = app_options or AppOptions(debug_features=True)
+    result = None
+    try:
+        # An app whose decoder rejects every frame logs nothing at all: check_link's finding, not a hung run.
+        result = run_scenario(scenario, rig, models, artifacts, app_options=options, max_silence_s=1e9)
+        events = result.collector.events
+    except DataLossError:
+        # The app lost the link's data (e.g. it rejects every frame by CRC). The run's artifacts are complete:
+        # the checks judge what the app logged and what the tap saw, and check_link names the cause.
+        collector = EventCollector()
+        collector.feed((artifacts / "events.log").read_bytes())
+        collector.flush()
+        events = collector.events
+    tap_file = artifacts / "uart.bin"
+    uart = tap_file.read_bytes() if rig.uart_tap and tap_file.is_file() else None
+    run = ContractRun.from_events(scenario.name, events, uart, rig.codec, rig.profile)
+    run.result = result
+    return run

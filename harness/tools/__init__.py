@@ -1,0 +1,1 @@
+"""The `dtg-hil` command, its benchmarks and the parsers' fuzzer."""

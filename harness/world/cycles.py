@@ -1,0 +1,219 @@
+"""Speed profiles: the bundled real drive cycles, and a seeded generator of realistic trips.
+
+A speed profile is the driver's intent: vehicle speed against time at 1 Hz. The plant (`harness.world.vehicle`)
+turns it into signals. The generator is not a traffic model: it strings together urban, rural and highway
+segments (cruise with speed fluctuation, stops at junctions, idling) with driver-typical accelerations; it does
+not model other vehicles, curves limiting speed, or gear-shift pauses in the speed trace.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from harness.core.errors import DtgHilError
+from harness.wire.behaviour import STYLES
+
+#: Bumped whenever the generator's output for a given seed changes (recorded in dataset manifests).
+GENERATOR_VERSION = "trip-gen/2"
+
+BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
+
+#: How a style changes a segment's driving: scale on the kind's accelerations and cruise speed, speed wander,
+#: and on the engine speeds the driver shifts at (`harness.world.vehicle`: eco drivers change up early and hold a
+#: high gear, aggressive ones rev each gear out and change down early).
+STYLE_EFFECTS: dict[str, dict[str, float]] = {
+    "normal": {"accel": 1.0, "decel": 1.0, "cruise": 1.0, "wander": 0.6, "shift": 1.0},
+    "eco": {"accel": 0.55, "decel": 0.6, "cruise": 0.88, "wander": 0.3, "shift": 0.8},
+    # Brisk but within what drivers do every day: below the 3.5 m/s^2 / 4 m/s^2 harsh-event limits of the app.
+    "aggressive": {"accel": 1.8, "decel": 1.7, "cruise": 1.15, "wander": 1.5, "shift": 1.35},
+}
+#: The shift-speed scale per style index (STYLES order).
+SHIFT_SCALE = np.array([STYLE_EFFECTS[s]["shift"] for s in STYLES])
+
+#: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length
+#: (s), stop probability at the end of each leg, typical acceleration and deceleration (m/s^2).
+SEGMENT_KINDS: dict[str, dict[str, tuple[float, float] | float]] = {
+    "urban": {"cruise_kmh": (25.0, 55.0), "length_s": (240.0, 600.0), "stop_p": 0.6, "leg_s": (15.0, 60.0),
+              "accel": (0.9, 1.6), "decel": (1.0, 2.0), "stop_s": (8.0, 60.0)},
+    "rural": {"cruise_kmh": (55.0, 90.0), "length_s": (300.0, 900.0), "stop_p": 0.15, "leg_s": (40.0, 150.0),
+              "accel": (0.7, 1.3), "decel": (0.8, 1.6), "stop_s": (10.0, 40.0)},
+    "highway": {"cruise_kmh": (90.0, 125.0), "length_s": (600.0, 1500.0), "stop_p": 0.0, "leg_s": (60.0, 300.0),
+                "accel": (0.5, 1.0), "decel": (0.5, 1.2), "stop_s": (0.0, 0.0)},
+}
+
+
+class CycleError(DtgHilError, ValueError):
+    """A drive cycle could not be found or read."""
+
+
+@dataclass(frozen=True)
+class SpeedProfile:
+    """Vehicle speed (km/h) at 1 Hz, starting at t = 0, with where it came from.
+
+    `style` is the driving style per second, as indices into `STYLES`; None means all "normal" (the
+    regulatory cycles are driven to a prescribed trace).
+    """
+
+    name: str
+    speed_kmh: np.ndarray
+    provenance: str
+    style: np.ndarray | None = None
+
+    def style_at(self) -> np.ndarray:
+        """Style index per second (0 = normal where the profile has none)."""
+        return np.zeros(len(self.speed_kmh), dtype=np.int64) if self.style is None else self.style
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.speed_kmh))
+
+    @property
+    def distance_km(self) -> float:
+        return float(np.sum(self.speed_kmh) / 3600.0)
+
+    def digest(self) -> str:
+        """Content hash of the speed trace (used to prove that dataset splits share no trace)."""
+        return hashlib.sha256(np.round(self.speed_kmh, 3).astype("<f8").tobytes()).hexdigest()[:16]
+
+    def repeated(self, times: int) -> SpeedProfile:
+        if times <= 1:
+            return self
+        style = None if self.style is None else np.tile(self.style, times)
+        return SpeedProfile(f"{self.name}x{times}", np.tile(self.speed_kmh, times), self.provenance, style)
+
+
+def read_cycle_csv(path: Path, name: str | None = None) -> SpeedProfile:
+    """Read a `time_s,speed_kmh` CSV (1 Hz, `#` comment lines carry provenance)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CycleError(f"cannot read drive cycle {path}: {exc.strerror}") from exc
+    comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    reader = csv.DictReader(rows)
+    if reader.fieldnames is None or not {"time_s", "speed_kmh"} <= set(reader.fieldnames):
+        raise CycleError(f"{path}: expected columns time_s,speed_kmh; got {reader.fieldnames}")
+    times, speeds = [], []
+    for line_no, row in enumerate(reader, start=2 + len(comments)):
+        try:
+            times.append(float(row["time_s"]))
+            speeds.append(float(row["speed_kmh"]))
+        except (TypeError, ValueError):
+            raise CycleError(f"{path}:{line_no}: not a number in {row}") from None
+    if len(times) < 2:
+        raise CycleError(f"{path}: a drive cycle needs at least two rows")
+    t = np.asarray(times)
+    v = np.asarray(speeds)
+    if np.any(np.diff(t) <= 0) or np.any(v < 0):
+        raise CycleError(f"{path}: time_s must increase and speed_kmh must be >= 0")
+    grid = np.arange(0.0, t[-1] - t[0] + 1.0, 1.0)
+    speed = np.interp(grid, t - t[0], v)
+    return SpeedProfile(name or path.stem, speed, "; ".join(comments) or str(path))
+
+
+def load_cycle(name_or_path: str, base_dir: Path | None = None) -> SpeedProfile:
+    """A bundled cycle by name (see `BUNDLED_CYCLES`) or a CSV file path (relative to `base_dir`)."""
+    if name_or_path in BUNDLED_CYCLES:
+        with resources.as_file(resources.files("harness.world") / "cycles" / f"{name_or_path}.csv") as path:
+            return read_cycle_csv(Path(path), name_or_path)
+    path = Path(name_or_path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        exists = path.suffix == ".csv" and path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        shown = str(path) if len(str(path)) <= 120 else str(path)[:100] + "..."
+        raise CycleError(f"cannot read drive cycle {shown}: {exc.strerror}") from None
+    if exists:
+        return read_cycle_csv(path)
+    raise CycleError(
+        f"unknown drive cycle '{name_or_path}'; expected one of: {', '.join(BUNDLED_CYCLES)}, or a path to a "
+        f"time_s,speed_kmh CSV file"
+    )
+
+
+def _approach(v: float, target: float, accel: float, decel: float) -> float:
+    """One 1-second step of a driver closing on a target speed with a comfortable acceleration."""
+    dv = target - v
+    step = accel * 3.6 if dv > 0 else decel * 3.6
+    return target if abs(dv) <= step else v + np.sign(dv) * step
+
+
+def _weights(mix: dict[str, float], choices: dict | tuple, what: str) -> tuple[list[str], np.ndarray]:
+    unknown = sorted(set(mix) - set(choices))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r}; expected one of: {', '.join(choices)}")
+    names = list(mix)
+    weights = np.array([mix[k] for k in names], dtype=float)
+    if np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"{what} weights must be >= 0 and not all 0")
+    return names, weights / weights.sum()
+
+
+def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] | None = None,
+                  name: str | None = None, styles: dict[str, float] | None = None) -> SpeedProfile:
+    """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
+
+    `mix` weights the segment kinds (urban / rural / highway); `styles` weights the driving styles
+    (normal / eco / aggressive; default all normal), drawn per segment. Each segment is a series of legs:
+    accelerate to a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or
+    change speed. Deterministic for `seed`.
+    """
+    kinds, kind_p = _weights(dict(mix or {"urban": 0.5, "rural": 0.3, "highway": 0.2}), SEGMENT_KINDS,
+                             "segment kind")
+    style_names, style_p = _weights(dict(styles or {"normal": 1.0}), STYLES, "driving style")
+    if duration_s < 120:
+        raise ValueError("a generated trip needs duration_s >= 120")
+    rng = np.random.default_rng([seed, 0xC7C1E])
+
+    speed: list[float] = [0.0] * int(rng.uniform(20, 90))  # warm-up idle before moving off
+    style: list[int] = [0] * len(speed)
+    v = 0.0
+    end_idle = int(rng.uniform(10, 40))
+    while len(speed) < duration_s - end_idle:
+        kind = SEGMENT_KINDS[kinds[rng.choice(len(kinds), p=kind_p)]]
+        style_name = style_names[rng.choice(len(style_names), p=style_p)]
+        effect, style_index = STYLE_EFFECTS[style_name], STYLES.index(style_name)
+        seg_end = min(len(speed) + rng.uniform(*kind["length_s"]), duration_s - end_idle)
+        accel = rng.uniform(*kind["accel"]) * effect["accel"]
+        decel = rng.uniform(*kind["decel"]) * effect["decel"]
+
+        def step(target: float, accel: float = accel, decel: float = decel, style_index: int = style_index) -> None:
+            nonlocal v
+            v = _approach(v, target, accel, decel)
+            speed.append(v)
+            style.append(style_index)
+
+        while len(speed) < seg_end:
+            cruise = rng.uniform(*kind["cruise_kmh"]) * effect["cruise"]
+            leg_end = len(speed) + rng.uniform(*kind["leg_s"])
+            wander = 0.0
+            while len(speed) < min(leg_end, seg_end):
+                # Ornstein-Uhlenbeck wander around the cruise speed: drivers do not hold speed exactly.
+                wander += -0.05 * wander + rng.normal(0.0, effect["wander"])
+                step(max(cruise + wander, 0.0))
+            if rng.random() < kind["stop_p"] or len(speed) >= seg_end:
+                stop_for = rng.uniform(*kind["stop_s"]) if kind["stop_s"][1] > 0 else 0.0
+                if len(speed) >= seg_end and kind["stop_s"][1] == 0:
+                    continue  # highway segments flow into the next segment without stopping
+                while v > 0:
+                    step(0.0)
+                speed.extend([0.0] * int(stop_for))
+                style.extend([style_index] * int(stop_for))
+    while v > 0:  # come to rest, then idle before switching off
+        v = _approach(v, 0.0, 1.0, 1.5)
+        speed.append(v)
+        style.append(0)
+    speed.extend([0.0] * end_idle)
+    style.extend([0] * end_idle)
+    label = name or f"generated-{seed}"
+    provenance = f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {dict(zip(kinds, kind_p.round(3).tolist(), strict=False))}"
+    if styles:
+        provenance += f", styles {dict(zip(style_names, style_p.round(3).tolist(), strict=False))}"
+    return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3), provenance,
+                        np.asarray(style, dtype=np.int64))
