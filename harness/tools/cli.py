@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 from harness.tools import bench as benchmarks
-from harness.tools import fuzz as fuzzing
+from harness.tools.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from harness.tools.fuzz import cli as fuzzing
 from harness.world.cycles import BUNDLED_CYCLES, CycleError, load_cycle
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
 from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _scenario_paths(paths: list[str]) -> list[Path]:
