@@ -48,7 +48,10 @@ _FUZZER = str(Path(__file__).resolve().parent) + os.sep
 
 
 class InputTimeout(BaseException):
-    """An input ran past the per-input time limit (a BaseException, so no ``except Exception`` swallows it)."""
+    """An input ran past the per-input time limit.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` in a parser swallows it; for that
+    reason the one error of the project that is not a `DtgHilError` (an Exception)."""
 
 
 @dataclass(frozen=True)

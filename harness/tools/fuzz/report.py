@@ -30,6 +30,8 @@ class Finding:
 
 @dataclass
 class TargetReport:
+    """One target's run: how many inputs did what, its speed, its slowest input and its findings."""
+
     target: str
     parser: str
     inputs: int = 0
@@ -56,6 +58,8 @@ class TargetReport:
 
 @dataclass
 class FuzzReport:
+    """A whole run: its settings and one `TargetReport` per target; `format()` is the printed table."""
+
     seed: int
     inputs_per_target: int
     time_limit_s: float | None

@@ -17,6 +17,7 @@ __all__ = ["TARGET", "rig_tree"]
 
 
 def rig_tree(rng: random.Random) -> dict:
+    """A valid rig as data: a profile, a CAN interface, the STM32, Android and GNSS sides, models, time scale."""
     tree: dict[str, Any] = {"name": rng.choice(("bench-1", "loopback", "fuzz"))}
     profile = rng.choice(("obd2", "j1939"))
     if rng.random() < 0.8:

@@ -60,6 +60,8 @@ def prepare_cycles(workdir: Path) -> None:
 
 
 def scenario_tree(rng: random.Random) -> dict:
+    """A valid scenario as data: a drive cycle (bundled, a CSV beside it, or missing) or a generated route,
+    conditions, anomalies spread over the drive, expectations within their bounds."""
     tree: dict[str, Any] = {"name": rng.choice(("fuzz", "udds-overheating", "x" * 80))}
     if rng.random() < 0.5:
         tree["description"] = "a generated scenario"
