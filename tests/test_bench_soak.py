@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.tools.bench import SOAK_ANOMALIES, soak_scenario
+from harness.tools.bench.soak import SOAK_ANOMALIES, soak_scenario
 from harness.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

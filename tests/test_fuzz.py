@@ -19,7 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.tools.cli import main
-from harness.tools.fuzz import REJECTED, TARGETS, FuzzTarget, Outcome, draw_input, run_fuzz, run_one
+from harness.tools.fuzz.engine import Outcome, run_fuzz, run_one
+from harness.tools.fuzz.inputs import draw_input
+from harness.tools.fuzz.target import REJECTED, FuzzTarget
+from harness.tools.fuzz.targets import TARGETS
 from harness.wire.link import get_codec
 
 ROOT = Path(__file__).resolve().parents[1]

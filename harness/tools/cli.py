@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness.tools import bench as benchmarks
-from harness.tools import fuzz as fuzzing
+from harness.tools.bench import link as bench_link
+from harness.tools.bench import plant as bench_plant
+from harness.tools.bench import soak as bench_soak
+from harness.tools.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from harness.tools.fuzz import cli as fuzzing
 from harness.world.cycles import BUNDLED_CYCLES, CycleError, load_cycle
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
 from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate, summarize
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _scenario_paths(paths: list[str]) -> list[Path]:
@@ -219,10 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     plant = bench_cmds.add_parser("plant", help="time the vehicle plant generating trips with anomalies")
     plant.add_argument("--hours", type=float, default=10.0, help="hours of driving to generate (default: 10)")
     plant.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    plant.set_defaults(func=benchmarks.cmd_bench_plant)
+    plant.set_defaults(func=bench_plant.cmd_bench_plant)
     link = bench_cmds.add_parser("link", help="rest-bus -> CAN -> STM32 simulator -> pty -> decoder, frames lost")
-    benchmarks.add_link_arguments(link)
-    link.set_defaults(func=benchmarks.cmd_bench_link)
+    bench_link.add_link_arguments(link)
+    link.set_defaults(func=bench_link.cmd_bench_link)
     model_bench = bench_cmds.add_parser("models", help="p50/p99 latency and size of each model, beside the reference's")
     model_bench.add_argument("--manifest", default="models/manifest.json",
                              help="models manifest (default: models/manifest.json)")
@@ -230,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.set_defaults(func=cmd_bench_models)
     soak = bench_cmds.add_parser("soak", help="a long drive through the simulated chain: frames lost and memory "
                                               "growth; exit 1 if a frame is lost or memory grows 10 %% or more")
-    benchmarks.add_soak_arguments(soak)
-    soak.set_defaults(func=benchmarks.cmd_bench_soak)
+    bench_soak.add_soak_arguments(soak)
+    soak.set_defaults(func=bench_soak.cmd_bench_soak)
     fuzz = bench_cmds.add_parser("fuzz", help="feed every parser random, mutated and structure-aware inputs; exit 1 "
                                               "on an undocumented exception or a hang")
     fuzzing.add_fuzz_arguments(fuzz)
