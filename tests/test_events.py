@@ -412,8 +412,8 @@ def test_error_examples_in_the_docs_are_the_real_messages():
 def test_doctests():
     import doctest
 
-    import harness.wire.events
-    assert doctest.testmod(harness.wire.events).failed == 0
+    import harness.wire.events.logcat
+    assert doctest.testmod(harness.wire.events.logcat).failed == 0
 
 
 # --- volume --------------------------------------------------------------------------------------------------
