@@ -56,7 +56,6 @@ def default_sources_for_type(model_types: Iterable[str] = ANOMALY_TYPES) -> dict
             for t in ANOMALY_TYPES}
 
 
-
 # --- alarm episodes ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -67,7 +66,6 @@ class AlarmEpisode:
     start_s: float
     end_s: float
     n_alarms: int
-
 
 
 def alarm_episodes(t_s: Sequence[float] | np.ndarray, alarm: Sequence[bool] | np.ndarray, *,
