@@ -27,6 +27,7 @@ class EndToEndLatency:
     n_unmatched: int  # events whose t matched no sent sample within the tolerance
 
     def stats(self) -> Percentiles:
+        """The latencies' count and percentiles (ms)."""
         return percentiles(self.latencies_ms)
 
 
