@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.core.stats import DelayStats, LatencyStats, delay_stats, latency_stats, percentile
+from harness.core.stats import Percentiles, percentile, percentiles
 from harness.judge.metrics import (
     MODEL_SOURCE,
     AlarmEpisode,
@@ -107,7 +107,7 @@ def test_alarm_before_onset_does_not_count():
     t, alarm = series(95, 130)
     report = detection([ev("overheating", 100, 160)], alarm_episodes(t, alarm))
     assert report.recall_by_type["overheating"].recall == 0.0
-    assert report.delay == DelayStats(0, None, None)
+    assert report.delay == Percentiles(0, None, None, None)
     # It overlaps the event's window, so it is not a false alarm either.
     assert report.false_alarms.n_false_alarms == 0
 
@@ -144,7 +144,7 @@ def test_two_events_one_episode():
     # Episode (205..250) starts inside both windows → detects both: delays 105 and 5 s → p50 = 55.
     report = detection(labels, [ep(205, 250)])
     assert [d.detection_delay_s for d in report.detections] == [105.0, 5.0]
-    assert report.overall.recall == 1.0 and report.delay.p50_s == 55.0
+    assert report.overall.recall == 1.0 and report.delay.p50 == 55.0
 
 
 def test_per_type_recall_ignores_a_rule_event_of_the_wrong_type():
@@ -189,8 +189,8 @@ def test_delay_median_and_p90_with_known_values():
     labels = [ev("harsh_braking", 1000.0 * i, 1000.0 * i + 60) for i in range(1, 6)]
     episodes = [ep(1000.0 * i + d, 1000.0 * i + d + 5) for i, d in zip(range(1, 6), (10, 20, 30, 40, 50), strict=False)]
     report = detection(labels, episodes, span=(0.0, 7200.0))
-    assert report.delay == DelayStats(5, 30.0, pytest.approx(46.0))
-    assert delay_stats([]) == DelayStats(0, None, None)
+    assert (report.delay.n, report.delay.p50, report.delay.p90) == (5, 30.0, pytest.approx(46.0))
+    assert percentiles([]) == Percentiles(0, None, None, None)
 
 
 # --- false alarms ----------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_no_alarms_at_all():
     # overheating[100, 400]: nothing fired → recall 0, no delay; 0 false alarms in (3600 − 360) s → 0 /h.
     report = detection([ev("overheating", 100, 400)], [])
     assert report.recall_by_type["overheating"].recall == 0.0
-    assert report.delay == DelayStats(0, None, None)
+    assert report.delay == Percentiles(0, None, None, None)
     assert report.false_alarms.n_false_alarms == 0 and report.false_alarms.per_h == 0.0
 
 
@@ -358,9 +358,9 @@ def test_r_squared_and_mae():
 
 def test_latency_percentiles():
     # 1..100 ms. p50 = 50.5 (between 50 and 51). p99: rank 99 × 0.99 = 98.01 → 99 + 0.01 × 1 = 99.01.
-    stats = latency_stats(range(1, 101))
-    assert stats == LatencyStats(100, 50.5, pytest.approx(99.01))
-    assert latency_stats([]) == LatencyStats(0, None, None)
+    stats = percentiles(range(1, 101))
+    assert (stats.n, stats.p50, stats.p99) == (100, 50.5, pytest.approx(99.01))
+    assert percentiles([]) == Percentiles(0, None, None, None)
     assert percentile([7.0], 99) == 7.0
 
 
@@ -397,7 +397,7 @@ def test_judge_reports_every_failing_criterion_and_unmeasured_ones_fail():
     # One false alarm (10..20) in 1800 − 160 = 1640 s → 2.195 /h. Delay 50 s. No fuel results.
     expect = Expectations(recall_min=1.0, false_alarms_per_h_max=2.0, detection_delay_s_p90_max=40.0,
                           fuel_r2_min=0.8, latency_ms_p99_max=50.0)
-    verdict = judge(expect, metrics_of(report, latency=LatencyStats(10, 12.0, 61.5)))
+    verdict = judge(expect, metrics_of(report, latency=Percentiles(10, 12.0, 50.0, 61.5)))
     lines = verdict.message.splitlines()
     assert lines == [
         "false_alarms_per_h 2.20 > required 2.00 (1 in 0.46 h)",
@@ -462,7 +462,7 @@ def test_scenario_metrics_from_events():
     assert d.detections[0].detection_delay_s == 5.0
     assert d.false_alarms == FalseAlarmRate(1, 380 / 3600)
     assert metrics.fuel.mae_lph == pytest.approx(0.5) and metrics.fuel.r2 < 1.0
-    assert metrics.latency.p50_ms == 3.0 and metrics.latency.n == 2 * 541
+    assert metrics.latency.p50 == 3.0 and metrics.latency.n == 2 * 541
     assert metrics.threshold_free["overheating"].n_positive == 100
     verdict = judge(Expectations(recall_min=1.0, false_alarms_per_h_max=2.0), metrics)
     assert verdict.message == "false_alarms_per_h 9.47 > required 2.00 (1 in 0.11 h)"
@@ -472,9 +472,12 @@ def test_scenario_metrics_from_events():
 
 def test_doctests():
     import doctest
+    import importlib
+    import pkgutil
 
     import harness.judge.metrics
-    assert doctest.testmod(harness.judge.metrics).failed == 0
+    for module in pkgutil.iter_modules(harness.judge.metrics.__path__, "harness.judge.metrics."):
+        assert doctest.testmod(importlib.import_module(module.name)).failed == 0
 
 
 # --- properties ----------------------------------------------------------------------------------------------

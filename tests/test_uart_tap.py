@@ -83,8 +83,8 @@ def test_cross_check_pairs_repeated_frames_in_order_and_names_what_is_missing_an
     assert report.missing == (SentFrame(2.1, 0x7E8, ANS),)
     assert [r.received.record.can_id for r in report.unexpected] == [0x123]
     assert report.samples == 1 and report.statuses == 1
-    assert report.latency.n == 4 and report.latency.p50_ms == pytest.approx(25.0)  # 10, 20, 30, 40 ms
-    assert report.firmware_latency is not None and report.firmware_latency.p50_ms == pytest.approx(7.5)
+    assert report.latency.n == 4 and report.latency.p50 == pytest.approx(25.0)  # 10, 20, 30, 40 ms
+    assert report.firmware_latency is not None and report.firmware_latency.p50 == pytest.approx(7.5)
     assert not report.ok and report.crc_errors == 1 and report.frames_lost == 1
     text = str(report)
     assert "FAILED" in text and "1 of 5 CAN frames sent never reached the UART" in text
@@ -99,7 +99,7 @@ def test_cross_check_of_a_clean_link_is_ok_and_scales_scenario_time_to_wall_ms()
               TappedRecord(10.9, Received(CanFrame(0x18FEEE00, b"\x01", True, 10.6)))]
     report = cross_check(sent, tapped, codec="dtg-link-v2", time_scale=100.0)
     assert report.ok and report.frames_forwarded == 2 and not report.missing
-    assert report.latency.p50_ms == pytest.approx(3.0) and report.firmware_latency.p50_ms == pytest.approx(1.0)
+    assert report.latency.p50 == pytest.approx(3.0) and report.firmware_latency.p50 == pytest.approx(1.0)
     assert str(report).startswith("UART tap cross-check (dtg-link-v2): OK")
     blind = cross_check(sent, tapped, codec="dtg-link-v2", firmware_clock_offset_s=None)
     assert blind.firmware_latency is None
@@ -378,6 +378,6 @@ def test_tap_counts_equal_the_firmware_and_the_corruptor_under_link_corruption(
     assert missing == destroyed, f"{report}{diagnosis}"
     assert not report.unexpected and not report.unforwardable, f"{report}{diagnosis}"
     assert report.frames_forwarded == report.frames_sent - len(report.missing)
-    assert report.latency.n == report.frames_forwarded and report.latency.p50_ms is not None
+    assert report.latency.n == report.frames_forwarded and report.latency.p50 is not None
     assert (report.firmware_latency is not None) == has_records
     assert not report.ok and f"{link.crc_errors} CRC errors on the link" in str(report)

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from harness.inference.models import MODEL_NAMES, Manifest, ManifestError, load_manifest
 from harness.judge.result import RunResult
+from harness.report.numbers import fixed_or_dash as _num
 from harness.report.tables import (
     BudgetRow,
     anomaly_type_rows,
@@ -49,10 +50,6 @@ ARTIFACT_FILES = ("events.log", "can.blf", "labels.json", "result.json", "uart.b
 def esc(value: object) -> str:
     """Text for HTML content or a quoted attribute."""
     return html.escape(str(value), quote=True)
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def scenario_anchor(index: int, name: str) -> str:
@@ -142,7 +139,7 @@ def summary_section(ctx: ReportContext) -> str:
 def anomaly_types_section(ctx: ReportContext) -> str:
     rows = [[esc(row.anomaly_type), str(row.n_events), str(row.n_detected),
              (f"{row.recall:.2f}", "pass" if row.n_detected == row.n_events else "fail"),
-             _num(row.delay.p50_s, 0), _num(row.delay.p90_s, 0)] for row in anomaly_type_rows(ctx.results)]
+             _num(row.delay.p50, 0), _num(row.delay.p90, 0)] for row in anomaly_type_rows(ctx.results)]
     if not rows:
         return "<p>No anomaly events were injected.</p>"
     return _table(["anomaly type", "events", "detected", "recall", "delay p50 [s]", "delay p90 [s]"], rows)

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.core.stats import percentiles
+from harness.report.numbers import fixed_or_dash
+from harness.world.sweep import SweepSpec
+
 if TYPE_CHECKING:
     from harness.judge.result import RunResult
-from harness.world.sweep import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,6 @@ class CurvePoint:
 
 def sensitivity(results: Sequence[RunResult]) -> dict[str, list[CurvePoint]]:
     """Sweep base name -> curve points (by anomaly type, then severity), from the runs of its variants."""
-    from harness.core.stats import delay_stats
-
     pooled: dict[tuple[str, str, float], list] = defaultdict(list)
     runs: dict[tuple[str, str, float], set] = defaultdict(set)
     for r in results:
@@ -47,9 +48,9 @@ def sensitivity(results: Sequence[RunResult]) -> dict[str, list[CurvePoint]]:
     for key in sorted(pooled):
         detections = pooled[key]
         found = [d for d in detections if d.detected]
-        delay = delay_stats([d.detection_delay_s for d in found])
+        delay = percentiles([d.detection_delay_s for d in found])
         out[key[0]].append(CurvePoint(key[0], key[1], key[2], len(runs[key]), len(detections), len(found),
-                                      delay.p50_s, delay.p90_s))
+                                      delay.p50, delay.p90))
     return dict(out)
 
 
@@ -78,10 +79,6 @@ def judge_curve(spec: SweepSpec, points: list[CurvePoint]) -> list[str]:
     return failures
 
 
-def _f(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def sensitivity_table(points: list[CurvePoint]) -> str:
     """Plain text: one row per anomaly type and severity."""
     header = (f"{'anomaly type':<18}{'severity':>9}{'runs':>6}{'events':>7}{'detected':>9}{'recall':>8}"
@@ -90,7 +87,7 @@ def sensitivity_table(points: list[CurvePoint]) -> str:
     for kind, curve in _by_type(points).items():
         for p in curve:
             lines.append(f"{kind:<18}{p.severity:>9g}{p.runs:>6}{p.events:>7}{p.detected:>9}{p.recall:>8.2f}"
-                         f"{_f(p.delay_p50_s):>12}{_f(p.delay_p90_s):>7}")
+                         f"{fixed_or_dash(p.delay_p50_s, 0):>12}{fixed_or_dash(p.delay_p90_s, 0):>7}")
     return "\n".join(lines)
 
 
@@ -144,7 +141,8 @@ def sweep_sections(results: Sequence[RunResult], out_dir: Path) -> list[tuple[st
         png = render_sensitivity(base, points, out_dir / plot_name(base))
         rows = "".join(
             f"<tr><td>{html.escape(p.anomaly_type)}</td><td>{p.severity:g}</td><td>{p.runs}</td><td>{p.events}</td>"
-            f"<td>{p.detected}</td><td>{p.recall:.2f}</td><td>{_f(p.delay_p50_s)}</td><td>{_f(p.delay_p90_s)}</td></tr>"
+            f"<td>{p.detected}</td><td>{p.recall:.2f}</td><td>{fixed_or_dash(p.delay_p50_s, 0)}</td>"
+            f"<td>{fixed_or_dash(p.delay_p90_s, 0)}</td></tr>"
             for curve in _by_type(points).values() for p in curve)
         fragment = (f'<table class="sweep"><thead><tr><th>anomaly type</th><th>severity</th><th>runs</th>'
                     f"<th>events</th><th>detected</th><th>recall</th><th>delay p50 s</th><th>p90 s</th></tr>"

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.core.stats import DelayStats, LatencyStats, delay_stats, latency_stats
+from harness.core.stats import Percentiles, percentiles
 from harness.inference.models import MODEL_NAMES, Manifest
 from harness.judge.metrics import (
     MODEL_SOURCE,
@@ -29,12 +29,8 @@ from harness.judge.metrics import (
     observed_span_s,
 )
 from harness.judge.result import RunResult, fuel_truth
+from harness.report.numbers import fixed_or_dash as _f
 from harness.wire.events import FuelResult
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
 
 # --- the figures ------------------------------------------------------------------------------------------------
 
@@ -79,12 +75,12 @@ def scenario_figures(result: RunResult) -> ScenarioFigures:
         n_detected=d.overall.n_detected, recall=d.overall.recall,
         recall_by_type={t: r.recall for t, r in d.recall_by_type.items()},
         false_alarms=d.false_alarms.n_false_alarms, false_alarms_per_h=d.false_alarms.per_h,
-        delay_p50_s=d.delay.p50_s, delay_p90_s=d.delay.p90_s, n_delays=d.delay.n,
+        delay_p50_s=d.delay.p50, delay_p90_s=d.delay.p90, n_delays=d.delay.n,
         fuel_r2=fuel.r2 if fuel else None, fuel_mae_lph=fuel.mae_lph if fuel else None,
-        latency_n=infer.n if infer else 0, latency_p50_ms=infer.p50_ms if infer else None,
-        latency_p99_ms=infer.p99_ms if infer else None,
-        end_to_end_n=e2e.n if e2e else 0, end_to_end_p50_ms=e2e.p50_ms if e2e else None,
-        end_to_end_p99_ms=e2e.p99_ms if e2e else None,
+        latency_n=infer.n if infer else 0, latency_p50_ms=infer.p50 if infer else None,
+        latency_p99_ms=infer.p99 if infer else None,
+        end_to_end_n=e2e.n if e2e else 0, end_to_end_p50_ms=e2e.p50 if e2e else None,
+        end_to_end_p99_ms=e2e.p99 if e2e else None,
         scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed,
     )
 
@@ -96,7 +92,7 @@ class AnomalyTypeRow:
     anomaly_type: str
     n_events: int
     n_detected: int
-    delay: DelayStats
+    delay: Percentiles  # s
 
     @property
     def recall(self) -> float:
@@ -113,14 +109,14 @@ def anomaly_type_rows(results: Sequence[RunResult]) -> list[AnomalyTypeRow]:
     for kind in sorted(pooled):
         found = [d for d in pooled[kind] if d.detected]
         rows.append(AnomalyTypeRow(kind, len(pooled[kind]), len(found),
-                                   delay_stats([d.detection_delay_s for d in found])))
+                                   percentiles([d.detection_delay_s for d in found])))
     return rows
 
 
-def model_latency(results: Sequence[RunResult]) -> dict[str, LatencyStats]:
+def model_latency(results: Sequence[RunResult]) -> dict[str, Percentiles]:
     """Per model: the app's own reported inference times (p50/p99 ms), pooled over every run."""
     runs = [r.collector.events for r in results]  # rebuilt from the collector's store on each read: once per run
-    return {name: latency_stats([t for events in runs for t in inference_times_ms(events, (name,))])
+    return {name: percentiles([t for events in runs for t in inference_times_ms(events, (name,))])
             for name in MODEL_NAMES}
 
 
@@ -237,7 +233,7 @@ def budget_rows(results: Sequence[RunResult], manifest: Manifest) -> list[Budget
                 held_out = in_run = float(entry.bytes)
             elif key == "p99_ms_max":
                 held_out = _number(bench.get("p99_ms"))
-                in_run = latency[name].p99_ms
+                in_run = latency[name].p99
                 note = f"in run: app-reported, n={latency[name].n}; held out: bench at training" \
                     + (f", n={bench['runs']}" if "runs" in bench else "")
             else:
@@ -276,7 +272,7 @@ def anomaly_type_table(results: Sequence[RunResult]) -> str:
     lines = [header, "-" * len(header)]
     for row in anomaly_type_rows(results):
         lines.append(f"{row.anomaly_type:<26}{row.n_events:>7}{row.n_detected:>9}{row.recall:>8.2f}"
-                     f"{_f(row.delay.p50_s, 0):>12}{_f(row.delay.p90_s, 0):>7}")
+                     f"{_f(row.delay.p50, 0):>12}{_f(row.delay.p90, 0):>7}")
     return "\n".join(lines)
 
 
@@ -454,7 +450,7 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
             out.sample("dtg_model_size_bytes", m, entry.bytes)
             out.sample("dtg_model_size_budget_bytes", m, _number(entry.budgets.get("bytes_max")))
             stats = latency[name]
-            _summary(out, "dtg_model_inference_latency_seconds", m, (("0.5", stats.p50_ms), ("0.99", stats.p99_ms)),
+            _summary(out, "dtg_model_inference_latency_seconds", m, (("0.5", stats.p50), ("0.99", stats.p99)),
                      stats.n, 1e-3)
             p99_budget = _number(entry.budgets.get("p99_ms_max"))
             out.sample("dtg_model_latency_p99_budget_seconds", m, None if p99_budget is None else p99_budget * 1e-3)

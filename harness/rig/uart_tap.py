@@ -38,7 +38,7 @@ import can
 import serial
 
 from firmware_sim.uart import UART_BAUD, UartCapture, UartError
-from harness.core.stats import LatencyStats, latency_stats
+from harness.core.stats import Percentiles, percentiles
 from harness.wire.link import CanFrame, DecoderStats, LinkCodec, Received, SampleRecord, StatusRecord, get_codec
 
 __all__ = [
@@ -285,8 +285,8 @@ class TapReport:
     samples: int
     statuses: int
     decoder_stats: DecoderStats | None
-    latency: LatencyStats
-    firmware_latency: LatencyStats | None
+    latency: Percentiles  # ms
+    firmware_latency: Percentiles | None  # ms
 
     @property
     def crc_errors(self) -> int:
@@ -353,10 +353,10 @@ def _first_of(count: int) -> str:
     return f"{count}, the first {REPORT_LIST_MAX}" if count > REPORT_LIST_MAX else str(count)
 
 
-def _describe_latency(stats: LatencyStats) -> str:
+def _describe_latency(stats: Percentiles) -> str:
     if not stats.n:
         return "no frames"
-    return f"p50 {stats.p50_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms (n={stats.n})"
+    return f"p50 {stats.p50:.2f} ms, p99 {stats.p99:.2f} ms (n={stats.n})"
 
 
 def _describe_frame(t_s: float, can_id: int, extended: bool, data: bytes, seq: int | None = None) -> str:
@@ -430,6 +430,6 @@ def cross_check(
         samples=samples,
         statuses=statuses,
         decoder_stats=replace(decoder_stats) if decoder_stats is not None else None,
-        latency=latency_stats(latencies_ms),
-        firmware_latency=latency_stats(firmware_ms) if firmware_ms else None,
+        latency=percentiles(latencies_ms),
+        firmware_latency=percentiles(firmware_ms) if firmware_ms else None,
     )

@@ -41,7 +41,7 @@ from firmware_sim.slcan import SlcanAdapter
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import PtyPair, TeeSink
 from harness.core.clock import ScenarioClock
-from harness.core.stats import latency_stats
+from harness.core.stats import percentiles
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
     Judgement,
@@ -435,7 +435,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
-                               end_to_end=latency_stats(e2e.latencies_ms) if e2e.latencies_ms else None)
+                               end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None)
     judgement = judge(scenario.expect, metrics)
     if scenario.expect.stale_data_flagged is not None:
         silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
@@ -538,7 +538,7 @@ def _write_artifacts(result: RunResult) -> None:
         summary["uart_tap"] = {
             "frames_sent": tap.frames_sent, "frames_forwarded": tap.frames_forwarded, "missing": len(tap.missing),
             "unexpected": len(tap.unexpected), "crc_errors": tap.crc_errors, "frames_lost": tap.frames_lost,
-            "latency_ms": asdict(tap.latency), "report": str(tap),
+            "latency_ms": tap.latency.named("_ms", 50, 99), "report": str(tap),
         }
     (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
