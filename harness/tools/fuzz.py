@@ -100,7 +100,8 @@ from harness.wire.link import (
     crc16_modbus,
     get_codec,
 )
-from harness.wire.nmea import NmeaError, NmeaStream, gga_sentence, nmea_checksum, parse_sentence, rmc_sentence
+from harness.wire.nmea import gga_sentence, nmea_checksum, rmc_sentence
+from harness.wire.nmea_parser import NmeaError, NmeaStream, parse_sentence
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES
 from harness.world.cycles import BUNDLED_CYCLES, SEGMENT_KINDS
@@ -934,8 +935,8 @@ TARGETS: dict[str, FuzzTarget] = {
                    (LinkFrameError,), _run_link("dtg-link-v2"), _link_examples("dtg-link-v2"), _v2_structured,
                    max_size=768, tokens=(b"\xd7\x47", b"\xd7\x47\x02", b"\xd7\x47\x02\x01\x0d", b"\xff" * 4,
                                          b"\x00" * 4)),
-        FuzzTarget("nmea", "harness.wire.nmea.parse_sentence (bytes and str), NmeaStream.feed (chunked)", (NmeaError,),
-                   _run_nmea, _nmea_examples, _nmea_structured, max_size=300, text=True, suffix=".nmea",
+        FuzzTarget("nmea", "harness.wire.nmea_parser.parse_sentence (bytes and str), NmeaStream.feed (chunked)",
+                   (NmeaError,), _run_nmea, _nmea_examples, _nmea_structured, max_size=300, text=True, suffix=".nmea",
                    tokens=(b"$", b"*", b",", b"\r\n", b"$GPGGA,", b"$GNRMC,", b",N,", b",E,", b"*00")),
         FuzzTarget("events", "harness.wire.events.parse_event_line, EventCollector.feed (chunked)", (),
                    _run_events, _events_examples, _events_structured, max_size=4096, text=True, suffix=".log",
