@@ -52,7 +52,7 @@ from harness.judge.metrics import (
     stale_data_criterion,
 )
 from harness.judge.result import Accounting, DataLossError, RunError, RunResult, fuel_truth
-from harness.rig.android import AdbError
+from harness.rig.android.errors import AdbError
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.phone import PhoneSession
