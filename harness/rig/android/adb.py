@@ -175,6 +175,12 @@ class AdbClient:
     def _lost_or_unreachable(self) -> type[DeviceUnreachable]:
         return DeviceLost if self._reached else DeviceUnreachable
 
+    def _lost(self, reason: str, command: str, output: str = "") -> AdbError:
+        """The device went offline or a connection to it was cut: noted for `reboot_detected`, and the error to
+        raise (DeviceLost once the device was reached, DeviceUnreachable before)."""
+        self._offline_seen = True
+        return self._error(self._lost_or_unreachable(), reason, command, output)
+
     def _check_open(self, command: str) -> None:
         if self._closed:
             raise self._error(AdbError, f"{self!r} is closed; create a new AndroidDevice", command, kind="closed")
@@ -218,10 +224,8 @@ class AdbClient:
                                                   f"{error}", command, output)
         reply = str(error.args[0]) if isinstance(error, adbutils.AdbError) and error.args else str(error)
         if isinstance(error, (EOFError, OSError)) or "Unknown data: b''" in reply:
-            self._offline_seen = True
             cause = reply or type(error).__name__
-            return self._error(self._lost_or_unreachable(), f"the connection to {self.serial} was cut ({cause})",
-                               command, output)
+            return self._lost(f"the connection to {self.serial} was cut ({cause})", command, output)
         if isinstance(error, adbutils.AdbError):
             if UNREACHABLE_REPLY.search(reply):
                 self._offline_seen = self._offline_seen or self._reached
@@ -322,9 +326,7 @@ class AdbClient:
         at = raw.rfind(_EXIT_MARKER)
         status = raw[at + len(_EXIT_MARKER):].strip() if at >= 0 else ""
         if at < 0 or not status.isdigit():
-            self._offline_seen = True
-            raise self._error(self._lost_or_unreachable(), f"the connection to {self.serial} closed before the "
-                                                           f"command finished", command, raw)
+            raise self._lost(f"the connection to {self.serial} closed before the command finished", command, raw)
         result = ShellResult(command, raw[:at], int(status))
         if check and result.returncode != 0:
             raise self._error(CommandFailed, f"`{command}` failed on {self.serial} with exit status "

@@ -279,9 +279,7 @@ class AndroidDevice(AdbClient):
         deadline = time.monotonic() + timeout_s
         state = self.state(timeout_s=timeout_s)
         if state != "device":
-            self._offline_seen = True
-            raise self._error(self._lost_or_unreachable(), f"{self.serial} is {state}",
-                              f"host-serial:{self.serial}:get-state", state)
+            raise self._lost(f"{self.serial} is {state}", f"host-serial:{self.serial}:get-state", state)
         with self._lock:
             watched = dict(self._pids) if package is None else {package: self._pids.get(package)}
         alive = {}

@@ -87,10 +87,7 @@ class LogcatStream(Worker):
                 self._on_line(line.rstrip("\r"))
 
     def _lost(self, reason: str, pending: str) -> AdbError:
-        device = self.device
-        device._offline_seen = True
-        return device._error(device._lost_or_unreachable(), f"{reason} after {self.lines} lines", self.command,
-                             pending)
+        return self.device._lost(f"{reason} after {self.lines} lines", self.command, pending)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop reading and close the connection; raises what ended the stream early, if anything."""
