@@ -1,11 +1,12 @@
 """The unit's GNSS input, simulated: NMEA sentences on a serial port → the latest fix → position readings.
 
-On a rig with a GNSS feed (`harness.wire.nmea.NmeaFeed` writing into a pty, or a receiver on a real serial line), the
-STM32 takes its position from NMEA 0183 on its GNSS serial input instead of from the plant. `GnssInput` is that
-input for the simulated firmware: a reader thread (`harness.wire.nmea.NmeaReader`, the strict parser) holds the
-latest fix, and calling it gives the unit's local-sensor readings in the shape `Stm32Sim(local_sensors=...)`
-takes: ``latitude`` and ``longitude`` from the latest GGA or RMC, ``altitude`` from the latest GGA (RMC carries
-none), every other signal from the `other` local sensors it wraps. `Stm32Sim` needs no change::
+On a rig with a GNSS feed (`harness.rig.gnss_feed.NmeaFeed` writing into a pty, or a receiver on a real serial
+line), the STM32 takes its position from NMEA 0183 on its GNSS serial input instead of from the plant. `GnssInput`
+is that input for the simulated firmware: a reader thread (`harness.wire.nmea_reader.NmeaReader`, the strict
+parser) holds the latest fix, and calling it gives the unit's local-sensor readings in the shape
+`Stm32Sim(local_sensors=...)` takes: ``latitude`` and ``longitude`` from the latest GGA or RMC, ``altitude`` from
+the latest GGA (RMC carries none), every other signal from the `other` local sensors it wraps. `Stm32Sim` needs no
+change::
 
     with GnssInput(gnss_pty.port, other=trace.reading_at) as gnss:
         firmware = Stm32Sim(bus, uart, clock, local_sensors=gnss, ...)
@@ -36,7 +37,8 @@ from datetime import time as time_of_day
 import serial
 
 from firmware_sim.stm32 import LocalSensors
-from harness.wire.nmea import DEFAULT_BAUDRATE, GnssError, NmeaFix, NmeaReader
+from harness.wire.nmea_parser import NmeaFix
+from harness.wire.nmea_reader import DEFAULT_BAUDRATE, GnssError, NmeaReader, open_serial
 
 __all__ = ["GNSS_SIGNALS", "GnssInput", "GnssReading"]
 
@@ -94,7 +96,7 @@ class GnssInput(NmeaReader):
         self._owned_port: serial.Serial | None = None
         if isinstance(port, str):
             try:
-                port = serial.Serial(port, baudrate, bytesize=8, parity="N", stopbits=1, timeout=read_timeout_s)
+                port = open_serial(port, baudrate, read_timeout_s, None)
             except (serial.SerialException, OSError, ValueError) as error:
                 raise GnssError(f"cannot open GNSS input {port} at {baudrate} baud 8N1: {error}") from error
             self._owned_port = port

@@ -18,24 +18,17 @@ from support import time_limit
 
 from firmware_sim.uart import PtyPair
 from harness.core.clock import ScenarioClock
+from harness.rig.gnss_feed import NmeaCapacityError, NmeaFeed, epoch_bytes_max, line_load, trace_position_source
 from harness.wire.nmea import (
     KMH_PER_KNOT,
     NMEA_MAX_SENTENCE_CHARS,
-    GnssError,
-    NmeaCapacityError,
-    NmeaError,
-    NmeaFeed,
-    NmeaReader,
-    NmeaStream,
-    epoch_bytes_max,
     gga_sentence,
-    line_load,
     nmea_checksum,
-    parse_sentence,
     rmc_sentence,
     scenario_utc,
-    trace_position_source,
 )
+from harness.wire.nmea_parser import NmeaError, NmeaStream, parse_sentence
+from harness.wire.nmea_reader import GnssError, NmeaReader
 from harness.wire.signals import PLANT_RATE_HZ, Trace
 
 START_UTC = datetime(2024, 5, 1, 23, 59, 50, tzinfo=timezone.utc)  # the feed crosses midnight after 10 s

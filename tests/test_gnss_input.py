@@ -17,9 +17,10 @@ from firmware_sim.gnss_input import GnssInput
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import PtyPair, UartCapture
 from harness.core.clock import ScenarioClock
+from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.restbus import RestBus
 from harness.wire.link import SampleRecord, get_codec
-from harness.wire.nmea import GnssError, NmeaFeed, trace_position_source
+from harness.wire.nmea_reader import GnssError
 from harness.wire.signals import SIGNALS, Trace
 from harness.world.cycles import generate_trip
 from harness.world.vehicle import get_vehicle, simulate
@@ -167,7 +168,8 @@ def test_the_firmware_samples_carry_the_nmea_position_end_to_end(trace: Trace) -
 def test_with_the_feeds_start_time_a_sample_takes_the_fix_of_its_own_epoch() -> None:
     from datetime import timedelta
 
-    from harness.wire.nmea import gga_sentence, parse_sentence
+    from harness.wire.nmea import gga_sentence
+    from harness.wire.nmea_parser import parse_sentence
 
     with PtyPair() as pty:
         gnss = GnssInput(pty.port, start_utc=START_UTC)

@@ -9,7 +9,7 @@ through files the harness pushed over adb, and logging through the device's logc
   vehicle's redline for the rule-based detector, and the app options (`firmware_sim.phone.app.AppOptions`: debug
   `features` lines, a broken variant) the contract suite starts it with;
 - `/data/local/tmp/dtg/models/manifest.json` (`MODELS_DIR`): the models manifest and the three ONNX files,
-  pushed and checked by sha256 by the harness (`harness.rig.android`); the app checks them again on load.
+  pushed and checked by sha256 by the harness (`harness.rig.android.device`); the app checks them again on load.
 
 Each result is a logcat line with tag `EdgeAI` at priority I (docs/events.md). If the app cannot start (no
 config, a model that fails its hash, a port that does not open) it raises from `start()`: the device then logs

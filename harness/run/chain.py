@@ -52,14 +52,15 @@ from harness.judge.metrics import (
     stale_data_criterion,
 )
 from harness.judge.result import Accounting, DataLossError, RunError, RunResult, fuel_truth
-from harness.rig.android import AdbError
+from harness.rig.android.errors import AdbError
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
+from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.wire.events import AppStatus, EventCollector, FuelResult
-from harness.wire.nmea import NmeaFeed, as_received_nmea, trace_position_source
+from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
 from harness.world.bus_faults import SILENCING_TYPES, BusFaultInjector
 from harness.world.scenario import Scenario

@@ -15,7 +15,8 @@ import string
 from pathlib import Path
 
 from harness.tools.fuzz.target import FuzzTarget, OracleError, chunks
-from harness.wire.nmea import NmeaError, NmeaStream, gga_sentence, nmea_checksum, parse_sentence, rmc_sentence
+from harness.wire.nmea import gga_sentence, nmea_checksum, rmc_sentence
+from harness.wire.nmea_parser import NmeaError, NmeaStream, parse_sentence
 
 __all__ = ["TARGET"]
 
@@ -114,7 +115,7 @@ def _nmea_examples() -> list[bytes]:
     ]
 
 
-TARGET = FuzzTarget("nmea", "harness.wire.nmea.parse_sentence (bytes and str), NmeaStream.feed (chunked)",
+TARGET = FuzzTarget("nmea", "harness.wire.nmea_parser.parse_sentence (bytes and str), NmeaStream.feed (chunked)",
                     (NmeaError,), _run_nmea, _nmea_examples, _nmea_structured, max_size=300, text=True,
                     suffix=".nmea", tokens=(b"$", b"*", b",", b"\r\n", b"$GPGGA,", b"$GNRMC,", b",N,", b",E,",
                                             b"*00"))
