@@ -104,7 +104,7 @@ def back_edges(root: Path = ROOT) -> list[str]:
                 problems.append(f"{where}: an upward import")
             elif LAYERS[mine][0] == "firmware_sim" and LAYERS[theirs][0] not in FIRMWARE_SIM_MAY_IMPORT:
                 problems.append(f"{where}: firmware_sim may import only {', '.join(FIRMWARE_SIM_MAY_IMPORT[:3])}")
-    return problems
+    return sorted(problems)
 
 
 def import_cycles(root: Path = ROOT) -> list[list[str]]:
