@@ -9,23 +9,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from training.anomaly_features import AnomalyFeatures
+from training.anomaly_model import AnomalyModel
+from training.channels import CHANNELS, Channels
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
+from training.feature_catalogue import FEATURE_SCALE_FLOOR, FEATURES
 from training.fuel import channel_stats
-from training.nets import (
-    CHANNELS,
-    CROSS_CHANNELS,
-    FEATURE_SCALE_FLOOR,
-    FEATURES,
-    AnomalyFeatures,
-    AnomalyModel,
-    Channels,
-    CrossPredictor,
-    FeatureAE,
-    FuelTCN,
-    LstmAE,
-    fit_fuel_proxy,
-)
+from training.fuel_proxy import fit_fuel_proxy
+from training.nets import CROSS_CHANNELS, CrossPredictor, FeatureAE, FuelTCN, LstmAE
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
 RESIDUAL_QUANTILE = 0.999

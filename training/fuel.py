@@ -6,10 +6,11 @@ import torch
 
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import DRIFT_SPAN
+from training.channels import Channels
 from training.common import Clock, Progress, batches, predict
 from training.data import Windows
 from training.evaluate import r2_score
-from training.nets import FUEL_CHANNELS, Channels, FuelTCN
+from training.nets import FUEL_CHANNELS, FuelTCN
 
 
 def channel_stats(channels: Channels, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

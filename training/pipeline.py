@@ -50,8 +50,9 @@ from training.evaluate import (
     score_trips,
 )
 from training.export import export_torch, onnx_opset, parity
+from training.feature_catalogue import FEATURES
 from training.fuel import train_fuel
-from training.nets import FEATURES, FUEL_CHANNELS
+from training.nets import FUEL_CHANNELS
 
 MANIFEST_VERSION = "1"
 MODEL_VERSION = "1.0.0"
