@@ -161,21 +161,28 @@ def test_format_refuses_payloads_logcat_would_truncate():
 
 # --- real-looking logcat -------------------------------------------------------------------------------------
 
-REAL_LOG = """\
---------- beginning of main
-01-15 10:23:44.870   612   612 I ActivityManager: Start proc 4321:com.example.dtg/u0a123 for service {com.example.dtg/com.example.dtg.EdgeAIService}
-01-15 10:23:45.001  4321  4321 D EdgeAIService: binding UART /dev/ttyS1 at 921600
-01-15 10:23:45.110  4321  4350 I EdgeAI  : {"v":1,"kind":"status","seq":0,"t":null,"samples_received":0,"windows_scored":0}
-01-15 10:23:45.111  1203  1290 W chatty  : uid=10123(com.example.dtg) EdgeAI identical 2 lines
---------- beginning of system
-01-15 10:23:45.123  4321  4350 I EdgeAI  : {"v":1,"kind":"anomaly","seq":1,"t":59.0,"infer_ms":7.9,"model":{"name":"anomaly","sha256":"3fa9c1d2e4b5"},"score":0.02,"threshold":0.0625,"alarm":false}
-01-15 10:23:45.124   905  1011 E BatteryService: {"not":"ours","v":1}
-01-15 10:23:45.125  4321  4350 I EdgeAI  : {"v":1,"kind":"fuel","seq":2,"t":59.0,"infer_ms":3.4,"model":{"name":"fuel","sha256":"a71c09be55d2"},"fuel_rate_lph":6.82}
-01-15 10:23:45.126  4321  4351 E EdgeAI  : model session failed: OrtException: invalid input shape [1,60,9]
-01-15 10:23:45.127  4321  4350 I EdgeAI  : {"v":1,"kind":"behaviour","seq":5,"t":59.0,"infer_ms":1.2,"model":{"name":"behaviour","sha256":"5be0d4e1a9f3"},"label":0,"class":"normal","probabilities":[0.7,0.2,0.1]}
-01-15 10:23:45.128  4321  4350 I EdgeAIDebug: {"v":1,"kind":"fuel"}
-01-15 10:23:45.131  4321  4350 I EdgeAI  : {"v":1,"kind":"event","seq":6,"t":61.0,"type":"harsh_braking","value":-4.6,"limit":-3.0}
-"""
+REAL_LOG = (
+    '--------- beginning of main\n'
+    '01-15 10:23:44.870   612   612 I ActivityManager: Start proc 4321:com.example.dtg/u0a123 for '
+    'service {com.example.dtg/com.example.dtg.EdgeAIService}\n'
+    '01-15 10:23:45.001  4321  4321 D EdgeAIService: binding UART /dev/ttyS1 at 921600\n'
+    '01-15 10:23:45.110  4321  4350 I EdgeAI  : {"v":1,"kind":"status","seq":0,"t":null,'
+    '"samples_received":0,"windows_scored":0}\n'
+    '01-15 10:23:45.111  1203  1290 W chatty  : uid=10123(com.example.dtg) EdgeAI identical 2 lines\n'
+    '--------- beginning of system\n'
+    '01-15 10:23:45.123  4321  4350 I EdgeAI  : {"v":1,"kind":"anomaly","seq":1,"t":59.0,"infer_ms":7.9,'
+    '"model":{"name":"anomaly","sha256":"3fa9c1d2e4b5"},"score":0.02,"threshold":0.0625,"alarm":false}\n'
+    '01-15 10:23:45.124   905  1011 E BatteryService: {"not":"ours","v":1}\n'
+    '01-15 10:23:45.125  4321  4350 I EdgeAI  : {"v":1,"kind":"fuel","seq":2,"t":59.0,"infer_ms":3.4,'
+    '"model":{"name":"fuel","sha256":"a71c09be55d2"},"fuel_rate_lph":6.82}\n'
+    '01-15 10:23:45.126  4321  4351 E EdgeAI  : model session failed: OrtException: invalid input shape [1,60,9]\n'
+    '01-15 10:23:45.127  4321  4350 I EdgeAI  : {"v":1,"kind":"behaviour","seq":5,"t":59.0,'
+    '"infer_ms":1.2,"model":{"name":"behaviour","sha256":"5be0d4e1a9f3"},"label":0,"class":"normal",'
+    '"probabilities":[0.7,0.2,0.1]}\n'
+    '01-15 10:23:45.128  4321  4350 I EdgeAIDebug: {"v":1,"kind":"fuel"}\n'
+    '01-15 10:23:45.131  4321  4350 I EdgeAI  : {"v":1,"kind":"event","seq":6,"t":61.0,'
+    '"type":"harsh_braking","value":-4.6,"limit":-3.0}\n'
+)
 
 
 def test_real_threadtime_log_with_other_tags():

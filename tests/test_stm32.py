@@ -283,7 +283,8 @@ def test_bytes_cross_the_pty_unchanged(wiring: str, channel: str, buses: list[ca
         firmware = Stm32Sim(new_bus(buses, channel), Tee(), ScenarioClock(1.0), profile="j1939", codec="dtg-link-v2")
         with firmware:
             for first in range(0, 256, 8):
-                tester.send(can.Message(arbitration_id=first, is_extended_id=False, data=bytes(range(first, first + 8))))
+                tester.send(can.Message(arbitration_id=first, is_extended_id=False,
+                                        data=bytes(range(first, first + 8))))
         received = bytearray()
         deadline = time.monotonic() + 5.0
         while len(received) < len(written) and time.monotonic() < deadline:
@@ -433,7 +434,8 @@ def test_rest_bus_to_pty_loses_no_frame_at_100x(
         # Values are decoded from the bus all the way (their exactness is checked by the tests above; here the
         # firmware may lag the bus by scenario seconds when the machine is busy, so values are not compared).
         carried = get_profile(profile).carried
-        assert all(dict(zip(SIGNALS, s.values, strict=False))[name] is not None for s in samples[2:] for name in carried)
+        assert all(dict(zip(SIGNALS, s.values, strict=False))[name] is not None
+                   for s in samples[2:] for name in carried)
     if profile == "obd2":
         # the rest-bus leaves at end_s; a firmware running late may still be in its last cycle then
         assert 0 <= fw.requests_sent - (rb.requests_answered + rb.requests_ignored) <= len(OBD_POLL_PIDS)

@@ -1,1 +1,2 @@
-"""What crosses a wire: signals, CAN databases, UART link codecs, the EdgeAI line format, NMEA, behaviour class names. Pure codecs; imports only `harness.core`."""
+"""What crosses a wire: signals, CAN databases, UART link codecs, the EdgeAI line format, NMEA, behaviour class
+names. Pure codecs; imports only `harness.core`."""
