@@ -292,8 +292,9 @@ def test_the_plugin_reports_data_loss_as_an_error_not_a_failure(tmp_path):
     (tmp_path / "conftest.py").write_text(textwrap.dedent("""
         import harness.run.chain
         def lossy_run(scenario, *args, **kwargs):
-            raise harness.judge.result.DataLossError("lossy: data loss beyond tolerance, not a model failure: CAN bus -> "
-                                            "firmware (frames): lost 12 of 1000 (1.2 %)", [], None)
+            raise harness.judge.result.DataLossError(
+                "lossy: data loss beyond tolerance, not a model failure: CAN bus -> "
+                "firmware (frames): lost 12 of 1000 (1.2 %)", [], None)
         harness.run.chain.run_scenario = lossy_run
     """))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
@@ -402,9 +403,10 @@ def test_stale_data_criterion():
 
 
 def test_data_loss_stages_count_only_what_no_fault_explains():
-    acc = Accounting(restbus_frames_sent=1000, restbus_frames_skipped=3, injector_frames_dropped=50, injector_frames_added=20,
-                     firmware_frames_received=968, firmware_frames_forwarded=1900, link_frames_expected=2000,
-                     link_frames_decoded=1990, samples_sent=100, samples_received=99, event_lines=300)
-    assert acc.data_loss() == [("trace -> rest-bus (frames)", 3, 1003), ("CAN bus -> firmware (frames)", 2, 970), ("firmware -> UART (frames)", 0, 1900),
-                               ("UART link -> app (frames)", 10, 2000), ("samples -> app", 1, 100),
-                               ("EdgeAI lines -> harness", 0, 300)]
+    acc = Accounting(restbus_frames_sent=1000, restbus_frames_skipped=3, injector_frames_dropped=50,
+                     injector_frames_added=20, firmware_frames_received=968, firmware_frames_forwarded=1900,
+                     link_frames_expected=2000, link_frames_decoded=1990, samples_sent=100, samples_received=99,
+                     event_lines=300)
+    assert acc.data_loss() == [("trace -> rest-bus (frames)", 3, 1003), ("CAN bus -> firmware (frames)", 2, 970),
+                               ("firmware -> UART (frames)", 0, 1900), ("UART link -> app (frames)", 10, 2000),
+                               ("samples -> app", 1, 100), ("EdgeAI lines -> harness", 0, 300)]

@@ -143,7 +143,8 @@ def test_a_uart_disconnect_shows_its_gap_in_frames_and_samples(tmp_path, models)
     # every frame the firmware wrote is either decoded or counted lost by sequence number: none vanish
     assert a.link_frames_lost > 0 and a.link_frames_decoded + a.link_frames_lost == a.link_frames_expected
     assert a.link_crc_errors == 0
-    assert max(e.t_s for e in result.collector.of_kind("fuel")) >= result.trace.duration_s - 5  # the run went on after the reconnect
+    # the run went on after the reconnect
+    assert max(e.t_s for e in result.collector.of_kind("fuel")) >= result.trace.duration_s - 5
     assert result.judgement.passed, result.judgement.message
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     assert summary["accounting"]["uart_bytes_dropped"] == a.uart_bytes_dropped
@@ -210,7 +211,8 @@ def test_the_injector_refuses_a_kind_it_has_no_action_for() -> None:
     from harness.rig.device_faults import DeviceFaultError
 
     with pytest.raises(DeviceFaultError, match="rig 'x' cannot inject app_killed: it can inject uart_disconnect"):
-        FaultInjector([DeviceFault("app_killed", 1)], ScenarioClock(100), {"uart_disconnect": print}, rig_name="rig 'x'")
+        FaultInjector([DeviceFault("app_killed", 1)], ScenarioClock(100), {"uart_disconnect": print},
+                      rig_name="rig 'x'")
 
 
 def test_a_pulled_uart_line_drops_whole_writes_and_counts_them() -> None:

@@ -60,7 +60,8 @@ def test_same_detections_at_1x_and_100x(tmp_path, models, short_scenario):
     fast = run_scenario(short_scenario, RigConfig(**{**BUILTIN_SIM_RIG.__dict__, "time_scale": 100.0}), models,
                         tmp_path / "100x")
     # one sample per whole second of the trip, at both speeds
-    assert slow.accounting.samples_received == fast.accounting.samples_received == short_scenario.profile().duration_s - 1
+    whole_seconds = short_scenario.profile().duration_s - 1
+    assert slow.accounting.samples_received == fast.accounting.samples_received == whole_seconds
     assert detections(slow) == detections(fast)
     assert slow.judgement.passed and fast.judgement.passed
     assert fast.speed > 20 * slow.speed

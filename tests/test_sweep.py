@@ -76,7 +76,8 @@ def test_severity_sweep_needs_anomalies(tmp_path):
 
 def _result(name: str, severity: float, detected: list[bool], delays: list[float]):
     detections = [SimpleNamespace(event=LabelledEvent("drift", 0.0, 60.0, severity, "coolant_temp"), detected=hit,
-                                  detection_delay_s=delay if hit else None) for hit, delay in zip(detected, delays, strict=False)]
+                                  detection_delay_s=delay if hit else None)
+                  for hit, delay in zip(detected, delays, strict=False)]
     scenario = SimpleNamespace(name=variant_name("sw", (("severity", severity),)), sweep_base="sw")
     return SimpleNamespace(scenario=scenario, metrics=SimpleNamespace(detection=SimpleNamespace(detections=detections)))
 

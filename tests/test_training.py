@@ -14,11 +14,14 @@ torch = pytest.importorskip("torch")
 
 from harness.inference.features import CONTEXT_S, WINDOW_S  # noqa: E402
 from harness.inference.models import MODEL_NAMES, ModelSet, load_manifest  # noqa: E402
+from training.anomaly_features import AnomalyFeatures  # noqa: E402
+from training.channels import COL, Channels  # noqa: E402
 from training.common import make_deterministic  # noqa: E402
 from training.data import make_windows  # noqa: E402
 from training.evaluate import eval_trips  # noqa: E402
+from training.feature_catalogue import FEATURES  # noqa: E402
 from training.fuel import train_fuel  # noqa: E402
-from training.nets import COL, CROSS_CHANNELS, FEATURES, AnomalyFeatures, Channels, CrossPredictor, FuelTCN  # noqa: E402
+from training.nets import CROSS_CHANNELS, CrossPredictor, FuelTCN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

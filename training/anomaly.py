@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.nn.functional import smooth_l1_loss
 
-from training.common import Clock, Progress, batches, predict
+from training.anomaly_features import AnomalyFeatures
+from training.anomaly_model import AnomalyModel
+from training.channels import CHANNELS, Channels
+from training.common import Clock, Progress, fit, predict
 from training.data import Windows
+from training.feature_catalogue import FEATURE_SCALE_FLOOR, FEATURES
 from training.fuel import channel_stats
-from training.nets import (
-    CHANNELS,
-    CROSS_CHANNELS,
-    FEATURE_SCALE_FLOOR,
-    FEATURES,
-    AnomalyFeatures,
-    AnomalyModel,
-    Channels,
-    CrossPredictor,
-    FeatureAE,
-    FuelTCN,
-    LstmAE,
-    fit_fuel_proxy,
-)
+from training.fuel_proxy import fit_fuel_proxy
+from training.nets import CROSS_CHANNELS, CrossPredictor, FeatureAE, FuelTCN, LstmAE
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
 RESIDUAL_QUANTILE = 0.999
@@ -46,20 +39,14 @@ def train_cross(train: Windows, fallback: np.ndarray, seed: int, epochs: int, pr
     channels = Channels(fallback, CROSS_CHANNELS)
     mean, std = channel_stats(channels, train.x)
     model = CrossPredictor(Channels(fallback, CROSS_CHANNELS, mean, std))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng([seed, 0xC055])
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in batches(len(train.x), batch_size, rng):
-            rpm_pred, rpm, thr_pred, thr = model(torch.from_numpy(train.x[idx]))
-            loss = torch.nn.functional.smooth_l1_loss(rpm_pred, rpm) + torch.nn.functional.smooth_l1_loss(thr_pred, thr)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        progress(f"anomaly  cross-signal predictor epoch {epoch}/{epochs}  loss {total / len(train.x):.4f}  {clock}")
-    return model.eval()
+
+    def loss_of(idx: np.ndarray) -> torch.Tensor:
+        rpm_pred, rpm, thr_pred, thr = model(torch.from_numpy(train.x[idx]))
+        return smooth_l1_loss(rpm_pred, rpm) + smooth_l1_loss(thr_pred, thr)
+
+    return fit(model, loss_of, len(train.x), rng, epochs, batch_size, lr, progress,
+               "anomaly  cross-signal predictor epoch {epoch}/{epochs}  loss {loss:.4f}", clock, one_cycle=False)
 
 
 def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: CrossPredictor, fallback: np.ndarray,
@@ -78,32 +65,20 @@ def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: Cro
     ae = None
     if use_ae:
         ae = FeatureAE(len(FEATURES))
-        opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=1e-4)
         rng = np.random.default_rng([seed, 0xAE])
         zt = torch.from_numpy(z.astype(np.float32))
         zv = torch.from_numpy(predict(bare.standardise, predict(extractor, val_normal.x)).astype(np.float32))
-        steps = epochs * ((len(z) + batch_size - 1) // batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-        best, best_state = np.inf, None
-        for epoch in range(1, epochs + 1):
-            ae.train()
-            total = 0.0
-            for idx in batches(len(z), batch_size, rng):
-                # Huber: a few heavy-tailed normal windows must not decide what "normal" reconstructs to.
-                loss = torch.nn.functional.smooth_l1_loss(ae(zt[idx]), zt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            ae.eval()
-            with torch.no_grad():
-                val_loss = float(torch.nn.functional.smooth_l1_loss(ae(zv), zv))
-            progress(f"anomaly  epoch {epoch:3d}/{epochs}  loss {total / len(z):8.4f}  val {val_loss:.4f}  {clock}")
-            if val_loss < best:
-                best, best_state = val_loss, {k: v.clone() for k, v in ae.state_dict().items()}
-        ae.load_state_dict(best_state)
-        ae.eval()
+
+        def loss_of(idx: np.ndarray) -> torch.Tensor:
+            # Huber: a few heavy-tailed normal windows must not decide what "normal" reconstructs to.
+            return smooth_l1_loss(ae(zt[idx]), zt[idx])
+
+        @torch.no_grad()
+        def val_loss() -> float:
+            return float(smooth_l1_loss(ae(zv), zv))
+
+        ae = fit(ae, loss_of, len(z), rng, epochs, batch_size, lr, progress,
+                 "anomaly  epoch {epoch:3d}/{epochs}  loss {loss:8.4f}  val {val:.4f}", clock, validate=val_loss)
     # The residuals of AnomalyModel.signed_residual, from the features already computed.
     z_raw = (feats - centre) / scale
     resid = z_raw - predict(ae, z.astype(np.float32)) if ae is not None else z_raw
@@ -119,25 +94,7 @@ def train_lstm_ae(train: Windows, val_normal: Windows, fallback: np.ndarray, see
     channels = Channels(fallback, CHANNELS)
     mean, std = channel_stats(channels, train.x)
     model = LstmAE(Channels(fallback, CHANNELS, mean, std), hidden=hidden)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(train.x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     rng = np.random.default_rng([seed, 0x157])
-    best, best_state = np.inf, None
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in batches(len(train.x), batch_size, rng):
-            loss = model(torch.from_numpy(train.x[idx])).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        model.eval()
-        val_loss = float(predict(model, val_normal.x).mean())
-        progress(f"lstm-ae  epoch {epoch:3d}/{epochs}  loss {total / len(train.x):8.4f}  val {val_loss:.4f}  {clock}")
-        if val_loss < best:
-            best, best_state = val_loss, {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return model.eval()
+    return fit(model, lambda idx: model(torch.from_numpy(train.x[idx])).mean(), len(train.x), rng, epochs,
+               batch_size, lr, progress, "lstm-ae  epoch {epoch:3d}/{epochs}  loss {loss:8.4f}  val {val:.4f}", clock,
+               validate=lambda: float(predict(model, val_normal.x).mean()))

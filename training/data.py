@@ -2,7 +2,8 @@
 
 A trip here is a `Trip`: the 1 Hz samples [T, 10] of the ten signals (NaN = no reading), the ground-truth fuel
 rate, the driving style index per sample, the per-sample anomaly type ('' when normal) and the labelled events.
-Trips come from a `harness.world.dataset` directory (`load_split`) or straight from the plant (`training.evalset`).
+Trips come from a `harness.world.dataset` directory (`load_split`) or straight from the plant
+(`training.evaluate.eval_trips`).
 No torch here: the tests use this module with the runtime dependencies only.
 """
 from __future__ import annotations

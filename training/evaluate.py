@@ -4,8 +4,9 @@ Evaluation trips (`eval_trips`) are generated from seeds and speed traces the tr
 trip drives a generated profile (or a real cycle held out of training), with anomalies of the types the anomaly
 model owns (`MODEL_TYPES`) at one fixed severity (0.7, the injectors' default), sensor faults only on signals
 where the fault is observable in a 60-s window (`OBSERVABLE_SIGNALS`; the exclusions and why are in
-`EXCLUDED_FAULTS`). Types left to the app's rule-based event detector (`RULE_BASED_TYPES`) are not injected here. Overheating starts
-once the engine is warm (`WARM_COOLANT_C`): a failed fan or radiator changes nothing while the thermostat is shut.
+`EXCLUDED_FAULTS`). Types left to the app's rule-based event detector (`RULE_BASED_TYPES`) are not injected here.
+Overheating starts once the engine is warm (`WARM_COOLANT_C`): a failed fan or radiator changes nothing while the
+thermostat is shut.
 
 Metrics (all on windows ending every second, scores from the shipped ONNX model):
 - event recall: an event is detected if an alarm episode starts in [onset, end + 60 s];

@@ -1,4 +1,5 @@
-"""ONNX export of the torch models and their metadata (sessions open as the device runs them: harness.inference.models)."""
+"""ONNX export of the torch models and their metadata (sessions open as the device runs them:
+harness.inference.models)."""
 from __future__ import annotations
 
 import json

@@ -6,10 +6,11 @@ import torch
 
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import DRIFT_SPAN
-from training.common import Clock, Progress, batches, predict
+from training.channels import Channels
+from training.common import Clock, Progress, fit, predict
 from training.data import Windows
 from training.evaluate import r2_score
-from training.nets import FUEL_CHANNELS, Channels, FuelTCN
+from training.nets import FUEL_CHANNELS, FuelTCN
 
 
 def channel_stats(channels: Channels, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,30 +54,18 @@ def train_fuel(train: Windows, val: Windows, fallback: np.ndarray, seed: int, ep
     mean, std = channel_stats(channels, train.x)
     channels = Channels(fallback, FUEL_CHANNELS, mean, std)
     model = FuelTCN(channels, width=width)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(train.x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     rng = np.random.default_rng([seed, 0xF0E1])
     seq_all = torch.from_numpy(train.fuel_seq)
-    best, best_state = -np.inf, None
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in batches(len(train.x), batch_size, rng):
-            xb, yb = torch.from_numpy(corrupt(train.x[idx], rng)), seq_all[idx]
-            per_s = model.per_second(xb)
-            # The window mean is the target; the per-second truth teaches the network where the fuel goes.
-            loss = ((per_s.mean(1) - yb.mean(1)) ** 2).mean() + 0.3 * ((per_s - yb) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        model.eval()
-        r2 = r2_score(val.fuel_lph, predict(model, val.x)[:, 0])
-        progress(f"fuel     epoch {epoch:3d}/{epochs}  loss {total / len(train.x):8.4f}  val R2 {r2:.4f}  {clock}")
-        if r2 > best:
-            best, best_state = r2, {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    model.eval()
-    return model
+
+    def loss_of(idx: np.ndarray) -> torch.Tensor:
+        xb, yb = torch.from_numpy(corrupt(train.x[idx], rng)), seq_all[idx]
+        per_s = model.per_second(xb)
+        # The window mean is the target; the per-second truth teaches the network where the fuel goes.
+        return ((per_s.mean(1) - yb.mean(1)) ** 2).mean() + 0.3 * ((per_s - yb) ** 2).mean()
+
+    def val_r2() -> float:
+        return r2_score(val.fuel_lph, predict(model, val.x)[:, 0])
+
+    return fit(model, loss_of, len(train.x), rng, epochs, batch_size, lr, progress,
+               "fuel     epoch {epoch:3d}/{epochs}  loss {loss:8.4f}  val R2 {val:.4f}", clock,
+               validate=val_r2, higher_is_better=True)

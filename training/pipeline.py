@@ -50,8 +50,9 @@ from training.evaluate import (
     score_trips,
 )
 from training.export import export_torch, onnx_opset, parity
+from training.feature_catalogue import FEATURES
 from training.fuel import train_fuel
-from training.nets import FEATURES, FUEL_CHANNELS
+from training.nets import FUEL_CHANNELS
 
 MANIFEST_VERSION = "1"
 MODEL_VERSION = "1.0.0"
@@ -98,11 +99,13 @@ class Config:
 
 
 FULL = Config(quick=False, train_trips=120, val_trips=40, test_trips=24, trip_s=1800.0, fuel_aug_trips=40,
-              fuel_epochs=12, fuel_width=24, fuel_stride_s=4, anomaly_stride_s=3, ae_epochs=20, cross_epochs=4, lstm_epochs=5,
+              fuel_epochs=12, fuel_width=24, fuel_stride_s=4, anomaly_stride_s=3, ae_epochs=20, cross_epochs=4,
+              lstm_epochs=5,
               lstm_stride_s=12, behaviour_trees=110, behaviour_stride_s=3, eval_trips=24, eval_trip_s=3600.0,
               eval_per_trip=7, bench_runs=2000)
 QUICK = Config(quick=True, train_trips=10, val_trips=4, test_trips=3, trip_s=1200.0, fuel_aug_trips=4,
-               fuel_epochs=5, fuel_width=16, fuel_stride_s=6, anomaly_stride_s=10, ae_epochs=0, cross_epochs=1, lstm_epochs=0,
+               fuel_epochs=5, fuel_width=16, fuel_stride_s=6, anomaly_stride_s=10, ae_epochs=0, cross_epochs=1,
+               lstm_epochs=0,
                lstm_stride_s=0, behaviour_trees=60, behaviour_stride_s=10, eval_trips=3, eval_trip_s=2400.0,
                eval_per_trip=5, bench_runs=300)
 
@@ -206,7 +209,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
         candidates["physics-features-ae"] = train_anomaly(normal_train, val_normal_ctx, fuel, cross, fallback, seed,
                                                           cfg.ae_epochs, True, say)
     if cfg.lstm_epochs:
-        lstm_train = _subset(normal_train, np.arange(len(normal_train.x)) % max(1, cfg.lstm_stride_s // cfg.anomaly_stride_s) == 0)
+        every = max(1, cfg.lstm_stride_s // cfg.anomaly_stride_s)
+        lstm_train = _subset(normal_train, np.arange(len(normal_train.x)) % every == 0)
         candidates["lstm-ae"] = train_lstm_ae(last_rows(lstm_train), val_normal, fallback, seed, cfg.lstm_epochs,
                                               say)
     for name, model in candidates.items():
@@ -379,7 +383,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
             "trip_s": cfg.trip_s,
             "train_val_trace_digests": sorted(t["trace_digest"] for t in ds_trips if t["split"] != "test"),
             "extra_fuel_trips": {"count": cfg.fuel_aug_trips, "types": list(BEHAVIOURAL_TYPES),
-                                 "made_by": f"training.evaluate.eval_trips(seed={seed}, salt={FUEL_AUG_SALT:#x}, severity=None)"},
+                                 "made_by": f"training.evaluate.eval_trips(seed={seed}, salt={FUEL_AUG_SALT:#x}, "
+                                            "severity=None)"},
         },
         "window": {"length_s": WINDOW_S, "sample_rate_hz": 1.0, "feature_order": list(SIGNALS),
                    "units": {s: UNITS[s] for s in SIGNALS}, "missing_value": "NaN"},
@@ -429,7 +434,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "family": f"LightGBM, {behaviour.booster_.num_trees() // 3} rounds x 3 classes, "
                           f"{behaviour.get_params()['num_leaves']} leaves",
                 "classes": list(STYLES), "feature_order": list(BEHAVIOUR_FEATURES),
-                "feature_function": "harness.inference.features.behaviour_features", "window_s": WINDOW_S, "stride_s": 1,
+                "feature_function": "harness.inference.features.behaviour_features", "window_s": WINDOW_S,
+                "stride_s": 1,
                 "training_stride_s": cfg.behaviour_stride_s, "window_label": "majority driving_style",
                 "training_windows": "windows with >= 80 % of samples in one style, of the train split and of "
                                     f"{AUG_PER_TRAIN_TRIP} generated trips with anomalies per train trip "

@@ -1,1 +1,2 @@
-"""The simulated Android side: the DTG app, its rule-based detector, the DTG package a simulated phone installs, and the simulated phone speaking ADB."""
+"""The simulated Android side: the DTG app, its rule-based detector, the DTG package a simulated phone installs,
+and the simulated phone speaking ADB."""

@@ -41,9 +41,12 @@ CONTRACT: dict[str, dict[str, dict[str, list[int]]]] = {
 }
 #: The reference system's figures (issue 4, shared/DESIGN.md).
 REFERENCE: dict[str, dict[str, object]] = {
-    "fuel": {"family": "TCN [64,128,256]", "bytes_max": 4 * 1024 * 1024, "ms_max": 25.0, "quality": "R2 0.943 (random window split)"},
-    "anomaly": {"family": "LSTM-AE 2x128", "bytes_max": 3 * 1024 * 1024, "ms_max": 35.0, "quality": "F1 0.588 (P 1.0, R 0.417)"},
-    "behaviour": {"family": "LightGBM (ZipMap)", "bytes_max": 10 * 1024 * 1024, "ms_max": 15.0, "quality": "output unreadable by its app"},
+    "fuel": {"family": "TCN [64,128,256]", "bytes_max": 4 * 1024 * 1024, "ms_max": 25.0,
+             "quality": "R2 0.943 (random window split)"},
+    "anomaly": {"family": "LSTM-AE 2x128", "bytes_max": 3 * 1024 * 1024, "ms_max": 35.0,
+                "quality": "F1 0.588 (P 1.0, R 0.417)"},
+    "behaviour": {"family": "LightGBM (ZipMap)", "bytes_max": 10 * 1024 * 1024, "ms_max": 15.0,
+                  "quality": "output unreadable by its app"},
 }
 REFERENCE_TOTAL = {"bytes": int(2.33 * 1024 * 1024), "ms_per_window": 1.82}
 
@@ -217,13 +220,15 @@ class ModelSet:
         """Score the anomaly model's input: the last CONTEXT_S samples, NaN before the trip's first."""
         score, per_signal = self._run("anomaly", {"window": _window(context, CONTEXT_S)})
         value = float(score[0])
-        return AnomalyResult(value, value > self.threshold, dict(zip(SIGNALS, per_signal[0].astype(float).tolist(), strict=False)))
+        per_signal_scores = dict(zip(SIGNALS, per_signal[0].astype(float).tolist(), strict=False))
+        return AnomalyResult(value, value > self.threshold, per_signal_scores)
 
     def behaviour(self, features: np.ndarray) -> tuple[int, np.ndarray]:
         """(class index into `classes`, probabilities [3]) from the 18 features of `behaviour_features`."""
         f = np.asarray(features, dtype=np.float32).reshape(1, -1)
         if f.shape != (1, 18):
-            raise ValueError(f"behaviour takes the 18 features of harness.inference.features.behaviour_features; got {f.shape}")
+            raise ValueError("behaviour takes the 18 features of harness.inference.features.behaviour_features; "
+                             f"got {f.shape}")
         label, probabilities = self._run("behaviour", {"features": f})
         return int(label[0]), probabilities[0]
 

@@ -212,7 +212,8 @@ def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] |
     speed.extend([0.0] * end_idle)
     style.extend([0] * end_idle)
     label = name or f"generated-{seed}"
-    provenance = f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {dict(zip(kinds, kind_p.round(3).tolist(), strict=False))}"
+    kind_mix = dict(zip(kinds, kind_p.round(3).tolist(), strict=False))
+    provenance = f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {kind_mix}"
     if styles:
         provenance += f", styles {dict(zip(style_names, style_p.round(3).tolist(), strict=False))}"
     return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3), provenance,

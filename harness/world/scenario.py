@@ -350,9 +350,9 @@ def parse_scenario(data: Any, lines: dict[str, int], file: str, base_dir: Path |
     if c.problems:
         raise ScenarioError(file, c.problems)
     scenario = Scenario(
-        name=scenario_name, path=Path(file) if file else None, description=description, vehicle=vehicle, seed=int(seed), route=route,
-        conditions=conditions, anomalies=tuple(anomalies), expect=expect, sha256=sha256, profile_=profile,
-        sweep=sweep, bus_faults=tuple(bus_faults),
+        name=scenario_name, path=Path(file) if file else None, description=description, vehicle=vehicle,
+        seed=int(seed), route=route, conditions=conditions, anomalies=tuple(anomalies), expect=expect,
+        sha256=sha256, profile_=profile, sweep=sweep, bus_faults=tuple(bus_faults),
     )
     if route.cycle is None and route.recording is None:
         # Generated routes may run a little past duration_s; check windows against the real trip.

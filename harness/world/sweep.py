@@ -48,7 +48,8 @@ class SweepSpec:
         """Every combination, as ((parameter, value), ...), severity varying slowest."""
         axes = [(key, values) for key, values in (("severity", self.severity), ("seed", self.seed),
                                                   ("vehicle", self.vehicle)) if values]
-        return [tuple(zip([k for k, _ in axes], combo, strict=False)) for combo in itertools.product(*[v for _, v in axes])]
+        keys = [k for k, _ in axes]
+        return [tuple(zip(keys, combo, strict=False)) for combo in itertools.product(*[v for _, v in axes])]
 
 
 def _values(c: Checker, raw: dict, key: str, check) -> tuple:

@@ -147,7 +147,8 @@ def road_load_n(vehicle: VehicleParams, speed_kmh: np.ndarray, grade: np.ndarray
     return aero + np.where(speed_kmh > 0, rolling, 0.0) + G * vehicle.mass_kg * np.asarray(grade)
 
 
-def fuel_rate_l_s(vehicle: VehicleParams, power_kw: np.ndarray, friction_factor: np.ndarray | float = 1.0) -> np.ndarray:
+def fuel_rate_l_s(vehicle: VehicleParams, power_kw: np.ndarray,
+                  friction_factor: np.ndarray | float = 1.0) -> np.ndarray:
     """VT-CPFM-1 fuel rate (L/s) for tractive power (kW); the idle term scaled by `friction_factor`."""
     p = np.maximum(power_kw, 0.0)
     return vehicle.alpha0_l_s * friction_factor + vehicle.alpha1_l_s_kw * p + vehicle.alpha2_l_s_kw2 * p**2
@@ -293,13 +294,15 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
     gear, rpm, normal_rpm = _gears_and_rpm(vehicle, speed, demand, mods.rpm_target, mods.idle_rpm_boost,
                                            SHIFT_SCALE[style])
 
-    friction_factor = 1.0 + np.maximum(rpm - normal_rpm, 0.0) / vehicle.idle_rpm + mods.idle_rpm_boost / vehicle.idle_rpm
+    friction_factor = (1.0 + np.maximum(rpm - normal_rpm, 0.0) / vehicle.idle_rpm
+                       + mods.idle_rpm_boost / vehicle.idle_rpm)
     fuel_l_s = fuel_rate_l_s(vehicle, engine_power_kw, friction_factor)
     fuel_lph = fuel_l_s * 3600.0
 
     available = vehicle.available_power_kw(rpm)
     friction_kw = 0.02 * vehicle.rated_power_kw * friction_factor
-    revving = np.where(gear == 0, np.clip((rpm - vehicle.idle_rpm - mods.idle_rpm_boost) / vehicle.redline_rpm, 0, 1), 0.0)
+    revving = np.where(gear == 0,
+                       np.clip((rpm - vehicle.idle_rpm - mods.idle_rpm_boost) / vehicle.redline_rpm, 0, 1), 0.0)
     throttle = np.clip(100.0 * engine_power_kw / np.maximum(available, 1.0) + 60.0 * revving, 0.0, 100.0)
     load = np.clip(100.0 * (engine_power_kw + friction_kw) / np.maximum(available, 1.0), 0.0, 100.0)
 
@@ -378,7 +381,8 @@ class DriveSummary:
     @property
     def fuel_level_error(self) -> float:
         """Relative mismatch between the fuel level drop and the integrated consumption."""
-        return abs(self.fuel_level_drop_pct - self.fuel_level_drop_expected_pct) / max(self.fuel_level_drop_expected_pct, 1e-9)
+        return (abs(self.fuel_level_drop_pct - self.fuel_level_drop_expected_pct)
+                / max(self.fuel_level_drop_expected_pct, 1e-9))
 
 
 def summarize(trace: Trace, vehicle: VehicleParams) -> DriveSummary:
