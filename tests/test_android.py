@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from support import AppFactory, adb_problem, isolated_adb_server, watchdog
 
-from firmware_sim.phone.adbd import DeviceContext, SimAndroidDevice, build_apk
+from firmware_sim.phone.device import SimAndroidDevice
+from firmware_sim.phone.packages import DeviceContext, build_apk
 from harness.inference.models import ManifestError, sha256_file
 from harness.rig.android import (
     DEFAULT_MODELS_DIR,
@@ -215,7 +216,8 @@ def test_install_start_and_stream_edgeai_lines_the_event_parser_reads(phone, dri
     assert collector.stats().lines_lost == 0 and set(collector.stats().by_kind) == {"status", "fuel", "anomaly"}
     edge = [line for line in lines if "EdgeAI" in line]
     assert all(" Chatty " not in line for line in lines)  # only the EdgeAI tag was asked for
-    for line, event in zip(edge, app.events, strict=False):  # byte for byte the contract's line, after the device's time stamp
+    # byte for byte the contract's line, after the device's time stamp
+    for line, event in zip(edge, app.events, strict=False):
         assert parse_event_line(line) == event
         assert line[18:] == format_event_line(event, pid=pid, tid=pid)[18:]
     driver.stop_app(PACKAGE)
