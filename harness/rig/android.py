@@ -1,6 +1,6 @@
 """The Android device of a real rig, driven through an adb server (adbutils): install, models, app, logcat.
 
-`AndroidDevice(serial)` drives one phone (or the loopback rig's `firmware_sim.phone.adbd.SimAndroidDevice`, which
+`AndroidDevice(serial)` drives one phone (or the loopback rig's `firmware_sim.phone.device.SimAndroidDevice`, which
 speaks the same protocol) through the adb server on ``adb_host:adb_port`` (default: adbutils' defaults,
 ``ANDROID_ADB_SERVER_HOST`` / ``ANDROID_ADB_SERVER_PORT``, else 127.0.0.1:5037; a missing local server is
 started with ``adb -P PORT start-server``). A serial of the form ``host:port`` (wireless debugging, the
@@ -761,8 +761,8 @@ class AndroidDevice:
         """The manifest's model files (every entry of ``models``: ``file``, ``sha256``) and the manifest itself.
 
         Only what pushing needs is read, so a manifest whose contract is being changed can still be pushed
-        (checking the contract is `harness.inference.models.load_manifest`'s job). Each local file is checked against the
-        manifest first: a local mismatch raises ManifestError before anything is sent."""
+        (checking the contract is `harness.inference.models.load_manifest`'s job). Each local file is checked against
+        the manifest first: a local mismatch raises ManifestError before anything is sent."""
         try:
             raw = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as error:
