@@ -20,6 +20,10 @@ its own below this one:
 - `firmware_sim.phone.shell_commands`, `firmware_sim.phone.android_commands`: the shell's commands;
 - `firmware_sim.phone.shell`: a command line run against the device.
 
+The sections call back into the device through its underscored members (the transport: `_service_handler`,
+`_start_thread`, `_connection_closed`; the commands: `_install`, `_start_app`, `_force_stop`, `_logs`, ...):
+they are this package's internals, not the harness's API.
+
 An app whose ``alive`` turns False dies, with ActivityManager's "Process <pkg> (pid N) has died" line in logcat.
 Fault injection for the harness's own tests: `hang_shell`, `drop_connections`, `reboot`, `kill_app`,
 `stop_logging`.
