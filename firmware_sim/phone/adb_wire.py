@@ -64,7 +64,7 @@ A_CLSE = 0x45534C43
 A_WRTE = 0x45545257
 A_STLS = 0x534C5453
 COMMAND_NAMES = {A_SYNC: "SYNC", A_CNXN: "CNXN", A_AUTH: "AUTH", A_OPEN: "OPEN", A_OKAY: "OKAY",
-                  A_CLSE: "CLSE", A_WRTE: "WRTE", A_STLS: "STLS"}
+                 A_CLSE: "CLSE", A_WRTE: "WRTE", A_STLS: "STLS"}
 
 A_VERSION_MIN = 0x01000000
 #: From this version on (Android 9 / adb 1.0.40) neither side computes nor checks data checksums.
