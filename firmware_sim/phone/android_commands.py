@@ -6,7 +6,7 @@
 - ``am``: start (``-n PACKAGE/ACTIVITY``, ``-W``, ``-S``), force-stop;
 - ``monkey -p PACKAGE``: starts the package's app.
 
-The packages and processes they act on are the device's (`firmware_sim.phone.device`).
+The packages and apps they act on are the device's `firmware_sim.phone.app_manager.AppManager`.
 
 What it does NOT model: intents resolved by action or data (``am start`` needs a component), ``cmd``, ``dumpsys``,
 ``pm grant``, users and profiles, logcat's ``-f``/``-r``/``-n``/``-e`` (an error saying so).
@@ -108,12 +108,18 @@ def _cmd_logcat(session: ShellSession, args: list[str], out: Sink, err: Sink) ->
     return 0
 
 
+def _pm_answer(out: Sink, answer: str) -> int:
+    """Print pm's one-line answer; the exit status: 0 for ``Success``, else 1."""
+    out.write(answer + "\n")
+    return 0 if answer == "Success" else 1
+
+
 def _cmd_pm(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int:
     device = session.device
     sub, rest = (args[0], args[1:]) if args else ("", [])
     if sub == "list" and rest[:1] == ["packages"]:
         flags, operands = split_flags(rest[1:], "3sfdeiUu")
-        packages = device._packages_snapshot()
+        packages = device.app_manager.packages()
         names = sorted(set(SYSTEM_PACKAGES) | set(packages))
         if "3" in flags:
             names = [name for name in names if name in packages]
@@ -138,22 +144,22 @@ def _cmd_pm(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int
         if len(operands) != 1:
             err.write("Error: pm install needs exactly one APK path (the simulated device installs one at a time)\n")
             return 1
-        return device._install(operands[0], session.cwd, out)
+        return _pm_answer(out, device.app_manager.install(operands[0], session.cwd))
     if sub == "uninstall":
         operands = [arg for arg in rest if not arg.startswith("-")]
         if not operands:
             err.write("Error: package name not specified\n")
             return 1
-        return device._uninstall(operands[-1], out)
+        return _pm_answer(out, device.app_manager.uninstall(operands[-1]))
     if sub == "path":
-        packages = device._packages_snapshot()
+        packages = device.app_manager.packages()
         if rest and rest[-1] in packages:
             out.write(f"package:{packages[rest[-1]].apk_path}\n")
             return 0
         return 1
     if sub == "clear":
-        if rest and rest[-1] in device._packages_snapshot():
-            device._force_stop(rest[-1], reason=f"clear data from pid {session.pid}")
+        if rest and rest[-1] in device.app_manager.packages():
+            device.app_manager.force_stop(rest[-1], reason=f"clear data from pid {session.pid}")
             out.write("Success\n")
             return 0
         out.write("Failed\n")
@@ -197,13 +203,13 @@ def _cmd_am(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int
             return 1
         package, activity = component.split("/", 1)
         out.write(f"Starting: Intent {{ cmp={component} }}\n")
-        if package not in device._packages_snapshot():
+        if package not in device.app_manager.packages():
             full = package + activity if activity.startswith(".") else activity
             err.write(f"Error type 3\nError: Activity class {{{package}/{full}}} does not exist.\n")
             return 1
         if stop_first:
-            device._force_stop(package, reason=f"from pid {session.pid}")
-        started = device._start_app(package, activity)
+            device.app_manager.force_stop(package, reason=f"from pid {session.pid}")
+        started = device.app_manager.start(package, activity)
         if not started:
             out.write("Warning: Activity not started, its current task has been brought to the front\n")
         if wait:
@@ -215,7 +221,7 @@ def _cmd_am(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int
         if not operands:
             err.write("Error: package name not specified\n")
             return 1
-        device._force_stop(operands[-1], reason=f"from pid {session.pid}")
+        device.app_manager.force_stop(operands[-1], reason=f"from pid {session.pid}")
         return 0
     err.write(f"Unknown command: {sub}\n" if sub else
               "usage: am start [-W] [-S] -n PACKAGE/ACTIVITY | am force-stop PACKAGE\n")
@@ -224,10 +230,10 @@ def _cmd_am(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int
 
 def _cmd_monkey(session: ShellSession, args: list[str], out: Sink, err: Sink) -> int:
     package = args[args.index("-p") + 1] if "-p" in args[:-1] else None
-    if package is None or package not in session.device._packages_snapshot():
+    if package is None or package not in session.device.app_manager.packages():
         err.write("** No activities found to run, monkey aborted.\n")
         return 251
-    session.device._start_app(package, ".MainActivity")
+    session.device.app_manager.start(package, ".MainActivity")
     out.write("Events injected: 1\n## Network stats: elapsed time=1ms (0ms mobile, 0ms wifi, 1ms not connected)\n")
     return 0
 

@@ -14,6 +14,7 @@ its own below this one:
 - `firmware_sim.phone.filesystem`: the file system sandboxed in a host directory;
 - `firmware_sim.phone.logcat`: the log ring, its formats and filters;
 - `firmware_sim.phone.packages`: APKs, apps (`SimApp`, `DeviceContext`);
+- `firmware_sim.phone.app_manager`: the installed packages and the running apps (`AppManager`);
 - `firmware_sim.phone.shell_lexer`: the shell's language;
 - `firmware_sim.phone.transport`: connections and streams;
 - `firmware_sim.phone.sync`: the ``sync:`` service;
@@ -21,8 +22,8 @@ its own below this one:
 - `firmware_sim.phone.shell`: a command line run against the device.
 
 The sections call back into the device through its underscored members (the transport: `_service_handler`,
-`_start_thread`, `_connection_closed`; the commands: `_install`, `_start_app`, `_force_stop`, `_logs`, ...):
-they are this package's internals, not the harness's API.
+`_start_thread`, `_connection_closed`; the commands: `_logs`, `_closing`, `_reboot_soon`): they are this
+package's internals, not the harness's API.
 
 An app whose ``alive`` turns False dies, with ActivityManager's "Process <pkg> (pid N) has died" line in logcat.
 Fault injection for the harness's own tests: `hang_shell`, `drop_connections`, `reboot`, `kill_app`,
@@ -40,7 +41,6 @@ per-buffer sizes, and time: the device clock is the host clock.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 import select
@@ -54,19 +54,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from firmware_sim.phone.adb_wire import DEFAULT_MAX_PAYLOAD, DEVICE_FEATURES, MAX_PAYLOAD, MAX_PAYLOAD_V1, AdbdError
+from firmware_sim.phone.app_manager import AppManager
 from firmware_sim.phone.filesystem import DeviceFileSystem
-from firmware_sim.phone.logcat import ACTIVITY_MANAGER_TID, LOG_BUFFERS, SYSTEM_SERVER_PID, LogBuffer, format_log_entry
-from firmware_sim.phone.packages import (
-    FIRST_APP_UID,
-    PACKAGE_NAME,
-    ApkError,
-    AppFactory,
-    AppProcess,
-    DeviceContext,
-    IdleApp,
-    InstalledPackage,
-    read_apk_package,
-)
+from firmware_sim.phone.logcat import LOG_BUFFERS, SYSTEM_SERVER_PID, LogBuffer, format_log_entry
+from firmware_sim.phone.packages import PACKAGE_NAME, AppFactory
 from firmware_sim.phone.shell import ShellSession
 from firmware_sim.phone.shell_commands import Sink
 from firmware_sim.phone.sync import SyncService
@@ -74,8 +65,6 @@ from firmware_sim.phone.transport import Connection, Stream
 from harness.core.worker import Worker
 
 __all__ = ["DEFAULT_PROPS", "SimAndroidDevice"]
-
-_log = logging.getLogger(__name__)
 
 
 DEFAULT_PROPS: Mapping[str, str] = {
@@ -126,7 +115,6 @@ class SimAndroidDevice(Worker):
             if not PACKAGE_NAME.fullmatch(package):
                 raise ValueError(f"invalid package name {package!r} in apps")
         self._requested_port = port
-        self._apps: dict[str, AppFactory] = dict(apps or {})
         self._root_dir = Path(root_dir) if root_dir is not None else None
         self.props: dict[str, str] = {**DEFAULT_PROPS, **(props or {})}
         self.reboot_duration_s = reboot_duration_s
@@ -136,14 +124,13 @@ class SimAndroidDevice(Worker):
         self._owns_root = False
         self._listener: socket.socket | None = None
         self._port: int | None = None
-        self._lock = threading.RLock()  # connections, packages, processes, flags
+        self._lock = threading.RLock()  # connections, threads, flags
         self._connections: set[Connection] = set()
         self._connection_numbers = itertools.count(1)
         self._threads: set[threading.Thread] = set()
-        self._packages: dict[str, InstalledPackage] = {}
-        self._processes: dict[str, AppProcess] = {}
-        self._pids = itertools.count(3001)
-        self._uids = itertools.count(FIRST_APP_UID)
+        self._pids = itertools.count(3001)  # shells and apps
+        #: The installed packages and the running apps (``pm``, ``am``).
+        self.app_manager = AppManager(self, apps or {}, self._logs, self._pids)
         self._shell_hung = False
         self._offline_until: float | None = None
         self._closing = False
@@ -177,7 +164,7 @@ class SimAndroidDevice(Worker):
                 self._root_dir.mkdir(parents=True, exist_ok=True)
                 self._fs = DeviceFileSystem(self._root_dir)
             self._fs.create_skeleton()
-            self._system_log("I", "ActivityManager", "System now ready")
+            self._logs.append_system("I", "ActivityManager", "System now ready")
         return super().start()
 
     def stop(self, timeout_s: float = 2.0) -> None:
@@ -189,14 +176,13 @@ class SimAndroidDevice(Worker):
         with self._lock:
             self._closing = True
             connections = list(self._connections)
-            processes = list(self._processes.values())
-            self._processes.clear()
+        processes = self.app_manager.detach_all(close=True)
         if self._listener is not None:
             self._listener.close()
         for connection in connections:
             connection.close()
         for process in processes:
-            self._stop_process(process)
+            self.app_manager.stop_process(process)
         with self._lock:
             threads = [t for t in self._threads if t is not threading.current_thread()]
         for thread in threads + [c.thread for c in connections]:
@@ -280,14 +266,12 @@ class SimAndroidDevice(Worker):
 
     @property
     def installed_packages(self) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(sorted(self._packages))
+        return tuple(sorted(self.app_manager.packages()))
 
     @property
     def running_apps(self) -> dict[str, int]:
         """Package → pid of every running app."""
-        with self._lock:
-            return {name: process.pid for name, process in self._processes.items()}
+        return self.app_manager.running()
 
     def banner(self) -> str:
         props = self.props
@@ -334,11 +318,10 @@ class SimAndroidDevice(Worker):
         duration_s = self.reboot_duration_s if duration_s is None else duration_s
         with self._lock:
             self._offline_until = time.monotonic() + duration_s
-            processes = list(self._processes.values())
-            self._processes.clear()
+        processes = self.app_manager.detach_all()
         self.drop_connections()
         for process in processes:
-            self._stop_process(process)
+            self.app_manager.stop_process(process)
         self._logs.clear()
 
     def _reboot_soon(self) -> None:
@@ -358,15 +341,7 @@ class SimAndroidDevice(Worker):
         ActivityManager logs "Process <pkg> (pid N) has died". The app's stop() is still called, to end its
         simulated threads; it can log nothing more either way."""
         self._check_running()
-        with self._lock:
-            process = self._processes.pop(package, None)
-            running = sorted(self._processes)
-        if process is None:
-            raise AdbdError(f"{package!r} is not running on {self.serial}; running apps: "
-                            f"{', '.join(running) or 'none'}")
-        self._stop_process(process)
-        self._log_death(process)
-        return process.pid
+        return self.app_manager.kill(package)
 
     # -- connections and services
 
@@ -414,120 +389,11 @@ class SimAndroidDevice(Worker):
             ShellSession(self, sink, next(self._pids)).run(command)
         sink.flush()
 
-    # -- packages and apps
-
-    def _packages_snapshot(self) -> dict[str, InstalledPackage]:
-        with self._lock:
-            return dict(self._packages)
-
-    def _install(self, apk: str, cwd: str, out: Sink) -> int:
-        try:
-            host = self.fs.host_path(apk, cwd)
-            if not host.is_file():
-                raise ApkError(f"{apk}: No such file or directory")
-            package = read_apk_package(host)
-        except (ApkError, OSError) as error:
-            out.write(f"Failure [INSTALL_FAILED_INVALID_APK: Failed to parse {apk}: {error}]\n")
-            return 1
-        self._force_stop(package, reason="installPackageLI")
-        apk_path = f"/data/app/{package}-1/base.apk"
-        target = self.fs.host_path(apk_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(host, target)
-        with self._lock:
-            if package not in self._packages:
-                self._packages[package] = InstalledPackage(package, next(self._uids), apk_path)
-        out.write("Success\n")
-        return 0
-
-    def _uninstall(self, package: str, out: Sink) -> int:
-        with self._lock:
-            known = package in self._packages
-        if not known:
-            out.write("Failure [DELETE_FAILED_INTERNAL_ERROR]\n")
-            return 1
-        self._force_stop(package, reason="deletePackageX")
-        with self._lock:
-            record = self._packages.pop(package)
-        shutil.rmtree(self.fs.host_path(record.apk_path).parent, ignore_errors=True)
-        out.write("Success\n")
-        return 0
-
-    def _start_app(self, package: str, activity: str) -> bool:
-        """Start the package's app; False if it was running already."""
-        with self._lock:
-            if package in self._processes or self._closing:
-                return False
-            pid = next(self._pids)
-            context = DeviceContext(self, package, pid)
-            record = self._packages[package]
-            factory = self._apps.get(package)
-            process = AppProcess(package, pid, context)
-            self._processes[package] = process  # registered first: the app may log from start()
-        self._system_log("I", "ActivityManager", f"Start proc {pid}:{package}/u0a{record.uid - 10000} for "
-                                                 f"activity {{{package}/{activity}}}")
-        try:
-            app = factory(context) if factory is not None else IdleApp()
-            process.app = app
-            app.start()
-            process.started = True
-        except Exception as error:  # noqa: BLE001 - the app crashed on start; the device logs it, as Android does
-            with self._lock:
-                if self._processes.get(package) is process:
-                    del self._processes[package]
-            context._alive = False
-            self._logs.append(pid, pid, "E", "AndroidRuntime", f"FATAL EXCEPTION: main\nProcess: {package}, "
-                              f"PID: {pid}\n{type(error).__name__}: {error}", "crash")
-            self._log_death(process)
-        return True
-
-    def _force_stop(self, package: str, reason: str) -> None:
-        with self._lock:
-            process = self._processes.pop(package, None)
-            record = self._packages.get(package)
-        if record is not None:
-            self._system_log("I", "ActivityManager", f"Force stopping {package} appid={record.uid} user=0: "
-                                                     f"{reason}")
-        if process is not None:
-            self._stop_process(process)
-
-    def _stop_process(self, process: AppProcess) -> None:
-        process.context._alive = False  # a killed process logs nothing more
-        if process.app is None:
-            return
-        try:
-            process.app.stop()
-        except Exception:  # noqa: BLE001 - the process is gone either way
-            _log.exception("app %s (pid %d) failed to stop", process.package, process.pid)
-
-    def _log_death(self, process: AppProcess) -> None:
-        self._system_log("I", "ActivityManager", f"Process {process.package} (pid {process.pid}) has died: fg TOP")
-
-    def _system_log(self, priority: str, tag: str, message: str) -> None:
-        self._logs.append(SYSTEM_SERVER_PID, ACTIVITY_MANAGER_TID, priority, tag, message, "system")
-
     def _housekeeping(self) -> None:
         if self._offline_until is not None and time.monotonic() >= self._offline_until:
             self._offline_until = None
-            self._system_log("I", "ActivityManager", "System now ready")
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            dead = []
-            for package, process in list(self._processes.items()):
-                if not process.started:
-                    continue  # still in start(): `alive` means nothing yet
-                try:
-                    alive = bool(process.app.alive)
-                except Exception:  # noqa: BLE001 - an app that cannot say is not alive
-                    alive = False
-                if not alive:
-                    dead.append(self._processes.pop(package))
-        finally:
-            self._lock.release()
-        for process in dead:
-            process.context._alive = False
-            self._log_death(process)
+            self._logs.append_system("I", "ActivityManager", "System now ready")
+        self.app_manager.reap_dead()
 
     def __repr__(self) -> str:
         return f"<SimAndroidDevice {self._port and self.serial or 'unbound'} {self._state}>"

@@ -148,6 +148,10 @@ class LogBuffer:
             self._cond.notify_all()
         return entry
 
+    def append_system(self, priority: str, tag: str, message: str) -> LogEntry | None:
+        """Append a line as system_server logs it: its pid, ActivityManager's tid, buffer system."""
+        return self.append(SYSTEM_SERVER_PID, ACTIVITY_MANAGER_TID, priority, tag, message, "system")
+
     def clear(self) -> None:
         with self._cond:
             self._entries.clear()

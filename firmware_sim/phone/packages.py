@@ -3,8 +3,7 @@
 ``pm install`` reads the package name from an APK that is a zip holding ``dtg-package.txt``
 (`APK_PACKAGE_ENTRY`; `build_apk` makes one, `read_apk_package` reads it). ``am start`` starts the app made by
 the factory registered for that package (`AppFactory`): a `SimApp`, given a `DeviceContext` (its package and
-pid, logcat, the device's files). A package without a factory runs an `IdleApp`. The device keeps an
-`InstalledPackage` per package and an `AppProcess` per running app (`firmware_sim.phone.device`).
+pid, logcat, the device's files). Installing, starting and stopping are `firmware_sim.phone.app_manager`'s.
 
 What it does NOT model: real APK parsing or signatures, manifests, activities (any activity name starts the
 app), permissions, processes other than the apps.
@@ -16,7 +15,6 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,15 +25,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APK_PACKAGE_ENTRY",
-    "FIRST_APP_UID",
     "PACKAGE_NAME",
     "SYSTEM_PACKAGES",
     "ApkError",
     "AppFactory",
-    "AppProcess",
     "DeviceContext",
-    "IdleApp",
-    "InstalledPackage",
     "SimApp",
     "build_apk",
     "read_apk_package",
@@ -47,7 +41,6 @@ __all__ = [
 APK_PACKAGE_ENTRY = "dtg-package.txt"
 PACKAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 SYSTEM_PACKAGES = ("android", "com.android.settings", "com.android.shell", "com.android.systemui")
-FIRST_APP_UID = 10100
 
 
 class ApkError(DtgHilError, ValueError):
@@ -122,40 +115,12 @@ class DeviceContext:
     def host_path(self, device_path: str) -> Path:
         return self._device.fs.host_path(device_path)
 
+    def end(self) -> None:
+        """The process is gone (killed, stopped, crashed, died): it logs nothing more."""
+        self._alive = False
+
     def __repr__(self) -> str:
         return f"<DeviceContext {self.package} pid={self.pid} on {self.serial}>"
 
 
 AppFactory = Callable[[DeviceContext], SimApp]
-
-
-class IdleApp:
-    """The process of an installed package that has no factory: it runs and does nothing."""
-
-    alive = True
-
-    def start(self) -> None:
-        self.alive = True
-
-    def stop(self) -> None:
-        self.alive = False
-
-
-@dataclass
-class InstalledPackage:
-    """A package `pm install` installed: its name, its app uid, and where its APK lies on the device."""
-
-    name: str
-    uid: int
-    apk_path: str  # device path
-
-
-@dataclass
-class AppProcess:
-    """A running app: its package, pid and context, and the `SimApp` its factory made."""
-
-    package: str
-    pid: int
-    context: DeviceContext
-    app: SimApp | None = None  # None until its factory returned
-    started: bool = False  # its start() returned: from then on `alive` is watched
