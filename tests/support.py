@@ -24,7 +24,7 @@ import pytest
 from harness.rig.phone import free_port
 
 if TYPE_CHECKING:
-    from firmware_sim.phone.adbd import DeviceContext, SimApp
+    from firmware_sim.phone.packages import DeviceContext, SimApp
 
 # --- wall-clock limits -------------------------------------------------------------------------------------------
 

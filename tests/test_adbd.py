@@ -1,4 +1,4 @@
-"""The simulated Android device (firmware_sim.phone.adbd): driven by the real adb binary and adbutils, and at the wire.
+"""The simulated Android device (firmware_sim.phone): driven by the real adb binary and adbutils, and at the wire.
 
 The adb tests share one adb server on a free loopback port (``ANDROID_ADB_SERVER_PORT``), with USB, emulator
 scanning and mDNS off and its key in a temporary HOME, killed at the end of the module; they skip, saying why,
@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import AppFactory, adb_problem, isolated_adb_server, watchdog
 
-import firmware_sim.phone.adbd as adbd
-from firmware_sim.phone.adbd import (
+from firmware_sim.phone import adb_wire, filesystem, logcat, shell_lexer
+from firmware_sim.phone.adb_wire import (
     A_CLSE,
     A_CNXN,
     A_OKAY,
@@ -35,20 +35,14 @@ from firmware_sim.phone.adbd import (
     AdbdError,
     AdbMessage,
     AdbProtocolError,
-    ApkError,
-    DeviceContext,
-    DeviceFileSystem,
-    LogEntry,
-    LogFilter,
-    ShellSyntaxError,
-    SimAndroidDevice,
-    build_apk,
     decode_message,
     encode_message,
-    format_log_entry,
-    parse_command_line,
-    read_apk_package,
 )
+from firmware_sim.phone.device import SimAndroidDevice
+from firmware_sim.phone.filesystem import DeviceFileSystem
+from firmware_sim.phone.logcat import LogEntry, LogFilter, format_log_entry
+from firmware_sim.phone.packages import ApkError, DeviceContext, build_apk, read_apk_package
+from firmware_sim.phone.shell_lexer import ShellSyntaxError, parse_command_line
 from harness.wire.events import FuelResult, ModelRef, event_to_json, parse_event_line
 
 PACKAGE = "com.example.dtg"
@@ -661,5 +655,6 @@ def test_temporary_root_is_removed_on_stop():
 def test_doctests():
     import doctest
 
-    assert doctest.testmod(adbd).failed == 0
+    for module in (adb_wire, filesystem, logcat, shell_lexer):
+        assert doctest.testmod(module).failed == 0
 

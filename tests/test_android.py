@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from support import AppFactory, adb_problem, isolated_adb_server, watchdog
 
-from firmware_sim.phone.adbd import DeviceContext, SimAndroidDevice, build_apk
+from firmware_sim.phone.device import SimAndroidDevice
+from firmware_sim.phone.packages import DeviceContext, build_apk
 from harness.inference.models import ManifestError, sha256_file
 from harness.rig.android.device import AndroidDevice
 from harness.rig.android.errors import (

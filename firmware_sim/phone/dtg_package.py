@@ -1,4 +1,4 @@
-"""The DTG app as it runs on the simulated phone (`firmware_sim.phone.adbd.SimAndroidDevice`).
+"""The DTG app as it runs on the simulated phone (`firmware_sim.phone.device.SimAndroidDevice`).
 
 Installing the DTG package on the simulated device and starting it (`am start`) runs `PhoneApp`: the same app
 simulator as the simulated rig (`firmware_sim.phone.app.AppSim`), but configured the way a real app on a phone is,
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import serial
 
-from firmware_sim.phone.adbd import DeviceContext
 from firmware_sim.phone.app import AppOptions, AppSim
+from firmware_sim.phone.packages import DeviceContext
 from firmware_sim.phone.rules import RuleLimits
 from harness.inference.models import ModelSet
 from harness.wire.events import TAG

@@ -2,9 +2,10 @@
 
 `PhoneSession` is what `harness.run.chain` uses when the rig's Android device is `kind: adb`:
 
-1. with the `adb` stand-in (`serial: simulated`) it starts a simulated phone (`firmware_sim.phone.adbd`) whose DTG
-   package runs the app simulator (`firmware_sim.phone.dtg_package`), and an adb server of its own on a free port
-   (killed at the end); otherwise it talks to the phone the rig names through the adb server the environment names;
+1. with the `adb` stand-in (`serial: simulated`) it starts a simulated phone (`firmware_sim.phone.device`) whose
+   DTG package runs the app simulator (`firmware_sim.phone.dtg_package`), and an adb server of its own on a free
+   port (killed at the end); otherwise it talks to the phone the rig names through the adb server the environment
+   names;
 2. installs the APK (`apk: simulated` builds the simulated phone's stand-in package), pushes the app's config
    (`firmware_sim.phone.dtg_package.CONFIG_PATH`: the UART port, codec, profile, redline, app options) and the
    models with their manifest, verifying every model's sha256 on the device
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import adbutils
 
-from firmware_sim.phone.adbd import SimAndroidDevice, build_apk
 from firmware_sim.phone.app import AppOptions
+from firmware_sim.phone.device import SimAndroidDevice
 from firmware_sim.phone.dtg_package import ACTIVITY, CONFIG_PATH, PhoneConfig, phone_apps
+from firmware_sim.phone.packages import build_apk
 from harness.rig.android.device import AndroidDevice
 from harness.rig.rigfile import SIMULATED, RigConfig
 

@@ -46,7 +46,7 @@ DEFAULT_MANIFEST = "models/manifest.json"
 DEFAULT_SIM_TIME_SCALE = 110.0
 #: A real-rig setting with this value (CAN channel of an slcan interface, UART tap port, adb serial, GNSS port)
 #: makes the harness start the project's stand-in for that part (`firmware_sim.slcan`, a tee'd pty,
-#: `firmware_sim.phone.adbd`, `harness.rig.gnss_feed`): the loopback rig, whose real-device code paths run in CI.
+#: `firmware_sim.phone.device`, `harness.rig.gnss_feed`): the loopback rig, whose real-device code paths run in CI.
 SIMULATED = "simulated"
 
 

@@ -13,5 +13,5 @@ re-exports nothing):
 - `harness.rig.android.errors`: every error (`AdbError` and its kinds), each naming the serial, the command,
   its output and its exit status.
 
-On the loopback rig the same code drives `firmware_sim.phone.adbd.SimAndroidDevice` through the real adb server.
+On the loopback rig the same code drives `firmware_sim.phone.device.SimAndroidDevice` through the real adb server.
 """

@@ -1,6 +1,6 @@
 """The Android device of a real rig, driven through an adb server (adbutils): install, models, app, liveness.
 
-`AndroidDevice(serial)` drives one phone (or the loopback rig's `firmware_sim.phone.adbd.SimAndroidDevice`, which
+`AndroidDevice(serial)` drives one phone (or the loopback rig's `firmware_sim.phone.device.SimAndroidDevice`, which
 speaks the same protocol) through the adb server, with the bounded calls of its base
 `harness.rig.android.adb.AdbClient` (``state``, ``shell``, ``push``, ``pull``; a host:port serial is
 ``adb connect``-ed first). docs/android.md is the contract with the app on the phone.
