@@ -110,6 +110,8 @@ class ScenarioItem(_JudgedItem):
         if rig.stm32_kind != "simulated":
             pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
                         "only (docs/rig.md, 'Bring-up of a real bench')")
+        from harness.judge.result import RunError
+        from harness.report.tables import junit_properties
         from harness.run.chain import run_scenario
 
         models, model_types = _session_models(self.config, rig)
@@ -117,9 +119,15 @@ class ScenarioItem(_JudgedItem):
         folder = self.path.stem + self.scenario.name[len(self.scenario.sweep_base):] if self.scenario.sweep_base \
             else self.path.stem
         artifacts = _session_artifacts(self.config) / folder
-        result = run_scenario(self.scenario, rig, models, artifacts, model_types)
+        try:
+            result = run_scenario(self.scenario, rig, models, artifacts, model_types)
+        except RunError as error:
+            judged = getattr(error, "result", None)  # the rig fell behind, or data was lost, after the run was judged
+            if judged is not None:  # its figures are reported, with the verdict ERROR (pytest_runtest_makereport)
+                self.config.stash[_RESULTS].append(judged)
+                self.user_properties.extend(junit_properties(judged))
+            raise
         self.config.stash[_RESULTS].append(result)
-        from harness.report.tables import junit_properties
 
         # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
         self.user_properties.extend(junit_properties(result))
@@ -143,6 +151,12 @@ class SweepItem(_JudgedItem):
         from harness.report.sensitivity import judge_curve, sensitivity, sensitivity_table
 
         ran = [r for r in self.config.stash[_RESULTS] if r.scenario.name in self.variants]
+        errors = [r for r in ran if r.error is not None]
+        if errors:  # a curve with a point that is no verdict (the rig fell behind, data lost) is none either
+            from harness.judge.result import RunError
+
+            raise RunError(f"sweep {self.scenario.name}: {len(errors)} of {len(self.variants)} variants ended as "
+                           f"ERROR, no curve to judge; {errors[0].scenario.name}: {errors[0].error.splitlines()[0]}")
         if not ran:
             pytest.skip(f"no variant of sweep {self.scenario.name} ran in this session (deselected, skipped, or "
                         "run on another worker)")
@@ -171,9 +185,9 @@ def _run_error(excinfo) -> BaseException | None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """A scenario whose run failed (RunError, e.g. DataLossError: data lost beyond the scenario's tolerance) is
-    reported as an ERROR, not as a FAILED verdict: neither a pass nor a model failure. Its message carries the
-    numbers."""
+    """A scenario whose run failed (RunError, e.g. RigLagError: the rig fell behind, or DataLossError: data lost
+    beyond the scenario's tolerance) is reported as an ERROR, not as a FAILED verdict: neither a pass nor a model
+    failure. Its message carries the numbers."""
     outcome = yield
     report = outcome.get_result()
     error = _run_error(call.excinfo) if call.when == "call" and isinstance(item, (ScenarioItem, SweepItem)) \

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness.inference.models import MODEL_NAMES, Manifest, ManifestError, load_manifest
-from harness.judge.result import RunResult
+from harness.judge.result import RIG_SIDE, RunResult
 from harness.report.numbers import fixed_or_dash as _num
 from harness.report.tables import (
     BudgetRow,
@@ -106,8 +106,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _verdict(passed: bool) -> tuple[str, str]:
-    return ("PASS", "pass") if passed else ("FAIL", "fail")
+def _verdict(figures) -> tuple[str, str]:
+    """The verdict cell of a run (`harness.report.tables.ScenarioFigures`): PASS, FAIL, or ERROR (no verdict on the
+    unit)."""
+    return figures.verdict, figures.verdict.lower()
+
+
+def _loss_table(r: RunResult) -> str:
+    """The run's loss table: the unit's stages, then the rig's own rows
+    (`harness.judge.result.Accounting.data_loss`)."""
+    rows = []
+    for stage, lost, of in r.accounting.data_loss():
+        side = "rig" if stage.startswith(RIG_SIDE) else "unit"
+        rows.append([esc(stage[len(RIG_SIDE):] if side == "rig" else stage), side, str(lost), str(of),
+                     (_num(100.0 * lost / max(of, 1), 3), "fail" if lost else "pass")])
+    return _table(["stage", "side", "lost", "of", "lost [%]"], rows, text_columns=(0, 1))
 
 
 # --- sections -----------------------------------------------------------------------------------------------------
@@ -117,18 +130,20 @@ def summary_section(ctx: ReportContext) -> str:
     for i, r in enumerate(ctx.results):
         f = scenario_figures(r)
         rows.append([
-            f'<a href="#{scenario_anchor(i, f.scenario)}">{esc(f.scenario)}</a>', _verdict(f.passed),
+            f'<a href="#{scenario_anchor(i, f.scenario)}">{esc(f.scenario)}</a>', _verdict(f),
             str(f.n_events), _num(f.recall), _num(f.false_alarms_per_h), _num(f.delay_p50_s, 0),
             _num(f.delay_p90_s, 0), _num(f.fuel_r2, 3), _num(f.fuel_mae_lph), _num(f.latency_p50_ms, 3),
             _num(f.latency_p99_ms, 3), _num(f.end_to_end_p50_ms, 1), _num(f.end_to_end_p99_ms, 1),
             f"{f.speed_x:.0f}×",
         ])
-    passed = sum(r.judgement.passed for r in ctx.results)
+    passed = sum(r.verdict == "PASS" for r in ctx.results)
+    errors = sum(r.verdict == "ERROR" for r in ctx.results)
     header = ["scenario", "verdict", "events", "recall", "false alarms/h", "delay p50 [s]", "delay p90 [s]",
               "fuel R²", "fuel MAE [L/h]", "inference p50 [ms]", "inference p99 [ms]", "end-to-end p50 [ms]",
               "end-to-end p99 [ms]", "speed"]
     return (f'<p class="total {"pass" if passed == len(ctx.results) else "fail"}">{passed} of {len(ctx.results)} '
-            f"scenarios passed.</p>" + _table(header, rows, "summary") +
+            f"scenarios passed" + (f"; {errors} ERROR (the run is no verdict on the unit)" if errors else "") +
+            ".</p>" + _table(header, rows, "summary") +
             f"<p>{esc(speed_line(ctx.results))}</p>"
             "<p class=\"note\">Recall: detected / injected events. False alarms: alarm episodes outside every "
             "event's detection window, per hour of normal driving. Delay: first alarm − onset, scenario seconds. "
@@ -147,9 +162,11 @@ def anomaly_types_section(ctx: ReportContext) -> str:
 
 def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
     f = scenario_figures(r)
-    text, cls = _verdict(f.passed)
+    text, cls = _verdict(f)
     parts = [f'<section class="scenario" id="{scenario_anchor(index, f.scenario)}">',
              f'<h3>{esc(f.scenario)} <span class="badge {cls}">{text}</span></h3>']
+    if r.error is not None:
+        parts.append(f'<p class="error">ERROR: {esc(r.error.splitlines()[0])}</p>')
     if r.scenario.description:
         parts.append(f"<p>{esc(r.scenario.description)}</p>")
     criteria = [[esc(c.name), "-" if c.measured is None else esc(f"{c.measured:.4g}"),
@@ -176,6 +193,7 @@ def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
                  f"{a.can_frames_sent} CAN frames, {a.samples_received} samples received, {a.windows_scored} windows "
                  f"scored, {a.link_frames_lost} link frames lost, {a.link_crc_errors} CRC errors, "
                  f"{a.event_problems} malformed event lines.</p>")
+    parts.append(_loss_table(r))
     plot = r.artifacts / "run.png"
     if plot.is_file():
         parts.append(f'<figure><img class="plot" src="{ctx.href(plot)}" alt="{esc(f.scenario)}: signals, anomaly '
@@ -244,7 +262,8 @@ def provenance_section(ctx: ReportContext) -> str:
 
 
 def sensitivity_section(ctx: ReportContext) -> str:
-    """Per sweep (`harness.world.sweep`): recall and delay against severity, as a table and a plot; empty without sweeps."""
+    """Per sweep (`harness.world.sweep`): recall and delay against severity, as a table and a plot; empty without
+    sweeps."""
     from harness.report.sensitivity import sweep_sections
 
     return "".join(f"<h3>{esc(title)}</h3>{fragment}" for title, fragment in sweep_sections(ctx.results, ctx.folder))
@@ -267,9 +286,10 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; }
 td.text, th.text { text-align: left; }
-td.pass { background: #e4f4e4; } td.fail { background: #fbe1e1; }
+td.pass { background: #e4f4e4; } td.fail { background: #fbe1e1; } td.error { background: #fff0c2; }
 .badge { font-size: 0.75em; padding: 0.1em 0.5em; border-radius: 0.3em; vertical-align: middle; }
 .badge.pass { background: #2e7d32; color: #fff; } .badge.fail { background: #c62828; color: #fff; }
+.badge.error { background: #8a6d00; color: #fff; } p.error { color: #8a6d00; font-weight: bold; }
 p.total.pass { color: #2e7d32; font-weight: bold; } p.total.fail, p.fail { color: #c62828; font-weight: bold; }
 .note { color: #555; font-size: 0.85em; }
 section.scenario { border-top: 1px solid #ddd; margin-top: 1.5em; }
@@ -283,7 +303,7 @@ def render_html(ctx: ReportContext, sections: Sequence[Section] = SECTIONS) -> s
     """The whole page: a header, a table of contents, then each section that has something to show."""
     rendered = [(s, s.render(ctx)) for s in sections]
     rendered = [(s, body) for s, body in rendered if body]
-    passed = sum(r.judgement.passed for r in ctx.results)
+    passed = sum(r.verdict == "PASS" for r in ctx.results)
     rigs = ", ".join(dict.fromkeys(r.rig.name for r in ctx.results))
     title = f"dtg-hil report: {passed} of {len(ctx.results)} scenarios passed on {rigs}"
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s, _ in rendered)

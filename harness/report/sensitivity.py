@@ -33,12 +33,13 @@ class CurvePoint:
 
 
 def sensitivity(results: Sequence[RunResult]) -> dict[str, list[CurvePoint]]:
-    """Sweep base name -> curve points (by anomaly type, then severity), from the runs of its variants."""
+    """Sweep base name -> curve points (by anomaly type, then severity), from the runs of its variants that are a
+    verdict (an ERROR run, e.g. one whose rig fell behind, is no point of the curve)."""
     pooled: dict[tuple[str, str, float], list] = defaultdict(list)
     runs: dict[tuple[str, str, float], set] = defaultdict(set)
     for r in results:
         base = getattr(r.scenario, "sweep_base", "")
-        if not base:
+        if not base or getattr(r, "error", None) is not None:
             continue
         for detection in r.metrics.detection.detections:
             key = (base, detection.event.type, round(float(detection.event.severity), 6))

@@ -60,10 +60,11 @@ class ScenarioFigures:
     scenario_s: float
     wall_s: float
     speed_x: float
+    error: str | None = None  # why the run is an ERROR, no verdict on the unit (the rig fell behind, data lost)
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL"
+        return "ERROR" if self.error is not None else "PASS" if self.passed else "FAIL"
 
 
 def scenario_figures(result: RunResult) -> ScenarioFigures:
@@ -71,7 +72,7 @@ def scenario_figures(result: RunResult) -> ScenarioFigures:
     d = m.detection
     fuel, infer, e2e = m.fuel, m.latency, m.end_to_end
     return ScenarioFigures(
-        scenario=result.scenario.name, passed=result.judgement.passed, n_events=d.n_events,
+        scenario=result.scenario.name, passed=result.judgement.passed and result.error is None, n_events=d.n_events,
         n_detected=d.overall.n_detected, recall=d.overall.recall,
         recall_by_type={t: r.recall for t, r in d.recall_by_type.items()},
         false_alarms=d.false_alarms.n_false_alarms, false_alarms_per_h=d.false_alarms.per_h,
@@ -81,7 +82,7 @@ def scenario_figures(result: RunResult) -> ScenarioFigures:
         latency_p99_ms=infer.p99 if infer else None,
         end_to_end_n=e2e.n if e2e else 0, end_to_end_p50_ms=e2e.p50 if e2e else None,
         end_to_end_p99_ms=e2e.p99 if e2e else None,
-        scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed,
+        scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed, error=result.error,
     )
 
 
@@ -100,9 +101,12 @@ class AnomalyTypeRow:
 
 
 def anomaly_type_rows(results: Sequence[RunResult]) -> list[AnomalyTypeRow]:
-    """Recall and delay per anomaly type, pooled over every scenario run, types in alphabetical order."""
+    """Recall and delay per anomaly type, pooled over every scenario run that is a verdict (an ERROR run, e.g. one
+    whose rig fell behind, is left out), types in alphabetical order."""
     pooled: dict[str, list] = defaultdict(list)
     for r in results:
+        if r.error is not None:
+            continue
         for detection in r.metrics.detection.detections:
             pooled[detection.event.type].append(detection)
     rows = []
@@ -263,6 +267,8 @@ def scenario_table(results: Sequence[RunResult]) -> str:
             f"{_f(f.end_to_end_p50_ms, 1):>9}{_f(f.end_to_end_p99_ms, 1):>8}"
             f"{f.speed_x:>7.0f}x"
         )
+        if f.error is not None:  # the cause and its figures, on one line under the row
+            lines.append(f"  ERROR: {f.error.splitlines()[0]}")
     return "\n".join(lines)
 
 
@@ -315,6 +321,8 @@ def junit_properties(result: RunResult) -> list[tuple[str, object]]:
         ("speed_x", f.speed_x if math.isfinite(f.speed_x) else None),
     ]
     out: list[tuple[str, object]] = [("verdict", f.verdict)]
+    if f.error is not None:
+        out.append(("error", f.error.splitlines()[0]))
     out += [(name, value if isinstance(value, int) else _rounded(value)) for name, value in figures
             if value is not None]
     out += [(f"expect: {c.name}", f"{c.status}: {c.describe()}") for c in result.judgement.criteria]
@@ -393,6 +401,8 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
     out.family("dtg_run", "info", "The rig the session ran on.")
     out.family("dtg_scenario", "info", "A scenario run: its file and the file's sha256.")
     out.family("dtg_scenario_passed", "gauge", "1 if the scenario met every expect: criterion, else 0.")
+    out.family("dtg_scenario_error", "gauge",
+               "1 if the run is an ERROR, no verdict on the unit (the rig fell behind, data lost), else 0.")
     out.family("dtg_scenario_events", "gauge", "Anomaly events injected in the scenario.")
     out.family("dtg_scenario_recall", "gauge",
                "Detected / injected events, per anomaly type (anomaly_type=\"all\": every event pooled).")
@@ -415,6 +425,7 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
         s = {"scenario": f.scenario}
         out.sample("dtg_scenario", {**s, "file": r.scenario.path or "", "sha256": r.scenario.sha256}, 1, "_info")
         out.sample("dtg_scenario_passed", s, int(f.passed))
+        out.sample("dtg_scenario_error", s, int(f.error is not None))
         out.sample("dtg_scenario_events", s, f.n_events)
         out.sample("dtg_scenario_recall", {**s, "anomaly_type": "all"}, f.recall)
         for anomaly_type, recall in f.recall_by_type.items():

@@ -32,6 +32,13 @@ At a high time scale J1939 frames go out in batches, one batch per wake-up (at m
 `min_wall_sleep_s` of wall time), each frame with its own scheduled scenario time; if the sender falls
 more than `max_lag_wall_s` of wall time behind (the host was busy) it skips that backlog and counts it
 in `RestBusStats.frames_skipped` rather than bursting it. At `stop()` it sends what is already due (within that lag) before it returns.
+A frame that goes out a whole period or more after it was due, beyond one batch (`min_wall_sleep_s` at the
+clock's scale), is counted in `RestBusStats.frames_late`. Skipped and late frames are the harness's own shortfall
+(the rig fell behind), never the unit's: the run's accounting lists them as rig-side loss (`harness.run.chain`).
+The OBD-II responder cannot time its own answers against the unit's timeout (a python-can interface other than
+the virtual bus stamps a frame when the harness reads it, not when it was on the wire): the unit's count of
+requests unanswered in time, less the requests it declined on purpose (`requests_ignored`) and the answers bus
+faults took, is the harness's shortfall there.
 """
 from __future__ import annotations
 
@@ -251,6 +258,18 @@ class BroadcastSchedule:
         return min(self._due_time(name, count) for name, count in self._sent.items())
 
 
+def frame_is_late(due_s: float, sent_s: float, period_s: float, batch_s: float = 0.0) -> bool:
+    """Whether a periodic frame due at `due_s` and sent at `sent_s` went out late: a whole `period_s` or more
+    after it was due, beyond the `batch_s` a batching sender may hold it back by (all scenario seconds).
+
+    >>> frame_is_late(10.0, 10.03, period_s=0.1), frame_is_late(10.0, 10.1, period_s=0.1)
+    (False, True)
+    >>> frame_is_late(10.0, 10.1, period_s=0.1, batch_s=0.04)
+    False
+    """
+    return sent_s - due_s >= period_s + batch_s - 1e-9
+
+
 # --------------------------------------------------------------------------------------------- threads
 
 
@@ -260,13 +279,15 @@ class RestBusStats:
 
     `requests_ignored` counts OBD-II requests addressed to this ECU that got no answer (unsupported
     PID or service, NaN reading); `frames_skipped` counts J1939 transmissions dropped because the
-    sender fell behind; `send_errors` counts sends the interface refused.
+    sender fell behind; `frames_late` J1939 frames sent a whole period or more after they were due, beyond one
+    batch (sent, and counted in `frames_sent` too); `send_errors` counts sends the interface refused.
     """
 
     frames_sent: int = 0
     requests_answered: int = 0
     requests_ignored: int = 0
     frames_skipped: int = 0
+    frames_late: int = 0
     send_errors: int = 0
 
 
@@ -391,23 +412,28 @@ class RestBus(Worker):
 
     def _run_j1939(self) -> None:
         ids = {m.name: m.frame_id for m in load_database("j1939").messages}
-        schedule = BroadcastSchedule(j1939_periods_s(), start_s=self._clock.now_s(), max_lag_s=self._max_lag_s)
+        periods_s = j1939_periods_s()
+        schedule = BroadcastSchedule(periods_s, start_s=self._clock.now_s(), max_lag_s=self._max_lag_s)
+        # One batch may hold a frame back by a wake-up; later than a period beyond that, it is late.
+        batch_s = self._clock.scenario_span_s(self._min_wall_sleep_s)
         # The trace changes every 1/PLANT_RATE_HZ; re-encode a message only when its sample changes.
         cache: dict[str, tuple[int, bytes]] = {}
 
         def send_due(now_s: float) -> None:
             skipped_before = schedule.skipped
+            late = 0
             for t_due, name in schedule.due(min(now_s, self._end_s)):
                 if t_due >= self._end_s:
                     continue
+                late += frame_is_late(t_due, now_s, periods_s[name], batch_s)
                 index = self._trace.index_at(t_due)
                 cached = cache.get(name)
                 if cached is None or cached[0] != index:
                     cached = (index, j1939_frame_data(name, self._trace.reading_at(t_due)))
                     cache[name] = cached
                 self._send(can.Message(arbitration_id=ids[name], is_extended_id=True, data=cached[1], timestamp=t_due))
-            if schedule.skipped != skipped_before:
-                self._count(frames_skipped=schedule.skipped - skipped_before)
+            if schedule.skipped != skipped_before or late:
+                self._count(frames_skipped=schedule.skipped - skipped_before, frames_late=late)
 
         while not self._stop_requested.is_set():
             now_s = self._clock.now_s()

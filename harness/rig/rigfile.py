@@ -73,6 +73,11 @@ class RigConfig:
     gnss_baudrate: int = 9600
     models: Path = Path(DEFAULT_MANIFEST)
     time_scale: float = DEFAULT_SIM_TIME_SCALE
+    #: Rig-side loss a run tolerates, in % of each rig-side row of the loss table
+    #: (harness.judge.result.Accounting.rig_loss: OBD-II requests the rest-bus left unanswered in time, rest-bus or
+    #: injector frames skipped or late, a simulated STM32's late polls); beyond it the run ends as an ERROR "the rig
+    #: fell behind", never a verdict.
+    rig_loss_max_pct: float = 0.0
 
     @property
     def standins(self) -> tuple[str, ...]:
@@ -93,6 +98,14 @@ class RigConfig:
         """True when every part of the rig is simulated (the `sim` tests run on it; `hil` tests need a real one)."""
         return (self.stm32_kind == "simulated" and self.android_kind == "simulated"
                 and self.can.get("interface") == "virtual")
+
+    @property
+    def paced_by_wall_clock(self) -> bool:
+        """True on a rig with real transports (the loopback rig, a bench): it follows the wall clock, and what the
+        harness's side fails to do in time is rig loss, judged against `rig_loss_max_pct` (DESIGN.md, "Time").
+        The simulated rig is to run on virtual time, where it has none; until it does (issue 16), its lateness is
+        reported, not judged (`harness.judge.result.rig_lag_error`)."""
+        return not self.simulated
 
     @property
     def injectable_signals(self) -> tuple[str, ...]:
@@ -125,7 +138,7 @@ class RigConfig:
 
 BUILTIN_SIM_RIG = RigConfig(name="builtin-sim", path=None)
 
-TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale")
+TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale", "rig_loss_max_pct")
 STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate")
 ANDROID_KEYS = ("kind", "serial", "apk", "package")
 GNSS_KEYS = ("kind", "port", "baudrate")
@@ -152,6 +165,7 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
                          "GNSS feed kind")
     time_scale = c.number(top, "time_scale", "", DEFAULT_SIM_TIME_SCALE if stm32_kind == "simulated" else 1.0,
                           lo=0.0, lo_open=True)
+    rig_loss_max_pct = c.number(top, "rig_loss_max_pct", "", 0.0, lo=0.0, hi=100.0)
     models = top.get("models", DEFAULT_MANIFEST)
     if not isinstance(models, str):
         c.report("models", "expected the path of a models manifest")
@@ -185,7 +199,7 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
         android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"], package=text["package"],
         gnss_kind=gnss_kind, gnss_port=text["port"],
         gnss_baudrate=int(c.number(gnss, "baudrate", "gnss", 9600, lo=1, integer=True)),
-        models=models_path, time_scale=float(time_scale),
+        models=models_path, time_scale=float(time_scale), rig_loss_max_pct=float(rig_loss_max_pct),
     )
 
 

@@ -51,7 +51,17 @@ from harness.judge.metrics import (
     scenario_metrics,
     stale_data_criterion,
 )
-from harness.judge.result import Accounting, DataLossError, RunError, RunResult, fuel_truth
+from harness.judge.result import (
+    RIG_SIDE,
+    Accounting,
+    DataLossError,
+    RigLagError,
+    RunError,
+    RunResult,
+    beyond_tolerance,
+    fuel_truth,
+    rig_lag_error,
+)
 from harness.rig.android.errors import AdbError
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
@@ -171,7 +181,7 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
                           app_options)
     except RunError as error:
-        if not isinstance(error, DataLossError):  # a data loss error comes after the full result.json
+        if not isinstance(error, (DataLossError, RigLagError)):  # these come after the full result.json
             _write_error_result(scenario, rig, artifacts, error, watch)
         raise
 
@@ -237,7 +247,7 @@ def _check_run(watch: _Watch, parts: list, phone: PhoneSession | None, max_silen
 def _write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: _Watch) -> None:
     """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired."""
     summary: dict = {"scenario": scenario.name, "scenario_sha256": scenario.sha256, "rig": rig.name,
-                     "passed": False, "verdict": f"error: {error}", "error": str(error),
+                     "passed": False, "outcome": "ERROR", "verdict": f"error: {error}", "error": str(error),
                      "wall_s": round(time.monotonic() - watch.started_wall_s, 3)}
     if watch.clock is not None:
         summary["scenario_s_reached"] = round(watch.clock.now_s(), 1)
@@ -287,7 +297,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     frozen = gc.isenabled()
     switch_interval = sys.getswitchinterval()
     started = time.monotonic()
-    app = phone = tap = None
+    app = phone = tap = feed = None
     try:
         # The CAN wire: a python-can virtual bus; the firmware and a bus monitor sit on it, the harness's rest-bus
         # too, or behind the rig's CAN interface (the slcan stand-in bridges its pty to the wire).
@@ -458,6 +468,11 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.get("frames_decoded", 0),
         link_crc_errors=link.get("crc_errors", 0), link_frames_lost=link.get("frames_lost") or 0,
         samples_sent=fw.samples_sent, poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
+        poll_cycles=fw.poll_cycles, samples_late=fw.samples_late, restbus_frames_late=rest_bus.stats.frames_late,
+        restbus_requests_ignored=rest_bus.stats.requests_ignored, firmware_simulated=rig.stm32_kind == "simulated",
+        answers_at_request_stamp=simulated_can,
+        gnss_epochs_sent=feed.stats.epochs if feed is not None else 0,
+        gnss_epochs_skipped=feed.stats.epochs_skipped if feed is not None else 0,
         samples_received=samples, windows_scored=windows, event_lines=len(events),
         event_problems=len(collector.problems),
         restbus_frames_sent=rest_bus.stats.frames_sent, restbus_frames_skipped=rest_bus.stats.frames_skipped,
@@ -476,11 +491,17 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         accounting.injector_frames_dropped = done.frames_dropped
         accounting.injector_frames_delayed = done.frames_delayed
         accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
+        accounting.injector_frames_late = done.frames_late
     tap_report = tap.report(sent_log.frames, time_scale=rig.time_scale) if tap is not None else None
     result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
                        tap_report, bus_faults=bus_fault_stats,
                        faults=tuple(watch.injector.fired) if watch.injector is not None else ())
+    rig_lag = rig_lag_error(result)
+    if rig_lag is not None:
+        result.error = str(rig_lag)
     _write_artifacts(result)
+    if rig_lag is not None:
+        raise rig_lag  # before the unit's losses: with the rig behind, those may be the rig's too
     _check_data_loss(result)
     return result
 
@@ -488,9 +509,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
 def _check_data_loss(result: RunResult) -> None:
     """Raise DataLossError when a stage lost more than the scenario tolerates (the artifacts are written)."""
     tolerance_pct = result.scenario.expect.data_loss_max_pct
-    stages = result.accounting.data_loss()
-    beyond = [(stage, lost, of) for stage, lost, of in stages
-              if lost > 0 and 100.0 * lost / max(of, 1) > tolerance_pct]
+    beyond = beyond_tolerance(result.accounting.unit_loss(), tolerance_pct)
     if not beyond:
         return
     acc = result.accounting
@@ -503,10 +522,11 @@ def _check_data_loss(result: RunResult) -> None:
         f"{acc.firmware_frames_received}, forwarded {acc.firmware_frames_forwarded}; link decoded "
         f"{acc.link_frames_decoded}, {acc.link_frames_lost} lost by sequence, {acc.link_crc_errors} CRC errors; "
         f"samples {acc.samples_sent} sent, {acc.samples_received} received\n  artifacts: {result.artifacts}",
-        beyond, acc)
+        beyond, acc, result)
+    result.error = str(error)
     path = result.artifacts / "result.json"
     summary = json.loads(path.read_text())
-    summary.update(passed=False, verdict=f"error: {error}", error=str(error))
+    summary.update(passed=False, outcome="ERROR", verdict=f"error: {error}", error=str(error))
     path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     raise error
 
@@ -520,16 +540,22 @@ def _write_artifacts(result: RunResult) -> None:
         "scenario": result.scenario.name,
         "scenario_sha256": result.scenario.sha256,
         "rig": result.rig.name,
-        "passed": result.judgement.passed,
-        "verdict": result.judgement.message,
+        "passed": result.judgement.passed and result.error is None,
+        "outcome": result.verdict,
+        "verdict": result.judgement.message if result.error is None else f"error: {result.error}",
         "criteria": [asdict(c) for c in result.judgement.criteria],
         "accounting": asdict(result.accounting),
-        "data_loss": [{"stage": stage, "lost": lost, "of": of} for stage, lost, of in result.accounting.data_loss()],
+        "data_loss": [{"stage": stage, "lost": lost, "of": of, "side": "rig" if stage.startswith(RIG_SIDE) else "unit"}
+                      for stage, lost, of in result.accounting.data_loss()],
         "data_loss_max_pct": result.scenario.expect.data_loss_max_pct,
+        "rig_loss_max_pct": result.rig.rig_loss_max_pct,
+        "rig_loss_judged": "all" if result.rig.paced_by_wall_clock else "skipped frames only",
         "scenario_s": result.trace.duration_s,
         "wall_s": round(result.wall_s, 3),
         "speed_x": round(result.speed, 1),
     }
+    if result.error is not None:
+        summary["error"] = result.error
     if result.bus_faults is not None:
         summary["bus_faults"] = [asdict(count) for count in result.bus_faults.faults]
     if result.faults:
@@ -544,5 +570,5 @@ def _write_artifacts(result: RunResult) -> None:
     (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
     render_run(result.trace, result.collector.events, result.artifacts / "run.png",
-               f"{result.scenario.name} on {result.rig.name}: {'PASS' if result.judgement.passed else 'FAIL'}",
+               f"{result.scenario.name} on {result.rig.name}: {result.verdict}",
                fuel_truth(result.trace) if fuel else None)

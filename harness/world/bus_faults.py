@@ -30,10 +30,14 @@ wins, in this order: bus_off, id_silent, frame_loss, delay.
 What it does not model: bit-level errors and the error counters they drive (an error frame here is a message
 the receivers see, not a destroyed frame: no frame is lost to it), arbitration between the flood and the
 rest-bus (the virtual bus has none), bus-off recovery timing (the rest-bus is simply silent for the window),
-and faults on the unit's own transmissions. Error frames go on the python-can virtual bus only: a USB-CAN
-adapter's driver sends data frames, and some (slcan) would send an error frame as a data frame with ID 0. On any
-other interface they are not sent and are counted in `frames_refused`, never hidden; so is a flood frame the
-interface refuses.
+and faults on the unit's own transmissions. The injector is the harness: on a rig paced by the wall clock its
+thread may fall behind, and a delayed, flood or error frame that leaves more than one wake-up (`MAX_WALL_WAIT_S`
+at the clock's scale) after it was due is counted in `frames_late`, the rig's own loss in the run's accounting
+(the injector did not do what the scenario asked, on time).
+
+Error frames go on the python-can virtual bus only: a USB-CAN adapter's driver sends data frames, and some
+(slcan) would send an error frame as a data frame with ID 0. On any other interface they are not sent and are
+counted in `frames_refused`, never hidden; so is a flood frame the interface refuses.
 """
 from __future__ import annotations
 
@@ -230,6 +234,7 @@ class FaultCount:
     frames_added: int = 0  # flood frames on the wire
     error_frames: int = 0  # error frames on the wire
     frames_refused: int = 0  # flood or error frames the interface refused to send
+    frames_late: int = 0  # delayed, flood or error frames sent more than one wake-up after due (the rig's lag)
 
 
 @dataclass
@@ -260,6 +265,10 @@ class InjectorStats:
     @property
     def frames_refused(self) -> int:
         return self._total("frames_refused")
+
+    @property
+    def frames_late(self) -> int:
+        return self._total("frames_late")
 
 
 def signal_matcher(profile: str, signal: str) -> Callable[[can.Message], bool]:
@@ -392,7 +401,9 @@ class BusFaultInjector(Worker):
         self._plan = FaultPlan(faults, profile=profile, seed=seed)
         self._end_s = end_s
         self._lock = threading.Lock()
-        self._held: list[tuple[float, int, can.Message]] = []  # (due scenario time, order, message): a heap
+        self._held: list[tuple[float, int, can.Message, int]] = []  # (due, order, message, fault index): a heap
+        # Scenario seconds a frame may leave after it was due before it counts late: one wake-up of the worker.
+        self._late_after_s = clock.scenario_span_s(self.MAX_WALL_WAIT_S)
         self._order = itertools.count()
         self._wake = threading.Event()
         self._generated = self._plan.generated(end_s)
@@ -414,14 +425,14 @@ class BusFaultInjector(Worker):
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
         with self._lock:
-            action, _, delay_s = self._plan.decide(msg)
+            action, fault_index, delay_s = self._plan.decide(msg)
             if action == "drop":
                 return
             if action == "delay" and self._state == "running":
                 due_s = max(msg.timestamp, self._clock.now_s()) + delay_s
                 delayed = can.Message(arbitration_id=msg.arbitration_id, is_extended_id=msg.is_extended_id,
                                       data=msg.data, dlc=msg.dlc, timestamp=msg.timestamp + delay_s)
-                heapq.heappush(self._held, (due_s, next(self._order), delayed))
+                heapq.heappush(self._held, (due_s, next(self._order), delayed, fault_index))
                 self._wake.set()
                 return
         self._bus.send(msg, timeout)  # a refusal is the rest-bus's to count, as without faults
@@ -430,6 +441,11 @@ class BusFaultInjector(Worker):
 
     def _describe(self) -> str:
         return f"bus fault injector on {getattr(self._bus, 'channel_info', self._bus)!s}"
+
+    def _count_late(self, i: int, due_s: float) -> None:
+        """Count a frame of fault `i` that left more than one wake-up after `due_s` (call with the lock held)."""
+        if self._clock.now_s() - due_s > self._late_after_s:
+            self._plan.stats.faults[i].frames_late += 1
 
     def _send_generated(self, i: int, message: can.Message) -> None:
         ok = not message.is_error_frame or isinstance(self._bus, VirtualBus)
@@ -442,7 +458,9 @@ class BusFaultInjector(Worker):
             count = self._plan.stats.faults[i]
             if not ok:
                 count.frames_refused += 1
-            elif message.is_error_frame:
+                return
+            self._count_late(i, message.timestamp)  # generated frames are stamped with their scheduled time
+            if message.is_error_frame:
                 count.error_frames += 1
             else:
                 count.frames_added += 1
@@ -452,7 +470,8 @@ class BusFaultInjector(Worker):
             with self._lock:
                 if not self._held or self._held[0][0] > now_s:
                     return
-                _, _, message = heapq.heappop(self._held)
+                due_s, _, message, fault_index = heapq.heappop(self._held)
+                self._count_late(fault_index, due_s)
             self._bus.send(message, timeout=self.MAX_WALL_WAIT_S)
 
     def _work(self) -> None:
