@@ -35,6 +35,11 @@ What it does, as the reference firmware does:
 
 Frames are stamped (dtg-link-v2) with the scenario time at which the firmware read them off the bus.
 
+It runs in its own thread on a wall-clock `ScenarioClock` (`start()`: paced rigs), or without a thread on virtual
+time (`start_stepped()`, then `step(now_s)` / `next_due_s()` from `harness.run.scheduler`): both drive the same state
+machine (`_advance`, `_take`, `_wake_s`). On virtual time nothing below about host scheduling applies: the
+firmware reads a frame at the instant it was sent, and no tick is ever late.
+
 What it does NOT model: the STM32's CAN filter banks and hardware receive FIFOs (every frame on the bus is
 received; no FIFO overrun), bus-off recovery and error counters (an error frame on the bus is only counted, in
 `error_frames`), CAN arbitration or bit timing, the UART's
@@ -50,6 +55,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -64,6 +70,7 @@ from harness.core.worker import Worker, WorkerError
 from harness.wire.dbc import Profile, get_profile, load_database
 from harness.wire.link import CanFrame, LinkCodec, SampleRecord, StatusRecord, get_codec
 from harness.wire.signals import SIGNALS
+from harness.wire.virtual_bus import Frame, has_frames
 
 __all__ = [
     "OBD_POLL_PIDS",
@@ -221,29 +228,47 @@ class LatestValues:
         for key, (seen_s, data) in self._latest.items():
             if self._max_value_age_s is not None and t_s - seen_s > self._max_value_age_s:
                 continue
-            if self.profile.name == "obd2":
-                binding = self._obd_bindings.get(key)
-                if binding is None:
-                    continue
-                try:
-                    decoded = self._database.decode_message(self._response_id, data, decode_choices=False)
-                except (cantools.database.DecodeError, KeyError, ValueError):
-                    continue  # too short for its PID, or a PID the DBC does not describe
-                if binding.signal in decoded:
-                    out[binding.channel] = binding.from_bus(float(decoded[binding.signal]))
-            else:
-                message = self._pgn_messages[key]
-                try:
-                    raw = message.decode(data, decode_choices=False, scaling=False)
-                except (cantools.database.DecodeError, ValueError):
-                    continue
-                for binding in self._j1939_bindings[message.name]:
-                    signal = message.get_signal_by_name(binding.signal)
-                    value = raw.get(binding.signal)
-                    if value is None or value > _j1939_valid_max(signal.length):
-                        continue
-                    out[binding.channel] = binding.from_bus(float(signal.conversion.raw_to_scaled(value)))
+            # A frame's values depend on its bytes alone: decode each (profile, key, bytes) once.
+            cache_key = (self.profile.name, key, bytes(data))
+            found = _DECODED.get(cache_key)
+            if found is None:
+                if len(_DECODED) >= _MAX_DECODED:
+                    _DECODED.clear()
+                found = _DECODED[cache_key] = tuple(self._decode(key, data).items())
+            out.update(found)
         return out
+
+    def _decode(self, key: object, data: bytes) -> dict[str, float]:
+        """The plant values one kept frame carries (none for a frame that does not decode)."""
+        out: dict[str, float] = {}
+        if self.profile.name == "obd2":
+            binding = self._obd_bindings.get(key)
+            if binding is None:
+                return out
+            try:
+                decoded = self._database.decode_message(self._response_id, data, decode_choices=False)
+            except (cantools.database.DecodeError, KeyError, ValueError):
+                return out  # too short for its PID, or a PID the DBC does not describe
+            if binding.signal in decoded:
+                out[binding.channel] = binding.from_bus(float(decoded[binding.signal]))
+            return out
+        message = self._pgn_messages[key]
+        try:
+            raw = message.decode(data, decode_choices=False, scaling=False)
+        except (cantools.database.DecodeError, ValueError):
+            return out
+        for binding in self._j1939_bindings[message.name]:
+            signal = message.get_signal_by_name(binding.signal)
+            value = raw.get(binding.signal)
+            if value is None or value > _j1939_valid_max(signal.length):
+                continue
+            out[binding.channel] = binding.from_bus(float(signal.conversion.raw_to_scaled(value)))
+        return out
+
+
+#: (profile, PID or PGN, frame bytes) -> the plant values the frame carries (`LatestValues.values`).
+_DECODED: dict[tuple, tuple] = {}
+_MAX_DECODED = 65536
 
 
 class Stm32Sim(Worker):
@@ -315,6 +340,8 @@ class Stm32Sim(Worker):
         self._out_frames = 0
         self._max_value_age_s = max_value_age_s
         self._restarts: list[tuple[float, float]] = []  # (at_s, down_s) of restart()s not carried out yet, in order
+        self._begun = False
+        self.encode_cpu_s = 0.0  # thread CPU seconds spent in the link encoder (`dtg-hil bench sim`)
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -370,102 +397,153 @@ class Stm32Sim(Worker):
     def _work(self) -> None:
         try:
             self._loop()
-            self._drain()
-            if self._sends_records:
-                with self._stats_lock:
-                    self._queue_record(self._status(self._clock.now_s()))
-            self._flush()
+            self._end()
         finally:
             self._polling_done.set()
 
-    def _loop(self) -> None:
-        clock, stats = self._clock, self._stats
-        t0_s = clock.now_s()
-        polling = self._profile.name == "obd2" and bool(self._poll_pids)
+    def _end(self) -> None:
+        """What stop() does last: forward what is still queued on the bus, a last status record, flush."""
+        if not self._begun:
+            self._begin(self._clock.now_s())
+        self._drain()
+        if self._sends_records:
+            with self._stats_lock:
+                self._queue_record(self._status(self._clock.now_s()))
+        self._flush()
+
+    # The firmware's main loop is a state machine (`_advance`, `_take`, `_wake_s`) so that a thread on the wall
+    # clock (`_loop`) and a scheduler on virtual time (`step`, `next_due_s`) drive the same code.
+
+    def _begin(self, t0_s: float) -> None:
+        self._polling = self._profile.name == "obd2" and bool(self._poll_pids)
         # Poll cycles and samples fall on whole scenario seconds
         # (tick k at k * period), so sample times are the same whenever the firmware was started.
-        next_poll_s = math.ceil(t0_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S
-        next_sample_s = (_tick_at(t0_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
-        queue: list[int] = []
-        pending_pid: int | None = None
-        pending_deadline_s = math.inf
-        cycle_s = t0_s
-        cycle_open = False
-        timed_out: set[int] = set()  # PIDs of this cycle whose answer did not come in time
+        self._next_poll_s = math.ceil(t0_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S
+        self._next_sample_s = (_tick_at(t0_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
+        self._queue: list[int] = []
+        self._pending_pid: int | None = None
+        self._pending_deadline_s = math.inf
+        self._cycle_s = t0_s
+        self._cycle_open = False
+        self._timed_out: set[int] = set()  # PIDs of this cycle whose answer did not come in time
+        self._down_until_s: float | None = None  # while restarting: when it boots again
+        self._begun = True
 
-        while not self._stop_requested.is_set():
+    def _more_polls(self) -> bool:
+        return self._polling and self._next_poll_s < self._end_s
+
+    def _more_samples(self) -> bool:
+        return self._sends_records and not self._polling and self._next_sample_s < self._end_s
+
+    def _advance(self, now_s: float) -> None:
+        """Everything due at scenario time `now_s` but reading the bus: a restart, an answer's timeout, the end of
+        a cycle (its sample), the next poll cycle or request, a J1939 sample."""
+        stats = self._stats
+        while True:
+            if self._down_until_s is not None:
+                if now_s < self._down_until_s:
+                    return  # off: nothing is due but booting
+                self._down_until_s = None
+                self._encoder = self._codec.encoder(self._first_seq)
             restart = self._restarts[0] if self._restarts else None
-            if restart is not None and pending_pid is None and not queue and not cycle_open and (
-                    next_poll_s if polling else next_sample_s if self._sends_records else math.inf) >= restart[0] \
-                    and clock.now_s() >= restart[0]:
-                # between two cycles, once the next tick due is at or after the restart (a backlog polled first)
-                with self._stats_lock:
-                    self._restarts.pop(0)
-                up_s = self._reset(*restart)
-                timed_out.clear()
-                next_poll_s = max(next_poll_s, math.ceil(up_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S)
-                next_sample_s = max(next_sample_s, math.ceil(up_s / SAMPLE_PERIOD_S - 1e-9) * SAMPLE_PERIOD_S)
-                continue
-            now_s = clock.now_s()
+            if restart is None or self._pending_pid is not None or self._queue or self._cycle_open or (
+                    self._next_poll_s if self._polling else self._next_sample_s if self._sends_records
+                    else math.inf) < restart[0] or now_s < restart[0]:
+                break
+            # between two cycles, once the next tick due is at or after the restart (a backlog polled first)
             with self._stats_lock:
-                # OBD-II: give up on an overdue answer, then ask the next PID of the cycle
-                if pending_pid is not None and now_s >= pending_deadline_s:
-                    stats.requests_unanswered += 1
-                    timed_out.add(pending_pid)
-                    pending_pid = None
-                if cycle_open and pending_pid is None and not queue:
-                    # OBD-II with dtg-link-v2: a poll cycle's sample goes out as soon as the cycle is complete
-                    # (before the next cycle can start), stamped with the cycle's tick, the instant its values
-                    # describe.
-                    cycle_open = False
-                    if self._sends_records:
-                        self._queue_record(self._sample(cycle_s))
-                        self._queue_record(self._status(cycle_s))
-                # a restart due at or before the next tick comes first (the top of the loop carries it out)
-                restart_s = self._restarts[0][0] if self._restarts else math.inf
-                if (polling and pending_pid is None and not queue and next_poll_s <= now_s and next_poll_s < self._end_s
-                        and next_poll_s < restart_s):
-                    due_tick = _tick_at(now_s, POLL_PERIOD_S)
-                    if self._catch_up_polls:
-                        # Simulated rigs: a tick the host was too slow for is polled late, stamped with its own
-                        # tick; the simulated ECU answers for that instant, so the run is the same at any speed.
-                        due_tick = round(next_poll_s / POLL_PERIOD_S)
-                        stats.poll_cycles_late += now_s - next_poll_s >= POLL_PERIOD_S
-                    else:
-                        stats.poll_ticks_missed += max(0, due_tick - math.ceil(next_poll_s / POLL_PERIOD_S - 1e-9))
-                    cycle_s = due_tick * POLL_PERIOD_S
-                    next_poll_s = (due_tick + 1) * POLL_PERIOD_S
-                    stats.poll_cycles += 1
-                    queue = list(self._poll_pids)
-                    timed_out.clear()
-                while pending_pid is None and queue:
-                    pid = queue.pop(0)
-                    if self._request(pid, now_s, cycle_s):
-                        pending_pid, pending_deadline_s = pid, now_s + OBD_RESPONSE_TIMEOUT_S
-                        cycle_open = True
+                self._restarts.pop(0)
+            up_s = self._reset(*restart)
+            self._timed_out.clear()
+            self._next_poll_s = max(self._next_poll_s, math.ceil(up_s / POLL_PERIOD_S - 1e-9) * POLL_PERIOD_S)
+            self._next_sample_s = max(self._next_sample_s, math.ceil(up_s / SAMPLE_PERIOD_S - 1e-9) * SAMPLE_PERIOD_S)
+        with self._stats_lock:
+            # OBD-II: give up on an overdue answer, then ask the next PID of the cycle
+            if self._pending_pid is not None and now_s >= self._pending_deadline_s:
+                stats.requests_unanswered += 1
+                self._timed_out.add(self._pending_pid)
+                self._pending_pid = None
+            if self._cycle_open and self._pending_pid is None and not self._queue:
+                # OBD-II with dtg-link-v2: a poll cycle's sample goes out as soon as the cycle is complete
+                # (before the next cycle can start), stamped with the cycle's tick, the instant its values
+                # describe.
+                self._cycle_open = False
+                if self._sends_records:
+                    self._queue_record(self._sample(self._cycle_s))
+                    self._queue_record(self._status(self._cycle_s))
+            # a restart due at or before the next tick comes first (the top of the loop carries it out)
+            restart_s = self._restarts[0][0] if self._restarts else math.inf
+            if (self._polling and self._pending_pid is None and not self._queue and self._next_poll_s <= now_s
+                    and self._next_poll_s < self._end_s and self._next_poll_s < restart_s):
+                due_tick = _tick_at(now_s, POLL_PERIOD_S)
+                if self._catch_up_polls:
+                    # Simulated rigs: a tick the host was too slow for is polled late, stamped with its own
+                    # tick; the simulated ECU answers for that instant, so the run is the same at any speed.
+                    due_tick = round(self._next_poll_s / POLL_PERIOD_S)
+                    stats.poll_cycles_late += now_s - self._next_poll_s >= POLL_PERIOD_S
+                else:
+                    stats.poll_ticks_missed += max(0, due_tick - math.ceil(self._next_poll_s / POLL_PERIOD_S - 1e-9))
+                self._cycle_s = due_tick * POLL_PERIOD_S
+                self._next_poll_s = (due_tick + 1) * POLL_PERIOD_S
+                stats.poll_cycles += 1
+                self._queue = list(self._poll_pids)
+                self._timed_out.clear()
+            while self._pending_pid is None and self._queue:
+                pid = self._queue.pop(0)
+                if self._request(pid, now_s, self._cycle_s):
+                    self._pending_pid, self._pending_deadline_s = pid, now_s + OBD_RESPONSE_TIMEOUT_S
+                    self._cycle_open = True
 
-                # J1939 with dtg-link-v2: the 1 Hz sample and status on each tick, even when late (the app counts
-                # on 1 Hz)
-                while (self._sends_records and not polling and next_sample_s <= now_s
-                       and next_sample_s < self._end_s and next_sample_s < restart_s):
-                    if now_s - next_sample_s >= SAMPLE_PERIOD_S:
-                        stats.samples_late += 1
-                    self._queue_record(self._sample(next_sample_s))
-                    self._queue_record(self._status(next_sample_s))
-                    next_sample_s = (_tick_at(next_sample_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
+            # J1939 with dtg-link-v2: the 1 Hz sample and status on each tick, even when late (the app counts
+            # on 1 Hz)
+            while (self._sends_records and not self._polling and self._next_sample_s <= now_s
+                   and self._next_sample_s < self._end_s and self._next_sample_s < restart_s):
+                if now_s - self._next_sample_s >= SAMPLE_PERIOD_S:
+                    stats.samples_late += 1
+                self._queue_record(self._sample(self._next_sample_s))
+                self._queue_record(self._status(self._next_sample_s))
+                self._next_sample_s = (_tick_at(self._next_sample_s, SAMPLE_PERIOD_S) + 1) * SAMPLE_PERIOD_S
 
-                more_polls = polling and next_poll_s < self._end_s
-                more_samples = self._sends_records and not polling and next_sample_s < self._end_s
-                if pending_pid is None and not queue and not more_polls and not more_samples:
-                    self._polling_done.set()
+            if self._pending_pid is None and not self._queue and not self._more_polls() and not self._more_samples():
+                self._polling_done.set()
+
+    def _wake_s(self) -> float:
+        """The next scenario time at which `_advance` has work without a frame coming in (math.inf: none)."""
+        if self._down_until_s is not None:
+            return self._down_until_s
+        idle = self._pending_pid is None and not self._queue
+        return min(
+            self._pending_deadline_s if self._pending_pid is not None else math.inf,
+            self._next_poll_s if self._more_polls() and idle else math.inf,
+            self._next_sample_s if self._more_samples() else math.inf,
+            self._restarts[0][0] if self._restarts else math.inf,
+        )
+
+    def _take(self, message: can.Message, now_s: float) -> None:
+        """One frame read off the bus at `now_s` (the caller holds the stats lock)."""
+        stats = self._stats
+        if self._down_until_s is not None:
+            stats.frames_missed_down += 1  # a powered-down controller acknowledges nothing
+            return
+        # Catch-up polls (simulated rigs): an answer's value dates from its cycle's tick, not from when
+        # the busy host got to it, so a value ages (max_value_age_s) the same at any time scale.
+        pid = self._receive(message, now_s, self._cycle_s if self._catch_up_polls and self._polling else None)
+        if pid is not None and pid == self._pending_pid:
+            stats.requests_answered += 1
+            self._pending_pid = None
+        elif pid in self._timed_out:
+            stats.answers_late += 1
+            self._timed_out.discard(pid)
+
+    def _loop(self) -> None:
+        """The firmware on a wall-clock `ScenarioClock`: its own thread, sleeping on the bus until the next thing
+        is due (bounded, so stop() is prompt)."""
+        clock = self._clock
+        self._begin(clock.now_s())
+        while not self._stop_requested.is_set():
+            self._advance(clock.now_s())
             self._flush()
-
-            # sleep on the bus until the next thing is due (bounded, so stop() is prompt)
-            wake_s = min(
-                pending_deadline_s if pending_pid is not None else math.inf,
-                next_poll_s if more_polls and pending_pid is None and not queue else math.inf,
-                next_sample_s if more_samples else math.inf,
-            )
+            wake_s = self._wake_s()
             timeout_wall_s = min(self.MAX_WALL_WAIT_S, clock.wall_s_until(wake_s)) if wake_s < math.inf else (
                 self.MAX_WALL_WAIT_S
             )
@@ -475,40 +553,56 @@ class Stm32Sim(Worker):
             with self._stats_lock:
                 handled = 0
                 while message is not None:
-                    # Catch-up polls (simulated rigs): an answer's value dates from its cycle's tick, not from when
-                    # the busy host got to it, so a value ages (max_value_age_s) the same at any time scale.
-                    pid = self._receive(message, clock.now_s(), cycle_s if self._catch_up_polls and polling else None)
-                    if pid is not None and pid == pending_pid:
-                        stats.requests_answered += 1
-                        pending_pid = None
-                    elif pid in timed_out:
-                        stats.answers_late += 1
-                        timed_out.discard(pid)
+                    self._take(message, clock.now_s())
                     handled += 1
-                    if handled >= self.MAX_BATCH_FRAMES or (pending_pid is None and queue):
+                    if handled >= self.MAX_BATCH_FRAMES or (self._pending_pid is None and self._queue):
                         break  # answer in: ask the next PID before reading on
                     message = self._bus.recv(timeout=0.0)
             self._flush()
 
+    def step(self, now_s: float) -> bool:
+        """On virtual time (`start_stepped`): do everything due at `now_s`, reading every frame already on the bus
+        (without waiting for more); True when it did anything (read a frame, sent or wrote something)."""
+        if not self._begun:
+            self._begin(now_s)
+        stats = self._stats  # one thread on virtual time: no other reader to lock out
+        before = (stats.requests_sent, stats.restarts, stats.poll_cycles, len(self._out))
+        if self._wake_s() <= now_s or self._restarts:
+            self._advance(now_s)
+        took = 0
+        message = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
+        while message is not None:
+            with self._stats_lock:
+                self._take(message, now_s)
+            took += 1
+            if self._pending_pid is None and (self._queue or self._cycle_open):
+                self._advance(now_s)  # answer in: end the cycle or ask the next PID before reading on
+            message = self._bus.recv(timeout=0.0)
+        did = took > 0 or before != (stats.requests_sent, stats.restarts, stats.poll_cycles, len(self._out))
+        self._flush()
+        return did
+
+    def next_due_s(self) -> float:
+        """On virtual time: the next scenario time this firmware has work at, without a frame coming in."""
+        return self._wake_s() if self._begun else self._clock.now_s()
+
+    def _finish(self) -> None:
+        if self.stepped:  # the thread's _work ends with this; a stepped firmware ends at stop()
+            try:
+                self._end()
+            finally:
+                self._polling_done.set()
+
     def _reset(self, at_s: float, down_s: float) -> float:
-        """restart(): lose what RAM held, stay off the bus until `at_s + down_s`, boot afresh; returns that time."""
+        """restart(): lose what RAM held, stay off the bus until `at_s + down_s` (frames read meanwhile count as
+        missed), then boot afresh (`_advance`); returns that time."""
         with self._stats_lock:
             self._stats.restarts += 1
             self._out.clear()  # nothing is queued between loop turns; a reset loses it all the same
             self._out_frames = 0
         self._latest = LatestValues(self._profile, self._max_value_age_s)
-        up_s = at_s + down_s
-        while not self._stop_requested.is_set():
-            wait_s = self._clock.wall_s_until(up_s)
-            if wait_s <= 0:
-                break
-            message = self._bus.recv(timeout=min(self.MAX_WALL_WAIT_S, wait_s))
-            while message is not None:  # a powered-down controller acknowledges nothing
-                with self._stats_lock:
-                    self._stats.frames_missed_down += 1
-                message = self._bus.recv(timeout=0.0)
-        self._encoder = self._codec.encoder(self._first_seq)
-        return up_s
+        self._down_until_s = at_s + down_s
+        return self._down_until_s
 
     def _drain(self) -> None:
         """Forward the frames still queued on the bus when stop() was called."""
@@ -517,7 +611,7 @@ class Stm32Sim(Worker):
             if message is None:
                 return
             with self._stats_lock:
-                self._receive(message, self._clock.now_s())
+                self._take(message, self._clock.now_s())
             if self._out_frames >= self.MAX_BATCH_FRAMES:
                 self._flush()
 
@@ -527,8 +621,8 @@ class Stm32Sim(Worker):
         The frame is stamped with its poll cycle's tick (scenario time); a simulated ECU that honours the stamp
         answers with the value at that instant, which makes simulated runs independent of thread timing.
         """
-        message = can.Message(arbitration_id=self._request_id, is_extended_id=False, data=obd_request_data(pid),
-                              timestamp=cycle_s)
+        message = Frame(arbitration_id=self._request_id, is_extended_id=False, data=obd_request_data(pid),
+                        timestamp=cycle_s)
         try:
             self._bus.send(message, timeout=self.MAX_WALL_WAIT_S)
         except can.CanError:
@@ -558,7 +652,9 @@ class Stm32Sim(Worker):
         if frame.is_extended and self._max_id_bits < 29:
             self._stats.frames_unforwardable += 1  # never truncate: a truncated ID is another, valid ID
             return
+        started = time.thread_time()
         self._out += self._encoder.encode(frame)
+        self.encode_cpu_s += time.thread_time() - started
         self._out_frames += 1
 
     def _sample(self, t_s: float) -> SampleRecord:
@@ -592,7 +688,9 @@ class Stm32Sim(Worker):
         )
 
     def _queue_record(self, record: SampleRecord | StatusRecord) -> None:
+        started = time.thread_time()
         self._out += self._encoder.encode(record)
+        self.encode_cpu_s += time.thread_time() - started
 
     def _flush(self) -> None:
         """Write the queued bytes to the UART; a timed-out write loses them (counted), others are fatal."""

@@ -52,6 +52,7 @@ __all__ = [
     "CorruptedFrame",
     "CorruptingSink",
     "CorruptionStats",
+    "PtyBacklogWriter",
     "PtyDeviceWriter",
     "PtyPair",
     "TeeBranchStats",
@@ -104,6 +105,52 @@ class PtyDeviceWriter:
         self._closed = True
 
 
+class PtyBacklogWriter:
+    """The device end of a pty pair as a byte sink that never blocks, for virtual time (`harness.run.scheduler`):
+    `write` keeps the bytes in a backlog, and `push()` hands the kernel's pty buffer what it takes, again after the
+    reader has read. On virtual time the writer and the reader take turns in one thread, so a write that blocked
+    until the reader read would wait for itself. `bytes_pushed` (in the kernel) minus what the reader has read is
+    what is in flight."""
+
+    def __init__(self, master_fd: int, port: str) -> None:
+        self._fd = master_fd
+        self._port = port
+        self._backlog = bytearray()
+        self.bytes_written = 0  # taken by write()
+        self.bytes_pushed = 0  # handed to the kernel
+        self._closed = False
+
+    @property
+    def backlog_bytes(self) -> int:
+        return len(self._backlog)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise UartError(f"pty device end of {self._port} is closed")
+        self._backlog += data  # pushed by the reader's side (the scheduler's UART stage): one batch an instant
+        self.bytes_written += len(data)
+        return len(data)
+
+    def push(self) -> int:
+        """Hand the kernel as much of the backlog as it takes now; returns how many bytes it took."""
+        pushed = 0
+        while self._backlog:
+            try:
+                n = os.write(self._fd, self._backlog)
+            except BlockingIOError:
+                break
+            del self._backlog[:n]
+            pushed += n
+        self.bytes_pushed += pushed
+        return pushed
+
+    def flush(self) -> None:
+        """Nothing to flush here: the backlog moves on with `push()`, when the reader has made room."""
+
+    def close(self) -> None:
+        self._closed = True
+
+
 class PtyPair:
     """An ``os.openpty()`` pair in raw mode: `device` (master, the firmware's side) and `port` (the slave's
     path, the harness's side). Close it (or use it as a context manager) to release both ends."""
@@ -119,6 +166,11 @@ class PtyPair:
         self.device = PtyDeviceWriter(self._master_fd, self.port, write_timeout_s)
         self._serials: list[serial.Serial] = []
         self._closed = False
+
+    def backlog_writer(self) -> PtyBacklogWriter:
+        """A non-blocking writer on the device end (virtual time: the firmware and the app take turns)."""
+        self._check_open()
+        return PtyBacklogWriter(self._master_fd, self.port)
 
     def open_serial(self, timeout_s: float = 0.05, write_timeout_s: float | None = 1.0) -> serial.Serial:
         """A pyserial port on the slave at 921600 8N1, as the harness opens a real UART tap."""
@@ -208,6 +260,8 @@ class UartCapture(Worker):
         self._stats = CaptureStats()
         self._lock = threading.Lock()
         self.last_status: StatusRecord | None = None
+        # On virtual time: thread CPU seconds reading the port and decoding (`dtg-hil bench sim`)
+        self.read_cpu_s = self.decode_cpu_s = 0.0
 
     @property
     def stats(self) -> CaptureStats:
@@ -241,6 +295,23 @@ class UartCapture(Worker):
 
     def _finish(self) -> None:
         self._accept(self._decoder.finish(), 0)
+
+    def read_owed(self, n_bytes: int) -> None:
+        """On virtual time (`start_stepped`): read and decode exactly `n_bytes` the writer has handed the kernel
+        (they arrive within microseconds); a `UartError` naming the port if they do not within the port's timeout."""
+        if not self.running:
+            raise UartError(f"UART capture on {self._port.port} is not running: nothing reads the port")
+        started = time.thread_time()
+        chunk = self._port.read(n_bytes)
+        self.read_cpu_s += time.thread_time() - started
+        if len(chunk) < n_bytes:
+            raise UartError(f"UART capture on {self._port.port}: {n_bytes} bytes were written to the pty but only "
+                            f"{len(chunk)} arrived within the port's read timeout")
+        started = time.thread_time()
+        with self._lock:
+            received = self._decoder.feed(chunk)
+        self.decode_cpu_s += time.thread_time() - started
+        self._accept(received, len(chunk))
 
     def _accept(self, received: list[Received], n_bytes: int) -> None:
         with self._lock:

@@ -29,14 +29,19 @@ _WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled result
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._dtg_session_started = time.monotonic()  # the session's wall time, for the speed line
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dtg", "dtg-hil rig and scenarios")
     group.addoption("--rig", default=os.environ.get("DTG_RIG"), metavar="FILE",
                     help="rig file (YAML) naming the bench to run on; default: $DTG_RIG, else the built-in "
                          "simulated rig")
     group.addoption("--dtg-time-scale", type=float, default=None, metavar="X",
-                    help="scenario seconds per wall second on a simulated rig; default: the rig file's "
-                         f"time_scale (built-in rig: {DEFAULT_SIM_TIME_SCALE:g})")
+                    help="at most this many scenario seconds per wall second on a simulated rig (on virtual time "
+                         "it only paces, for demos: results are the same at any value); default: the rig file's "
+                         f"time_scale (built-in rig: {DEFAULT_SIM_TIME_SCALE:g}, as fast as the CPU allows)")
     group.addoption("--dtg-models", default=None, metavar="MANIFEST",
                     help="models manifest the simulated app runs; default: the rig file's models "
                          "(built-in rig: models/manifest.json)")
@@ -309,7 +314,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     from harness.report.tables import full_report
 
     terminalreporter.section("dtg-hil scenarios")
-    terminalreporter.write_line(full_report(results))
+    started = getattr(config, "_dtg_session_started", None)
+    terminalreporter.write_line(full_report(results, None if started is None else time.monotonic() - started))
     from harness.report.sensitivity import write_sensitivity
 
     for base, table, png in write_sensitivity(results, _session_artifacts(config)):

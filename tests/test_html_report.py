@@ -382,7 +382,7 @@ def test_the_browser_check_finds_a_missing_plot_and_a_broken_link(session, tmp_p
 def one_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("sc") / "gps_jump.yaml"
     path.write_text(GPS_JUMP)
-    rig = RigConfig(**{**BUILTIN_SIM_RIG.__dict__, "time_scale": 100.0, "models": MANIFEST})
+    rig = RigConfig(**{**BUILTIN_SIM_RIG.__dict__, "models": MANIFEST})
     with ModelSet.open(MANIFEST) as models:
         yield run_scenario(load_scenario(path), rig, models, tmp_path_factory.mktemp("run") / "gps_jump"), models
 

@@ -26,8 +26,11 @@ pytest.importorskip("adbutils")
 def loopback_run(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("loopback")
     done = subprocess.run(
+        # The two files side by side (pytest-xdist, a file per worker, each with its own stand-ins): the loopback
+        # rig is paced at 20x on the wall clock, so in one process they would take their summed drive time / 20.
         [sys.executable, "-m", "pytest", "-m", "hil", "--rig", "rigs/loopback.yaml", "--dtg-artifacts",
-         str(artifacts), "-p", "no:cacheprovider", "-q", *LOOPBACK_SCENARIOS],
+         str(artifacts), "-p", "no:cacheprovider", "-q", "-n", str(len(LOOPBACK_SCENARIOS)), "--dist", "loadfile",
+         *LOOPBACK_SCENARIOS],
         cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     runs = {p.parent.name: json.loads(p.read_text()) for p in artifacts.glob("*/*/result.json")}
     return done, runs, artifacts

@@ -4,6 +4,9 @@ A worker goes new → running → stopped, once: `start()` runs `_work()` in a d
 it is done, `stop()` asks it to end (`_stop_requested`), joins it within a timeout and re-raises, as the
 worker's own error type, whatever ended the thread. A stopped worker refuses to start again, and a worker that
 was never started refuses to be waited for: use after close is an error, never a silent no-op.
+
+`start_stepped()` runs a worker without its thread, on virtual time: the caller (`harness.run.scheduler`) drives
+it by the subclass's own step method; `stop()` then only finishes it (`_finish`). States and errors are the same.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class Worker:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._stepped = False
 
     def _describe(self) -> str:
         return self._thread_name
@@ -43,7 +47,14 @@ class Worker:
 
     @property
     def running(self) -> bool:
+        if self._stepped:
+            return self._state == "running"
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stepped(self) -> bool:
+        """True when the worker runs without a thread, driven by a scheduler (`start_stepped`)."""
+        return self._stepped
 
     @property
     def error(self) -> BaseException | None:
@@ -60,6 +71,15 @@ class Worker:
             self._state = "running"
             self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
             self._thread.start()
+        return self
+
+    def start_stepped(self: W) -> W:
+        """Start without a thread: the caller drives the worker on virtual time (`harness.run.scheduler`)."""
+        with self._state_lock:
+            if self._state != "new":
+                raise self.error_type(f"{self._describe()} is {self._state}: only a new worker can start stepped")
+            self._state = "running"
+            self._stepped = True
         return self
 
     def _run(self) -> None:
@@ -91,6 +111,7 @@ class Worker:
                 raise self.error_type(f"{self._describe()} did not stop within {timeout_s} s")
         if started:
             self._finish()
+            self._done.set()  # a stepped worker has no thread to set it
         if self._error is not None:
             raise self.error_type(f"{self._describe()} failed: {self._error!r}") from self._error
 

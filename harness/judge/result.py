@@ -187,6 +187,7 @@ class RunResult:
     tap: TapReport | None = None  # the UART tap's cross-check against the CAN log, when the rig has a tap
     faults: tuple[FiredFault, ...] = ()  # the device faults injected, as they happened
     bus_faults: InjectorStats | None = None  # what each of the scenario's bus faults did, when it has any
+    cpu_s: float = 0.0  # this process's CPU seconds for the run (plant, chain, models, metrics, artifacts)
     # Why the run is an ERROR though it was judged (the rig fell behind, data was lost): then no verdict on the unit.
     error: str | None = None
 
@@ -199,6 +200,17 @@ class RunResult:
     def speed(self) -> float:
         """Scenario seconds per wall second achieved."""
         return self.trace.duration_s / self.wall_s if self.wall_s > 0 else math.inf
+
+    @property
+    def cpu_speed(self) -> float:
+        """Scenario seconds per CPU second: what the run cost, whatever else the machine was doing."""
+        return self.trace.duration_s / self.cpu_s if self.cpu_s > 0 else math.inf
+
+    @property
+    def app_on_host(self) -> bool:
+        """True when the app ran on this host (simulated, or on the simulated phone): its inference figures are
+        host CPU time, not a phone's."""
+        return self.rig.android_kind == "simulated" or "adb" in self.rig.standins
 
 
 def fuel_truth(trace: Trace, window_s: int = 60):

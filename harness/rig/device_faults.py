@@ -112,6 +112,7 @@ class FaultInjector(Worker):
         self._steps = sorted(steps, key=lambda step: (step[0], step[1], step[2] != "start"))
         self._lock = threading.Lock()
         self._fired: list[FiredFault] = []
+        self._next_step = 0  # on virtual time: the first of `_steps` not fired yet
         self.check(faults)
 
     def check(self, faults: Sequence[DeviceFault]) -> None:
@@ -129,13 +130,30 @@ class FaultInjector(Worker):
         for at_s, _, step, fault in self._steps:
             if not self._clock.sleep_until(at_s, cancel=self._stop_requested):
                 return
-            if step == "start":
-                now_s = self._clock.now_s()
-                self._start[fault.kind](fault)
-                with self._lock:
-                    self._fired.append(FiredFault(fault.kind, float(fault.at_s), now_s, fault.lasts_s))
-            else:
-                self._end[fault.kind](fault)
+            self._fire(step, fault, self._clock.now_s())
+
+    def _fire(self, step: str, fault: DeviceFault, now_s: float) -> None:
+        if step == "start":
+            self._start[fault.kind](fault)
+            with self._lock:
+                self._fired.append(FiredFault(fault.kind, float(fault.at_s), now_s, fault.lasts_s))
+        else:
+            self._end[fault.kind](fault)
+
+    # -- on virtual time (harness.run.scheduler) --------------------------------------------------------------------
+
+    def step(self, now_s: float) -> bool:
+        """On virtual time (`start_stepped`): fire every step due by `now_s`, in order; True if any fired."""
+        did = False
+        while self._next_step < len(self._steps) and self._steps[self._next_step][0] <= now_s:
+            _, _, step, fault = self._steps[self._next_step]
+            self._next_step += 1
+            self._fire(step, fault, now_s)
+            did = True
+        return did
+
+    def next_due_s(self) -> float:
+        return self._steps[self._next_step][0] if self._next_step < len(self._steps) else math.inf
 
 
 class UartLine:

@@ -131,7 +131,7 @@ def record_scenario(scenario: Scenario, rig: RigConfig, out: Path, duration_s: f
     out = check_out_path(Path(out))
     trace = scenario.run_plant()
     end_s = trace.duration_s if duration_s is None else min(float(duration_s), trace.duration_s)
-    scale = rig.time_scale if time_scale is None else time_scale
+    scale = rig.wall_clock_scale if time_scale is None else time_scale  # recording stays on the wall clock
     # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
     channel = "dtg-rec-" + uuid.uuid4().hex[:12].translate(str.maketrans("0123456789", "ghijklmnop"))
     counter = _Counter()

@@ -20,6 +20,10 @@ virtual bus created with `preserve_timestamps=True` passes that stamp on, other 
 do not depend on thread scheduling. The OBD-II responder then answers every request stamped before `end_s`, until
 `stop()`, even after the clock has passed `end_s` (a unit that fell behind still polls those ticks).
 
+On virtual time (the simulated rig: `start_stepped()`, then `step(now_s)` / `next_due_s()` from
+`harness.run.scheduler`) it answers every request on the bus at the instant it was sent and broadcasts each J1939 frame
+at its own due time; nothing is ever skipped, and the batching below does not apply.
+
 Bus faults (`harness.world.bus_faults`) are not the rest-bus's business: run.py puts a `BusFaultInjector` between the
 rest-bus and the wire, and the rest-bus sends through it as through any bus (its `frames_sent` counts what it
 handed over, before the faults).
@@ -51,10 +55,11 @@ from functools import cache
 import can
 import cantools
 
-from harness.core.clock import ScenarioClock
+from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.worker import Worker, WorkerError
 from harness.wire.dbc import get_profile, load_database
 from harness.wire.signals import Trace
+from harness.wire.virtual_bus import Frame, has_frames
 
 OBD_FUNCTIONAL_REQUEST_ID = 0x7DF
 OBD_PHYSICAL_REQUEST_ID = 0x7E0
@@ -146,6 +151,23 @@ def obd_response(pid: int, reading: Mapping[str, float]) -> bytes | None:
         if not math.isfinite(value):
             return None
         value = _clamp(value, signal)
+    # The bytes depend on the value only through its raw integer (cantools' own conversion): encode each (PID, raw)
+    # once. A few thousand pairs cover a drive; the cache is emptied should it ever grow past a bound.
+    key = (pid, signal.conversion.numeric_scaled_to_raw(value))
+    encoded = _RESPONSES.get(key)
+    if encoded is None:
+        if len(_RESPONSES) >= _MAX_CACHED_RESPONSES:
+            _RESPONSES.clear()
+        encoded = _RESPONSES[key] = _encode_response(pid, signal, value)
+    return encoded
+
+
+#: (PID, raw value) -> the response's 8 bytes (`obd_response`).
+_RESPONSES: dict[tuple[int, int | float], bytes] = {}
+_MAX_CACHED_RESPONSES = 65536
+
+
+def _encode_response(pid: int, signal: cantools.database.can.Signal, value: float) -> bytes:
     data_length = signal.length // 8
     pci_length = 2 + data_length  # service byte + PID byte + data
     message = load_database("obd2").get_message_by_name(_OBD_RESPONSE_MESSAGE)
@@ -339,11 +361,13 @@ class RestBus(Worker):
         self._clock = clock
         self._end_s = trace.duration_s if end_s is None else end_s
         self._min_wall_sleep_s = min_wall_sleep_s
-        self._max_lag_s = max_lag_wall_s * clock.time_scale
+        # On virtual time nothing falls behind: no lag to skip (time_scale is math.inf or a pacing, not a rate).
+        self._max_lag_s = max_lag_wall_s * clock.time_scale if not isinstance(clock, VirtualClock) else math.inf
         self._recv_timeout_wall_s = recv_timeout_wall_s
         self._stats = RestBusStats()
         self._stats_lock = threading.Lock()
         self._consecutive_send_errors = 0
+        self._j1939 = None  # on virtual time: (schedule, send_due), from the first step
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -388,6 +412,25 @@ class RestBus(Worker):
             self._consecutive_send_errors = 0
             self._count(frames_sent=1)
 
+    def _answer(self, request: can.Message) -> bool:
+        """Answer one frame off the bus if it is an OBD-II request for this ECU; False for other traffic."""
+        if request.is_extended_id or request.arbitration_id not in OBD_REQUEST_IDS:
+            return False  # other traffic on the bus is not for this ECU
+        by_stamp = self._answer_at_request_stamp
+        # With `answer_at_request_stamp` the ECU reads its sensor at the scenario time stamped on the request
+        # (a simulated unit stamps its poll tick), so what it answers does not depend on how fast the host
+        # threads ran: a run gives the same values at 1x and at 100x.
+        t_s = request.timestamp if by_stamp else self._clock.now_s()
+        pid = obd_request_pid(request.data)
+        data = None if pid is None or (by_stamp and t_s >= self._end_s) else \
+            obd_response(pid, self._trace.reading_at(t_s))
+        if data is None:
+            self._count(requests_ignored=1)
+            return True
+        self._send(Frame(arbitration_id=OBD_RESPONSE_ID, is_extended_id=False, data=data, timestamp=t_s))
+        self._count(requests_answered=1)
+        return True
+
     def _run_obd2(self) -> None:
         # With `answer_at_request_stamp` a request carries the poll time it stands for: a simulated unit that fell
         # behind the clock still polls ticks before end_s after the clock has passed it, so the ECU answers until
@@ -395,33 +438,22 @@ class RestBus(Worker):
         by_stamp = self._answer_at_request_stamp
         while not self._stop_requested.is_set() and (by_stamp or self._clock.now_s() < self._end_s):
             request = self._bus.recv(timeout=self._recv_timeout_wall_s)
-            if request is None or request.is_extended_id or request.arbitration_id not in OBD_REQUEST_IDS:
-                continue  # other traffic on the bus is not for this ECU
-            # With `answer_at_request_stamp` the ECU reads its sensor at the scenario time stamped on the request
-            # (a simulated unit stamps its poll tick), so what it answers does not depend on how fast the host
-            # threads ran: a run gives the same values at 1x and at 100x.
-            t_s = request.timestamp if self._answer_at_request_stamp else self._clock.now_s()
-            pid = obd_request_pid(request.data)
-            data = None if pid is None or (by_stamp and t_s >= self._end_s) else \
-                obd_response(pid, self._trace.reading_at(t_s))
-            if data is None:
-                self._count(requests_ignored=1)
-                continue
-            self._send(can.Message(arbitration_id=OBD_RESPONSE_ID, is_extended_id=False, data=data, timestamp=t_s))
-            self._count(requests_answered=1)
+            if request is not None:
+                self._answer(request)
 
-    def _run_j1939(self) -> None:
+    def _j1939_sender(self, start_s: float):
+        """The J1939 broadcaster's schedule from `start_s`, and its `send_due(now_s)`: sends every frame due by then."""
         ids = {m.name: m.frame_id for m in load_database("j1939").messages}
         periods_s = j1939_periods_s()
-        schedule = BroadcastSchedule(periods_s, start_s=self._clock.now_s(), max_lag_s=self._max_lag_s)
+        schedule = BroadcastSchedule(periods_s, start_s=start_s, max_lag_s=self._max_lag_s)
         # One batch may hold a frame back by a wake-up; later than a period beyond that, it is late.
         batch_s = self._clock.scenario_span_s(self._min_wall_sleep_s)
         # The trace changes every 1/PLANT_RATE_HZ; re-encode a message only when its sample changes.
         cache: dict[str, tuple[int, bytes]] = {}
 
-        def send_due(now_s: float) -> None:
+        def send_due(now_s: float) -> int:
             skipped_before = schedule.skipped
-            late = 0
+            late = sent = 0
             for t_due, name in schedule.due(min(now_s, self._end_s)):
                 if t_due >= self._end_s:
                     continue
@@ -431,10 +463,16 @@ class RestBus(Worker):
                 if cached is None or cached[0] != index:
                     cached = (index, j1939_frame_data(name, self._trace.reading_at(t_due)))
                     cache[name] = cached
-                self._send(can.Message(arbitration_id=ids[name], is_extended_id=True, data=cached[1], timestamp=t_due))
+                self._send(Frame(arbitration_id=ids[name], is_extended_id=True, data=cached[1], timestamp=t_due))
+                sent += 1
             if schedule.skipped != skipped_before or late:
                 self._count(frames_skipped=schedule.skipped - skipped_before, frames_late=late)
+            return sent
 
+        return schedule, send_due
+
+    def _run_j1939(self) -> None:
+        schedule, send_due = self._j1939_sender(self._clock.now_s())
         while not self._stop_requested.is_set():
             now_s = self._clock.now_s()
             send_due(now_s)
@@ -445,3 +483,30 @@ class RestBus(Worker):
         # Stopped while a little behind the clock: what is already due still goes out, late, rather than vanish.
         send_due(self._clock.now_s())
 
+    # -- on virtual time (harness.run.scheduler) --------------------------------------------------------------------
+
+    def step(self, now_s: float) -> bool:
+        """On virtual time (`start_stepped`): answer every request already on the bus, or broadcast every J1939
+        frame due by `now_s` (each stamped with its own due time, exactly on its period); True if it did anything."""
+        if self._profile.name == "obd2":
+            did = False
+            if not has_frames(self._bus):
+                return False
+            request = self._bus.recv(timeout=0.0)
+            while request is not None:
+                did = True
+                self._answer(request)
+                request = self._bus.recv(timeout=0.0)
+            return did
+        if self._j1939 is None:
+            self._j1939 = self._j1939_sender(now_s)
+        return self._j1939[1](now_s) > 0
+
+    def next_due_s(self) -> float:
+        """On virtual time: when the next J1939 frame is due (math.inf for the OBD-II responder: it only answers)."""
+        if self._profile.name == "obd2":
+            return math.inf
+        if self._j1939 is None:
+            return self._clock.now_s()
+        next_s = self._j1939[0].next_due_s()
+        return next_s if next_s < self._end_s else math.inf

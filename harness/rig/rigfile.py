@@ -22,6 +22,7 @@ Example (a real bench)::
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,13 @@ ANDROID_KINDS = ("simulated", "adb")
 GNSS_KINDS = ("none", "simulated", "nmea")
 POSITION = ("latitude", "longitude", "altitude")
 DEFAULT_MANIFEST = "models/manifest.json"
-#: The simulated rig's default speed: a session's speed counts setup and drain too, so asking for a little above
-#: 100x is what shows >= 100x (at 100x and 110x the bundled scenarios give identical detections).
-DEFAULT_SIM_TIME_SCALE = 110.0
+#: The simulated rig's default pacing: none. Its parts run on virtual time (`harness.run.scheduler`), as fast as the
+#: CPU allows; a finite `time_scale` (the rig file, `--dtg-time-scale`) only slows it down, for demos, with the same
+#: results.
+DEFAULT_SIM_TIME_SCALE = math.inf
+#: The default speed of a rig whose simulated STM32 drives stand-ins behind real drivers (slcan, adb, a UART tap):
+#: those run on the wall clock, paced.
+DEFAULT_STANDIN_TIME_SCALE = 110.0
 #: A real-rig setting with this value (CAN channel of an slcan interface, UART tap port, adb serial, GNSS port)
 #: makes the harness start the project's stand-in for that part (`firmware_sim.slcan`, a tee'd pty,
 #: `firmware_sim.phone.device`, `harness.rig.gnss_feed`): the loopback rig, whose real-device code paths run in CI.
@@ -94,18 +99,29 @@ class RigConfig:
         return tuple(out)
 
     @property
+    def wall_clock_scale(self) -> float:
+        """The time scale where the rig's parts run on the wall clock (stand-ins, a UART tap added for the contract
+        suite, `dtg-hil record`): `time_scale`, or `DEFAULT_STANDIN_TIME_SCALE` when it is unpaced (math.inf)."""
+        return self.time_scale if math.isfinite(self.time_scale) else DEFAULT_STANDIN_TIME_SCALE
+
+    @property
     def simulated(self) -> bool:
         """True when every part of the rig is simulated (the `sim` tests run on it; `hil` tests need a real one)."""
         return (self.stm32_kind == "simulated" and self.android_kind == "simulated"
                 and self.can.get("interface") == "virtual")
 
     @property
+    def on_virtual_time(self) -> bool:
+        """True when a run on this rig goes on virtual time (`harness.run.scheduler`): every part of it is simulated
+        in this process (no stand-in behind a real driver but the UART tap's pty, read in the same thread)."""
+        return self.simulated and set(self.standins) <= {"uart_tap"} and self.uart_tap in (None, SIMULATED)
+
+    @property
     def paced_by_wall_clock(self) -> bool:
-        """True on a rig with real transports (the loopback rig, a bench): it follows the wall clock, and what the
-        harness's side fails to do in time is rig loss, judged against `rig_loss_max_pct` (DESIGN.md, "Time").
-        The simulated rig is to run on virtual time, where it has none; until it does (issue 16), its lateness is
-        reported, not judged (`harness.judge.result.rig_lag_error`)."""
-        return not self.simulated
+        """True on a rig that follows the wall clock (the loopback rig with its stand-ins, a bench): what the
+        harness's side fails to do in time there is rig loss, judged against `rig_loss_max_pct` (DESIGN.md, "Time",
+        `harness.judge.result.rig_lag_error`). On virtual time the harness cannot fall behind."""
+        return not self.on_virtual_time
 
     @property
     def injectable_signals(self) -> tuple[str, ...]:
@@ -163,8 +179,10 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     android_kind = c.choice(android, "kind", "android", ANDROID_KINDS, "simulated", "Android device kind")
     gnss_kind = c.choice(gnss, "kind", "gnss", GNSS_KINDS, "simulated" if stm32_kind == "simulated" else "none",
                          "GNSS feed kind")
-    time_scale = c.number(top, "time_scale", "", DEFAULT_SIM_TIME_SCALE if stm32_kind == "simulated" else 1.0,
-                          lo=0.0, lo_open=True)
+    all_simulated = (stm32_kind == "simulated" and android_kind == "simulated"
+                     and can_section.get("interface", "virtual") == "virtual" and not stm32.get("uart_tap"))
+    time_scale = c.number(top, "time_scale", "", DEFAULT_SIM_TIME_SCALE if all_simulated else
+                          DEFAULT_STANDIN_TIME_SCALE if stm32_kind == "simulated" else 1.0, lo=0.0, lo_open=True)
     rig_loss_max_pct = c.number(top, "rig_loss_max_pct", "", 0.0, lo=0.0, hi=100.0)
     models = top.get("models", DEFAULT_MANIFEST)
     if not isinstance(models, str):

@@ -1,9 +1,16 @@
 """Run one scenario on a rig, end to end, and judge it.
 
-On the simulated rig the whole chain runs in this process, on one scenario clock:
+On the simulated rig the whole chain runs in this process, in one thread, on virtual time (`harness.run.scheduler`):
 
     plant trace ─► RestBus (python-can virtual bus) ─► Stm32Sim ─► pty ─► pyserial ─► AppSim (ONNX models)
         ─► EdgeAI logcat lines ─► EventCollector ─► metrics vs ground truth ─► Judgement
+
+Each stage does its work due at an instant, the scheduler settles the instant, then moves scenario time on: a run's
+outputs are a pure function of scenario, seed, models and rig file (wall time, CPU time and the app's host-CPU
+inference figures excepted), and it runs as fast as the CPU allows unless the rig's finite `time_scale` paces it.
+The watchdog judges scenario time there (a dead app at the instant it dies, silence in scenario seconds, an instant
+that does not settle). Rigs with stand-ins behind real drivers run each part in its own thread on the wall-clock
+`ScenarioClock` instead, under a watchdog on wall time.
 
 Every run keeps its artifacts in one folder: `events.log` (the logcat lines as the app wrote them),
 `can.blf` (every frame on the bus, python-can's BLF writer, scenario-time stamps), `labels.json` (the ground
@@ -40,7 +47,7 @@ from firmware_sim.phone.rules import RuleLimits
 from firmware_sim.slcan import SlcanAdapter
 from firmware_sim.stm32 import Stm32Sim
 from firmware_sim.uart import PtyPair, TeeSink
-from harness.core.clock import ScenarioClock
+from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.stats import percentiles
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
@@ -69,9 +76,11 @@ from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig
 from harness.rig.uart_tap import SentFrameLog, UartTap
+from harness.run.scheduler import Scheduler, SchedulerError, Stage
 from harness.wire.events import AppStatus, EventCollector, FuelResult
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
+from harness.wire.virtual_bus import has_frames
 from harness.world.bus_faults import SILENCING_TYPES, BusFaultInjector
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
@@ -138,20 +147,25 @@ def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
 
 def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
                  model_types: tuple[str, ...] = (), *, faults: Sequence[DeviceFault] = (),
-                 max_silence_s: float = DEFAULT_MAX_SILENCE_S, app_options: AppOptions | None = None) -> RunResult:
+                 max_silence_s: float = DEFAULT_MAX_SILENCE_S, app_options: AppOptions | None = None,
+                 cpu_profile: dict | None = None) -> RunResult:
     """Drive `scenario` through the rig's chain and judge it against its `expect:` section.
 
     The STM32 must be simulated (a real STM32 needs a bench runner this version does not have); the CAN
     interface, the UART tap, the Android device and the GNSS feed may each be simulated in-process, a
     stand-in behind its real driver (`rig.standins`: the loopback rig), or, except the STM32, real hardware.
 
-    `faults` schedules device and link faults (`harness.rig.device_faults`). A watchdog ends a run that cannot go on
-    with a `RunError` naming the cause, within a bounded wall time: a part that failed or died (the app's
+    `faults` schedules device and link faults (`harness.rig.device_faults`). On virtual time (`RigConfig.on_virtual_time`) the
+    run ends with a `RunError` at the instant its app dies, once `max_silence_s` of scenario time passed without an
+    EdgeAI line, or when an instant does not settle (a stage livelocked or stalled: `STALL_WALL_S`). On a paced rig
+    a watchdog ends a run that cannot go on with a `RunError` naming the cause, within a bounded wall time: a part that failed or died (the app's
     process among them) within about `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer);
     no EdgeAI line for `max_silence_s` of scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and
     any run past its scenario time plus `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
     can.blf and a result.json whose verdict is "error: ...". Model files whose hash changed since the models
     were opened are refused before anything starts.
+
+    `cpu_profile`, a dict, receives the run's CPU seconds by stage and part (`dtg-hil bench sim` prints them).
 
     `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
     its broken variants (`firmware_sim.phone.app.AppOptions`; the contract suite, `harness.judge.contract`, uses both).
@@ -176,10 +190,10 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     if not (math.isfinite(max_silence_s) and max_silence_s > 0):
         raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
-    watch = _Watch(time.monotonic())
+    watch = _Watch(time.monotonic(), started_cpu_s=time.process_time())
     try:
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
-                          app_options)
+                          app_options, cpu_profile)
     except RunError as error:
         if not isinstance(error, (DataLossError, RigLagError)):  # these come after the full result.json
             _write_error_result(scenario, rig, artifacts, error, watch)
@@ -200,8 +214,10 @@ class _Watch:
     """What the watchdog and a failed run's result need: the run's parts as they come up, and its progress."""
 
     started_wall_s: float
-    clock: ScenarioClock | None = None
+    started_cpu_s: float = 0.0
+    clock: ScenarioClock | VirtualClock | None = None
     last_line_wall_s: float | None = None
+    last_line_t_s: float = 0.0  # on virtual time: the scenario time of the last EdgeAI line
     firmware: Stm32Sim | None = None
     app: AppSim | None = None
     line: UartLine | None = None
@@ -213,6 +229,8 @@ class _Watch:
         time.monotonic() are read a moment apart, which at 100x is tenths of a scenario second)."""
         if self.clock is None:
             return None
+        if isinstance(self.clock, VirtualClock):
+            return self.last_line_t_s
         return max(0.0, self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale)
 
 
@@ -273,8 +291,11 @@ def _write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, err
 
 def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path, model_types: tuple[str, ...],
                faults: tuple[DeviceFault, ...], max_silence_s: float, watch: _Watch,
-               app_options: AppOptions | None = None) -> RunResult:
+               app_options: AppOptions | None = None, cpu_profile: dict | None = None) -> RunResult:
+    started_cpu_s = time.process_time()
     trace = scenario.run_plant()
+    if cpu_profile is not None:
+        cpu_profile["plant"] = time.process_time() - started_cpu_s
     duration_s = trace.duration_s
     vehicle = get_vehicle(scenario.vehicle)
     # Letters only: python-can's BLF writer reads a channel number out of any digits in the channel name.
@@ -293,6 +314,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             log_file.write(line + "\n")
             collector.feed_line(line)
             watch.last_line_wall_s = time.monotonic()
+            if watch.clock is not None:
+                watch.last_line_t_s = watch.clock.now_s()
 
     frozen = gc.isenabled()
     switch_interval = sys.getswitchinterval()
@@ -324,22 +347,31 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         gc.collect()
         gc.freeze()  # a full collection mid-run stalls every thread; at 100x that is seconds of scenario time
 
-        clock = ScenarioClock(rig.time_scale)
+        virtual = rig.on_virtual_time
+        clock = VirtualClock(rig.time_scale) if virtual else ScenarioClock(rig.wall_clock_scale)
         watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
         bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
-        notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
-        stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
-        sink = app_pty.device
+        if virtual:
+            stack.callback(bus_log.stop)  # the BLF file is finished and closed
+        else:
+            notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
+            stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
+        # On virtual time the firmware's writes never block: the app reads in the same thread, between them.
+        sink = app_pty.backlog_writer() if virtual else app_pty.device
+        hops = [(sink, "app")]  # on virtual time: (writer, reader) of each pty the UART stage moves bytes through
         if rig.uart_tap:
             tap_port = rig.uart_tap
             if "uart_tap" in rig.standins:
                 tap_pty = stack.enter_context(PtyPair(write_timeout_s=0.5))
-                sink = TeeSink(app_pty.device, tap_pty.device, names=("app", "tap"))
+                tap_sink = tap_pty.backlog_writer() if virtual else tap_pty.device
+                sink = TeeSink(sink, tap_sink, names=("app", "tap"))
+                hops.append((tap_sink, "tap"))
                 tap_port = tap_pty.port
             tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
-                          record_path=artifacts / "uart.bin", now_s=clock.now_s)
+                          record_path=artifacts / "uart.bin", now_s=clock.now_s,
+                          **({"read_timeout_s": 10.0} if virtual else {}))
             parts.append(("UART tap", tap))
         line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
 
@@ -354,7 +386,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             local_sensors = gnss_in
 
         if rig.android_kind == "simulated":
-            serial_port = app_pty.open_serial(timeout_s=0.02)
+            # On virtual time the app reads bytes known to be in the pty: the timeout only bounds a kernel fault.
+            serial_port = app_pty.open_serial(timeout_s=10.0 if virtual else 0.02)
             stack.callback(serial_port.close)
             app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
                          limits=RuleLimits.for_redline(vehicle.redline_rpm), options=app_options)
@@ -387,38 +420,15 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                                                       rig_name=f"rig '{rig.name}'")
             parts.append(("device fault injector", injector))
 
-        # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
-        # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
-        sys.setswitchinterval(min(switch_interval, 0.5e-3))
-        for _, part in parts:
-            part.start()
-        budget_s = duration_s / rig.time_scale + RUN_GRACE_WALL_S
-        deadline_s = time.monotonic() + budget_s
-        next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
-        while not firmware.wait(WATCH_PERIOD_S):  # the watchdog: every wait below is bounded too
-            check_phone = time.monotonic() >= next_phone_check_s
-            problem = _check_run(watch, parts, phone, max_silence_s, check_phone)
-            if check_phone:
-                next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
-            if problem is not None:
-                raise RunError(problem)
-            if time.monotonic() >= deadline_s:
-                raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
-                               f"{budget_s:.0f} s of wall time (time scale {rig.time_scale:g})")
-        rest_bus.stop()
-        if bus_injector is not None:
-            bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
-        firmware.stop()
-        if app is not None:
-            _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
-        if tap is not None:
-            _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
-        if phone is not None:
-            _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
-            try:
-                phone.check_alive()
-            except AdbError as error:
-                raise RunError(f"the app on the phone died before the end of the run: {error}") from error
+        if virtual:
+            readers = {"app": app, "tap": tap}
+            _run_stepped(clock, parts, firmware, rest_bus, bus_injector, app,
+                         [(writer, readers[name]) for writer, name in hops if readers[name] is not None], monitor_bus,
+                         [bus_log] + ([sent_log] if sent_log else []), watch,
+                         max_silence_s, duration_s, profile=cpu_profile)
+        else:
+            _run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch,
+                          max_silence_s, duration_s, rig, switch_interval)
         for _, part in reversed(parts):
             part.stop()
     finally:
@@ -437,6 +447,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         if part.error is not None:
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
+    started_metrics_cpu_s = time.process_time()
     events = collector.events
     last_wall = bus_log.last_wall_by_second  # built from the log's array on each read: once here
     sent_seconds = sorted(last_wall)
@@ -452,6 +463,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
         judgement = Judgement(judgement.criteria + (stale_data_criterion(
             scenario.expect.stale_data_flagged, events, silenced, max_delay_s=scenario.expect.max_delay_s),))
+    if cpu_profile is not None:
+        cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
     fw = firmware.stats
     if app is not None:
         link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
@@ -492,18 +505,144 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         accounting.injector_frames_delayed = done.frames_delayed
         accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
         accounting.injector_frames_late = done.frames_late
-    tap_report = tap.report(sent_log.frames, time_scale=rig.time_scale) if tap is not None else None
+    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
     result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
                        tap_report, bus_faults=bus_fault_stats,
                        faults=tuple(watch.injector.fired) if watch.injector is not None else ())
     rig_lag = rig_lag_error(result)
     if rig_lag is not None:
         result.error = str(rig_lag)
+    started_artifacts_cpu_s = time.process_time()
     _write_artifacts(result)
+    result.cpu_s = time.process_time() - watch.started_cpu_s
+    if cpu_profile is not None:
+        cpu_profile["artifacts"] = time.process_time() - started_artifacts_cpu_s
+        cpu_profile["run"] = result.cpu_s
     if rig_lag is not None:
         raise rig_lag  # before the unit's losses: with the rig behind, those may be the rig's too
     _check_data_loss(result)
     return result
+
+
+def _run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch: _Watch,
+                  max_silence_s: float, duration_s: float, rig: RigConfig, switch_interval: float) -> None:
+    """Paced rigs: every part in its own thread on the wall-clock `ScenarioClock`, under the watchdog."""
+    # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
+    # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
+    sys.setswitchinterval(min(switch_interval, 0.5e-3))
+    for _, part in parts:
+        part.start()
+    budget_s = duration_s / clock.time_scale + RUN_GRACE_WALL_S
+    deadline_s = time.monotonic() + budget_s
+    next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+    while not firmware.wait(WATCH_PERIOD_S):  # the watchdog: every wait below is bounded too
+        check_phone = time.monotonic() >= next_phone_check_s
+        problem = _check_run(watch, parts, phone, max_silence_s, check_phone)
+        if check_phone:
+            next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
+        if problem is not None:
+            raise RunError(problem)
+        if time.monotonic() >= deadline_s:
+            raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
+                           f"{budget_s:.0f} s of wall time (time scale {clock.time_scale:g})")
+    rest_bus.stop()
+    if bus_injector is not None:
+        bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
+    firmware.stop()
+    if app is not None:
+        _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
+    if tap is not None:
+        _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
+    if phone is not None:
+        _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
+        try:
+            phone.check_alive()
+        except AdbError as error:
+            raise RunError(f"the app on the phone died before the end of the run: {error}") from error
+
+
+#: Wall seconds one instant of virtual time may take to settle before the run is called stalled.
+STALL_WALL_S = 60.0
+
+
+def _run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, app, hops, monitor_bus, listeners,
+                 watch: _Watch, max_silence_s: float, duration_s: float, profile: dict | None = None) -> None:
+    """The simulated rig on virtual time: one scheduler steps every part in this thread (`harness.run.scheduler`);
+    then the end of the run as on a paced rig (rest-bus, injector, firmware stopped in that order, the app reads
+    what is left). `profile`, when given, receives the CPU seconds of each stage."""
+    def log_step(now_s: float) -> bool:  # the CAN log: every frame the monitor sees, in bus order
+        if not has_frames(monitor_bus):
+            return False
+        message = monitor_bus.recv(timeout=0.0)
+        did = message is not None
+        while message is not None:
+            for listener in listeners:
+                listener.on_message_received(message)
+            message = monitor_bus.recv(timeout=0.0)
+        return did
+
+    read = [0] * len(hops)  # bytes of each pty its reader has read
+
+    def uart_step(now_s: float) -> bool:  # each pty: hand the kernel the firmware's bytes, its reader reads them
+        did = False
+        for i, (writer, reader) in enumerate(hops):
+            while reader.running:  # a dead app reads nothing (the check below ends the run)
+                writer.push()
+                owed = writer.bytes_pushed - read[i]
+                if owed <= 0:
+                    break
+                reader.read_owed(owed)
+                read[i] += owed
+                did = True
+        return did
+
+    never = lambda: math.inf  # noqa: E731 - stages woken only by input
+    by_name = dict(parts)
+    # In an instant: faults first (a cable pulled at t loses what is written at t), then the vehicle's frames, the
+    # unit, the UART and the log; round after round until nothing moves.
+    stages = [Stage(name, by_name[name].step, by_name[name].next_due_s)
+              for name in ("device fault injector", "rest-bus", "bus fault injector") if name in by_name]
+    # The CAN log before the UART: a frame is logged (its wall time noted) before the app's event about it, so the
+    # end-to-end figure (wall time, the host's processing) stays causal.
+    stages += [Stage("STM32 simulator", firmware.step, firmware.next_due_s),
+               Stage("CAN log", log_step, never, late=True), Stage("UART", uart_step, never, late=True)]
+    for _, part in parts:
+        part.start_stepped()
+    scheduler = Scheduler(clock, stages, stall_wall_s=STALL_WALL_S, profile=profile is not None)
+
+    def check(now_s: float) -> str | None:
+        if app is not None and not app.running:
+            last = "no EdgeAI line yet" if not watch.collector.stats().events else \
+                f"last EdgeAI line at t={watch.last_line_t_s:.0f} s"
+            return (f"the app simulator's process (pid {app.pid}) died at t={now_s:.0f} s of scenario time: it no "
+                    f"longer reads the UART or logs ({last})")
+        if now_s - watch.last_line_t_s > max_silence_s:
+            return (f"no EdgeAI lines since t={watch.last_line_t_s:.0f} s: {now_s - watch.last_line_t_s:.0f} s of "
+                    f"scenario time without one (limit {max_silence_s:g} s); the app's process is alive, the device "
+                    f"stopped logging")
+        return None
+
+    try:
+        scheduler.run(done=lambda: firmware.wait(0), check=check)
+        rest_bus.stop()
+        if bus_injector is not None:
+            bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
+        scheduler.settle()
+        firmware.stop()  # forwards what is still on the bus, a last status record
+        scheduler.settle()
+        if app is not None:
+            app.stop()  # the last status line
+        scheduler.settle()
+    except SchedulerError as error:
+        raise RunError(str(error)) from error
+    finally:
+        if profile is not None:
+            profile.update(scheduler.cpu_s_by_stage)
+            profile["instants"], profile["rounds"] = scheduler.instants, scheduler.rounds
+            profile["link encode"] = firmware.encode_cpu_s
+            if app is not None:
+                profile["link decode"], profile["UART read"] = app.decode_cpu_s, app.read_cpu_s
+                profile["app features"] = app.features_cpu_s
 
 
 def _check_data_loss(result: RunResult) -> None:
@@ -551,8 +690,11 @@ def _write_artifacts(result: RunResult) -> None:
         "rig_loss_max_pct": result.rig.rig_loss_max_pct,
         "rig_loss_judged": "all" if result.rig.paced_by_wall_clock else "skipped frames only",
         "scenario_s": result.trace.duration_s,
+        # Wall time and CPU time of the run: how long it took here, not what it found (on virtual time every
+        # other figure is the same on any machine).
         "wall_s": round(result.wall_s, 3),
         "speed_x": round(result.speed, 1),
+        "virtual_time": result.rig.on_virtual_time,
     }
     if result.error is not None:
         summary["error"] = result.error

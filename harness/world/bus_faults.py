@@ -407,6 +407,7 @@ class BusFaultInjector(Worker):
         self._order = itertools.count()
         self._wake = threading.Event()
         self._generated = self._plan.generated(end_s)
+        self._upcoming = _NOT_READ  # on virtual time: the next flood or error frame
 
     # -- the bus the rest-bus sees ------------------------------------------------------------------------------
 
@@ -492,3 +493,29 @@ class BusFaultInjector(Worker):
 
     def _finish(self) -> None:
         self._release_held(math.inf)
+
+    # -- on virtual time (harness.run.scheduler) --------------------------------------------------------------------
+
+    def step(self, now_s: float) -> bool:
+        """On virtual time (`start_stepped`): send the delayed frames and the flood and error frames due by
+        `now_s`; True if it sent any."""
+        if self._upcoming is _NOT_READ:
+            self._upcoming = next(self._generated, None)
+        held_before = len(self._held)
+        self._release_held(now_s)
+        did = len(self._held) != held_before
+        while self._upcoming is not None and self._upcoming[0] <= now_s:
+            self._send_generated(self._upcoming[1], self._upcoming[2])
+            self._upcoming = next(self._generated, None)
+            did = True
+        return did
+
+    def next_due_s(self) -> float:
+        """On virtual time: when the next delayed, flood or error frame is due (math.inf: none)."""
+        if self._upcoming is _NOT_READ:
+            self._upcoming = next(self._generated, None)
+        return min(self._held[0][0] if self._held else math.inf,
+                   self._upcoming[0] if self._upcoming is not None else math.inf)
+
+
+_NOT_READ = object()  # the generated frames' first item, before the injector has looked
