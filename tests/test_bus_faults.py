@@ -23,11 +23,12 @@ from harness.inference.features import WINDOW_S
 from harness.inference.models import ModelSet
 from harness.judge.metrics import stale_data_criterion
 from harness.judge.result import Accounting, DataLossError
+from harness.rig.bus_fault_injector import FaultPlan
 from harness.rig.rigfile import BUILTIN_SIM_RIG
 from harness.run.chain import run_scenario
 from harness.wire.events import FuelResult, RuleEvent
 from harness.wire.signals import SIGNALS
-from harness.world.bus_faults import BusFault, FaultPlan
+from harness.world.bus_faults import BusFault
 from harness.world.scenario import ScenarioError, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +249,7 @@ def test_loss_no_fault_explains_is_a_data_loss_error_with_the_numbers(run, tmp_p
     import harness.world.bus_faults
 
     # A lossy wire the harness did not ask for: every 10th answer of the injector's vanishes, uncounted.
-    forward = harness.world.bus_faults.BusFaultInjector.send
+    forward = harness.rig.bus_fault_injector.BusFaultInjector.send
     seen = Counter()
 
     def lossy(self, msg, timeout=None):
@@ -257,7 +258,7 @@ def test_loss_no_fault_explains_is_a_data_loss_error_with_the_numbers(run, tmp_p
             return None
         return forward(self, msg, timeout)
 
-    monkeypatch.setattr(harness.world.bus_faults.BusFaultInjector, "send", lossy)
+    monkeypatch.setattr(harness.rig.bus_fault_injector.BusFaultInjector, "send", lossy)
     body = """
         bus_faults:
           - {type: error_frames, at_s: 10, duration_s: 10, rate_hz: 1}

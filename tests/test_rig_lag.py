@@ -25,10 +25,11 @@ import numpy as np
 import pytest
 
 from harness.judge.result import RIG_SIDE, Accounting, RigLagError, RunError, rig_lag_error
+from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.restbus import RestBus, frame_is_late, j1939_periods_s
 from harness.rig.rigfile import RigError, load_rig, parse_rig
 from harness.wire.signals import AUX_SIGNALS, PLANT_RATE_HZ, SIGNALS, Trace
-from harness.world.bus_faults import BusFault, BusFaultInjector
+from harness.world.bus_faults import BusFault
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "models" / "manifest.json"

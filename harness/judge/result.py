@@ -10,12 +10,12 @@ import numpy as np
 
 from harness.core.errors import DtgHilError
 from harness.judge.metrics import Judgement, ScenarioMetrics
+from harness.rig.bus_fault_injector import InjectorStats
 from harness.rig.device_faults import FiredFault
 from harness.rig.rigfile import RigConfig
 from harness.rig.uart_tap import TapReport
 from harness.wire.events import EventCollector
 from harness.wire.signals import Trace
-from harness.world.bus_faults import InjectorStats
 from harness.world.scenario import Scenario
 
 

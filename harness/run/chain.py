@@ -70,6 +70,7 @@ from harness.judge.result import (
     rig_lag_error,
 )
 from harness.rig.android.errors import AdbError
+from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.phone import PhoneSession
@@ -81,7 +82,7 @@ from harness.wire.events import AppStatus, EventCollector, FuelResult
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
 from harness.wire.virtual_bus import has_frames
-from harness.world.bus_faults import SILENCING_TYPES, BusFaultInjector
+from harness.world.bus_faults import SILENCING_TYPES
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
 
