@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from support import time_limit
 
 from firmware_sim.stm32 import Stm32Sim, obd_request_data
-from firmware_sim.uart import CorruptingSink, PtyPair, TeeSink, UartCapture
+from firmware_sim.uart import PtyPair, UartCapture
+from firmware_sim.uart_sinks import CorruptingSink, TeeSink
 from harness.core.clock import ScenarioClock
 from harness.rig.restbus import RestBus
 from harness.rig.uart_tap import SentFrame, SentFrameLog, TappedRecord, UartTap, UartTapError, cross_check

@@ -1,7 +1,7 @@
 """The UART tap: what the STM32 really sent to the phone, decoded, counted and checked against the CAN bus.
 
 On a bench a passive tap on the STM32 → Android TX line is wired to a USB-serial port (``/dev/ttyUSB0``); on the
-simulated rig a `firmware_sim.uart.TeeSink` gives the tap its own pty carrying the same bytes as the app's.
+simulated rig a `firmware_sim.uart_sinks.TeeSink` gives the tap its own pty carrying the same bytes as the app's.
 `UartTap` reads that port in a background thread (it is a `firmware_sim.uart.UartCapture` with more): it
 decodes the link with the rig's codec (`harness.wire.link`), records the raw bytes to a file among the run's
 artifacts (``uart.bin``), stamps each decoded record with the time the tap read it, and keeps the counts: bytes

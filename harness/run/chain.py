@@ -46,7 +46,8 @@ from firmware_sim.phone.app import AppOptions, AppSim
 from firmware_sim.phone.rules import RuleLimits
 from firmware_sim.slcan import SlcanAdapter
 from firmware_sim.stm32 import Stm32Sim
-from firmware_sim.uart import PtyPair, TeeSink
+from firmware_sim.uart import PtyPair
+from firmware_sim.uart_sinks import TeeSink
 from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.stats import percentiles
 from harness.inference.models import ModelSet
