@@ -26,6 +26,7 @@ sensor noise beyond the plant's; that is what the `hil` tests on a real rig are 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -460,6 +461,9 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None)
+    if rig.android_kind == "simulated" or "adb" in rig.standins:  # RunResult.app_on_host
+        # The app ran on this host: its inference figures are thread CPU time here, not a phone's latency.
+        metrics = dataclasses.replace(metrics, latency_label="simulated app's thread CPU time on the host")
     judgement = judge(scenario.expect, metrics)
     if scenario.expect.stale_data_flagged is not None:
         silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
