@@ -2,6 +2,7 @@
 that could not be judged."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,3 +281,28 @@ def rig_lag_error(result: RunResult) -> RigLagError | None:
 def beyond_tolerance(stages: list[tuple[str, int, int]], tolerance_pct: float) -> list[tuple[str, int, int]]:
     """The (stage, lost, of) rows that lost more than `tolerance_pct` % of their traffic."""
     return [(stage, lost, of) for stage, lost, of in stages if lost > 0 and 100.0 * lost / max(of, 1) > tolerance_pct]
+
+
+def check_data_loss(result: RunResult) -> None:
+    """Raise DataLossError when a stage lost more than the scenario tolerates (the artifacts are written)."""
+    tolerance_pct = result.scenario.expect.data_loss_max_pct
+    beyond = beyond_tolerance(result.accounting.unit_loss(), tolerance_pct)
+    if not beyond:
+        return
+    acc = result.accounting
+    lines = [f"{stage}: lost {lost} of {of} ({100.0 * lost / max(of, 1):.3g} %)" for stage, lost, of in beyond]
+    error = DataLossError(
+        f"{result.scenario.name}: data loss beyond tolerance, not a model failure: " + "; ".join(lines)
+        + f" (tolerance {tolerance_pct:g} %, expect.data_loss_max_pct; loss the scenario's bus faults caused is "
+        f"not counted)\n  rest-bus sent {acc.restbus_frames_sent} frames, bus faults dropped "
+        f"{acc.injector_frames_dropped} and added {acc.injector_frames_added}, firmware received "
+        f"{acc.firmware_frames_received}, forwarded {acc.firmware_frames_forwarded}; link decoded "
+        f"{acc.link_frames_decoded}, {acc.link_frames_lost} lost by sequence, {acc.link_crc_errors} CRC errors; "
+        f"samples {acc.samples_sent} sent, {acc.samples_received} received\n  artifacts: {result.artifacts}",
+        beyond, acc, result)
+    result.error = str(error)
+    path = result.artifacts / "result.json"
+    summary = json.loads(path.read_text())
+    summary.update(passed=False, outcome="ERROR", verdict=f"error: {error}", error=str(error))
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    raise error

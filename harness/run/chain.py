@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import math
 import sys
 import threading
@@ -36,7 +35,6 @@ import time
 import uuid
 from array import array
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,6 +52,7 @@ from harness.core.stats import percentiles
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
     Judgement,
+    ScenarioMetrics,
     default_sources_for_type,
     end_to_end_latency,
     judge,
@@ -61,17 +60,15 @@ from harness.judge.metrics import (
     stale_data_criterion,
 )
 from harness.judge.result import (
-    RIG_SIDE,
     Accounting,
     DataLossError,
     RigLagError,
     RunError,
     RunResult,
-    beyond_tolerance,
+    check_data_loss,
     fuel_truth,
     rig_lag_error,
 )
-from harness.rig.android.errors import AdbError
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
@@ -79,25 +76,17 @@ from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig
 from harness.rig.uart_tap import SentFrameLog, UartTap
-from harness.run.scheduler import Scheduler, SchedulerError, Stage
-from harness.wire.events import AppStatus, EventCollector, FuelResult
+from harness.run.artifacts import write_artifacts, write_error_result
+from harness.run.watch import Watch, run_stepped, run_threaded
+from harness.wire.events import AppStatus, EventCollector
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
-from harness.wire.virtual_bus import has_frames
 from harness.world.bus_faults import SILENCING_TYPES
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
 
-#: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
-RUN_GRACE_WALL_S = 30.0
-#: How often (wall seconds) the run's watchdog looks at its parts while the scenario runs.
-WATCH_PERIOD_S = 0.1
-#: How often (wall seconds) the watchdog asks a phone over adb whether the app still runs.
-PHONE_CHECK_PERIOD_S = 1.0
 #: Scenario seconds without an EdgeAI line after which a run ends as silent (`run_scenario(max_silence_s=...)`).
 DEFAULT_MAX_SILENCE_S = 120.0
-#: A silence must also last this many wall seconds: at 100x a thread stall of a second is 100 s of scenario.
-SILENCE_MIN_WALL_S = 5.0
 #: The UTC time at scenario second 0, for the GNSS feed's NMEA time and date fields.
 GNSS_START_UTC = datetime(2026, 1, 15, 8, 0, 0, tzinfo=timezone.utc)
 
@@ -134,18 +123,6 @@ def _local_sensors(trace: Trace):
     def read(t_s: float) -> dict:
         return as_received_nmea(trace.reading_at(t_s))
     return read
-
-
-def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
-    """Wait until `counter()` stops changing (the app has read what was sent), bounded by `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last = counter()
-    while time.monotonic() < deadline:
-        time.sleep(settle_s)
-        now = counter()
-        if now == last:
-            return
-        last = now
 
 
 def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
@@ -193,13 +170,13 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     if not (math.isfinite(max_silence_s) and max_silence_s > 0):
         raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
-    watch = _Watch(time.monotonic(), started_cpu_s=time.process_time())
+    watch = Watch(time.monotonic(), started_cpu_s=time.process_time())
     try:
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
                           app_options, cpu_profile)
     except RunError as error:
         if not isinstance(error, (DataLossError, RigLagError)):  # these come after the full result.json
-            _write_error_result(scenario, rig, artifacts, error, watch)
+            write_error_result(scenario, rig, artifacts, error, watch)
         raise
 
 
@@ -212,88 +189,8 @@ def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-@dataclass
-class _Watch:
-    """What the watchdog and a failed run's result need: the run's parts as they come up, and its progress."""
-
-    started_wall_s: float
-    started_cpu_s: float = 0.0
-    clock: ScenarioClock | VirtualClock | None = None
-    last_line_wall_s: float | None = None
-    last_line_t_s: float = 0.0  # on virtual time: the scenario time of the last EdgeAI line
-    firmware: Stm32Sim | None = None
-    app: AppSim | None = None
-    line: UartLine | None = None
-    injector: FaultInjector | None = None
-    collector: EventCollector | None = None
-
-    def scenario_s(self, wall_s: float) -> float | None:
-        """The scenario time at monotonic wall time `wall_s`; never before the clock's start (the clock and
-        time.monotonic() are read a moment apart, which at 100x is tenths of a scenario second)."""
-        if self.clock is None:
-            return None
-        if isinstance(self.clock, VirtualClock):
-            return self.last_line_t_s
-        return max(0.0, self.clock.now_s() - (time.monotonic() - wall_s) * self.clock.time_scale)
-
-
-def _check_run(watch: _Watch, parts: list, phone: PhoneSession | None, max_silence_s: float,
-               check_phone: bool) -> str | None:
-    """The watchdog's look at a running run: why it cannot go on, or None."""
-    clock = watch.clock
-    now_wall = time.monotonic()
-    t_s = clock.now_s()
-    for name, part in parts:
-        if part.error is not None:
-            return f"the {name} failed at t={t_s:.0f} s: {part.error!r}"
-    last_line = "no EdgeAI line yet" if watch.collector is None or not watch.collector.stats().events else (
-        f"last EdgeAI line at t={watch.scenario_s(watch.last_line_wall_s):.0f} s")
-    app = watch.app
-    if app is not None and not app.running:
-        return (f"the app simulator's process (pid {app.pid}) died at t={t_s:.0f} s of scenario time: it no longer "
-                f"reads the UART or logs ({last_line})")
-    if phone is not None and check_phone:
-        try:
-            phone.check_alive()
-        except AdbError as error:
-            return f"the app on the phone died at t={t_s:.0f} s of scenario time ({last_line}): {error}"
-    silent_wall_s = now_wall - watch.last_line_wall_s
-    if silent_wall_s * clock.time_scale > max_silence_s and silent_wall_s >= SILENCE_MIN_WALL_S:
-        since_s = watch.scenario_s(watch.last_line_wall_s)
-        return (f"no EdgeAI lines since t={since_s:.0f} s: {t_s - since_s:.0f} s of scenario time without one "
-                f"(limit {max_silence_s:g} s); the app's process is alive, the device stopped logging")
-    return None
-
-
-def _write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: _Watch) -> None:
-    """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired."""
-    summary: dict = {"scenario": scenario.name, "scenario_sha256": scenario.sha256, "rig": rig.name,
-                     "passed": False, "outcome": "ERROR", "verdict": f"error: {error}", "error": str(error),
-                     "wall_s": round(time.monotonic() - watch.started_wall_s, 3)}
-    if watch.clock is not None:
-        summary["scenario_s_reached"] = round(watch.clock.now_s(), 1)
-    counters: dict = {}
-    if watch.firmware is not None:
-        counters["firmware"] = asdict(watch.firmware.stats)
-    if watch.app is not None:
-        counters["app"] = asdict(watch.app.stats)
-        counters["link"] = {k: v for k, v in vars(watch.app.link_stats).items() if isinstance(v, int)}
-    if watch.line is not None:
-        counters["uart_bytes_dropped"] = watch.line.bytes_dropped
-    if watch.collector is not None:
-        stats = watch.collector.stats()
-        counters["events"] = {"lines": stats.lines, "events": stats.events, "problems": stats.problems}
-    summary["counters"] = counters
-    if watch.injector is not None:
-        summary["device_faults"] = [fired.to_json() for fired in watch.injector.fired]
-    try:
-        (artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    except OSError:
-        pass  # the run's own error is the one to report
-
-
 def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path, model_types: tuple[str, ...],
-               faults: tuple[DeviceFault, ...], max_silence_s: float, watch: _Watch,
+               faults: tuple[DeviceFault, ...], max_silence_s: float, watch: Watch,
                app_options: AppOptions | None = None, cpu_profile: dict | None = None) -> RunResult:
     started_cpu_s = time.process_time()
     trace = scenario.run_plant()
@@ -409,28 +306,17 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                                              catch_up_polls=True)
         parts += [("rest-bus", rest_bus), ("STM32 simulator", firmware)]
         if faults:
-            for fault in faults:  # scheduled on the firmware ahead: the restart falls on its tick at any speed
-                if fault.kind == "firmware_restart":
-                    firmware.restart(fault.lasts_s, at_s=fault.at_s)
-            start = {"firmware_restart": lambda fault: None,  # the firmware carries it out at its tick
-                     "uart_disconnect": lambda fault: line.disconnect()}
-            if app is not None:
-                start.update(app_killed=lambda fault: app.kill(), logging_stopped=lambda fault: logger_stopped.set())
-            elif phone is not None and phone.simulated is not None:
-                start.update(app_killed=lambda fault: phone.simulated.kill_app(phone.package),
-                             logging_stopped=lambda fault: phone.simulated.stop_logging())
-            injector = watch.injector = FaultInjector(faults, clock, start, {"uart_disconnect": lambda f: line.connect()},
-                                                      rig_name=f"rig '{rig.name}'")
-            parts.append(("device fault injector", injector))
+            watch.injector = _device_fault_injector(faults, clock, rig, firmware, line, app, phone, logger_stopped)
+            parts.append(("device fault injector", watch.injector))
 
         if virtual:
             readers = {"app": app, "tap": tap}
-            _run_stepped(clock, parts, firmware, rest_bus, bus_injector, app,
+            run_stepped(clock, parts, firmware, rest_bus, bus_injector, app,
                          [(writer, readers[name]) for writer, name in hops if readers[name] is not None], monitor_bus,
                          [bus_log] + ([sent_log] if sent_log else []), watch,
                          max_silence_s, duration_s, profile=cpu_profile)
         else:
-            _run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch,
+            run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch,
                           max_silence_s, duration_s, rig, switch_interval)
         for _, part in reversed(parts):
             part.stop()
@@ -451,6 +337,32 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
     started_metrics_cpu_s = time.process_time()
+    metrics, judgement, types = _judge(scenario, rig, trace, collector, bus_log, model_types)
+    if cpu_profile is not None:
+        cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
+    accounting = _accounting(rig, firmware, app, rest_bus, bus_injector, feed, line, collector, simulated_can)
+    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
+    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
+                       tap_report, bus_faults=bus_injector.stats if bus_injector is not None else None,
+                       faults=tuple(watch.injector.fired) if watch.injector is not None else ())
+    rig_lag = rig_lag_error(result)
+    if rig_lag is not None:
+        result.error = str(rig_lag)
+    started_artifacts_cpu_s = time.process_time()
+    write_artifacts(result)
+    result.cpu_s = time.process_time() - watch.started_cpu_s
+    if cpu_profile is not None:
+        cpu_profile["artifacts"] = time.process_time() - started_artifacts_cpu_s
+        cpu_profile["run"] = result.cpu_s
+    if rig_lag is not None:
+        raise rig_lag  # before the unit's losses: with the rig behind, those may be the rig's too
+    check_data_loss(result)
+    return result
+
+
+def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCollector, bus_log: _BusLog,
+           model_types: tuple[str, ...]) -> tuple[ScenarioMetrics, Judgement, tuple[str, ...]]:
+    """The run's metrics against the trace's ground truth, and its verdict against the scenario's `expect:`."""
     events = collector.events
     last_wall = bus_log.last_wall_by_second  # built from the log's array on each read: once here
     sent_seconds = sorted(last_wall)
@@ -469,8 +381,14 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         silenced = [(f.at_s, f.end_s) for f in scenario.bus_faults if f.type in SILENCING_TYPES]
         judgement = Judgement(judgement.criteria + (stale_data_criterion(
             scenario.expect.stale_data_flagged, events, silenced, max_delay_s=scenario.expect.max_delay_s),))
-    if cpu_profile is not None:
-        cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
+    return metrics, judgement, types
+
+
+def _accounting(rig: RigConfig, firmware: Stm32Sim, app: AppSim | None, rest_bus: RestBus,
+                bus_injector: BusFaultInjector | None, feed: NmeaFeed | None, line: UartLine,
+                collector: EventCollector, simulated_can: bool) -> Accounting:
+    """Where every frame, sample and window went, from the parts' own counters (a phone's app: its status lines)."""
+    events = collector.events
     fw = firmware.stats
     if app is not None:
         link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
@@ -503,220 +421,29 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         seconds_without_sample=app.stats.seconds_without_sample if app is not None else 0,
         samples_sent_until_app_counters=None if app is not None else samples_by_status,
     )
-    bus_fault_stats = bus_injector.stats if bus_injector is not None else None
-    if bus_fault_stats is not None:
-        done = bus_fault_stats
+    if bus_injector is not None:
+        done = bus_injector.stats
         accounting.can_frames_sent += done.frames_added - done.frames_dropped  # what reached the wire
         accounting.injector_frames_dropped = done.frames_dropped
         accounting.injector_frames_delayed = done.frames_delayed
         accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
         accounting.injector_frames_late = done.frames_late
-    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
-    result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
-                       tap_report, bus_faults=bus_fault_stats,
-                       faults=tuple(watch.injector.fired) if watch.injector is not None else ())
-    rig_lag = rig_lag_error(result)
-    if rig_lag is not None:
-        result.error = str(rig_lag)
-    started_artifacts_cpu_s = time.process_time()
-    _write_artifacts(result)
-    result.cpu_s = time.process_time() - watch.started_cpu_s
-    if cpu_profile is not None:
-        cpu_profile["artifacts"] = time.process_time() - started_artifacts_cpu_s
-        cpu_profile["run"] = result.cpu_s
-    if rig_lag is not None:
-        raise rig_lag  # before the unit's losses: with the rig behind, those may be the rig's too
-    _check_data_loss(result)
-    return result
+    return accounting
 
 
-def _run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch: _Watch,
-                  max_silence_s: float, duration_s: float, rig: RigConfig, switch_interval: float) -> None:
-    """Paced rigs: every part in its own thread on the wall-clock `ScenarioClock`, under the watchdog."""
-    # The simulated ECU, firmware and app are threads of one interpreter: a shorter switch interval keeps an
-    # OBD answer (500 ms of scenario time is 5 ms of wall time at 100x) from waiting on another thread's slice.
-    sys.setswitchinterval(min(switch_interval, 0.5e-3))
-    for _, part in parts:
-        part.start()
-    budget_s = duration_s / clock.time_scale + RUN_GRACE_WALL_S
-    deadline_s = time.monotonic() + budget_s
-    next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
-    while not firmware.wait(WATCH_PERIOD_S):  # the watchdog: every wait below is bounded too
-        check_phone = time.monotonic() >= next_phone_check_s
-        problem = _check_run(watch, parts, phone, max_silence_s, check_phone)
-        if check_phone:
-            next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
-        if problem is not None:
-            raise RunError(problem)
-        if time.monotonic() >= deadline_s:
-            raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
-                           f"{budget_s:.0f} s of wall time (time scale {clock.time_scale:g})")
-    rest_bus.stop()
-    if bus_injector is not None:
-        bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
-    firmware.stop()
+def _device_fault_injector(faults: tuple[DeviceFault, ...], clock, rig: RigConfig, firmware: Stm32Sim,
+                           line: UartLine, app: AppSim | None, phone: PhoneSession | None,
+                           logger_stopped: threading.Event) -> FaultInjector:
+    """The device and link faults of the run, each wired to the part that carries it out."""
+    for fault in faults:  # scheduled on the firmware ahead: the restart falls on its tick at any speed
+        if fault.kind == "firmware_restart":
+            firmware.restart(fault.lasts_s, at_s=fault.at_s)
+    start = {"firmware_restart": lambda fault: None,  # the firmware carries it out at its tick
+             "uart_disconnect": lambda fault: line.disconnect()}
     if app is not None:
-        _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
-    if tap is not None:
-        _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
-    if phone is not None:
-        _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
-        try:
-            phone.check_alive()
-        except AdbError as error:
-            raise RunError(f"the app on the phone died before the end of the run: {error}") from error
-
-
-#: Wall seconds one instant of virtual time may take to settle before the run is called stalled.
-STALL_WALL_S = 60.0
-
-
-def _run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, app, hops, monitor_bus, listeners,
-                 watch: _Watch, max_silence_s: float, duration_s: float, profile: dict | None = None) -> None:
-    """The simulated rig on virtual time: one scheduler steps every part in this thread (`harness.run.scheduler`);
-    then the end of the run as on a paced rig (rest-bus, injector, firmware stopped in that order, the app reads
-    what is left). `profile`, when given, receives the CPU seconds of each stage."""
-    def log_step(now_s: float) -> bool:  # the CAN log: every frame the monitor sees, in bus order
-        if not has_frames(monitor_bus):
-            return False
-        message = monitor_bus.recv(timeout=0.0)
-        did = message is not None
-        while message is not None:
-            for listener in listeners:
-                listener.on_message_received(message)
-            message = monitor_bus.recv(timeout=0.0)
-        return did
-
-    read = [0] * len(hops)  # bytes of each pty its reader has read
-
-    def uart_step(now_s: float) -> bool:  # each pty: hand the kernel the firmware's bytes, its reader reads them
-        did = False
-        for i, (writer, reader) in enumerate(hops):
-            while reader.running:  # a dead app reads nothing (the check below ends the run)
-                writer.push()
-                owed = writer.bytes_pushed - read[i]
-                if owed <= 0:
-                    break
-                reader.read_owed(owed)
-                read[i] += owed
-                did = True
-        return did
-
-    never = lambda: math.inf  # noqa: E731 - stages woken only by input
-    by_name = dict(parts)
-    # In an instant: faults first (a cable pulled at t loses what is written at t), then the vehicle's frames, the
-    # unit, the UART and the log; round after round until nothing moves.
-    stages = [Stage(name, by_name[name].step, by_name[name].next_due_s)
-              for name in ("device fault injector", "rest-bus", "bus fault injector") if name in by_name]
-    # The CAN log before the UART: a frame is logged (its wall time noted) before the app's event about it, so the
-    # end-to-end figure (wall time, the host's processing) stays causal.
-    stages += [Stage("STM32 simulator", firmware.step, firmware.next_due_s),
-               Stage("CAN log", log_step, never, late=True), Stage("UART", uart_step, never, late=True)]
-    for _, part in parts:
-        part.start_stepped()
-    scheduler = Scheduler(clock, stages, stall_wall_s=STALL_WALL_S, profile=profile is not None)
-
-    def check(now_s: float) -> str | None:
-        if app is not None and not app.running:
-            last = "no EdgeAI line yet" if not watch.collector.stats().events else \
-                f"last EdgeAI line at t={watch.last_line_t_s:.0f} s"
-            return (f"the app simulator's process (pid {app.pid}) died at t={now_s:.0f} s of scenario time: it no "
-                    f"longer reads the UART or logs ({last})")
-        if now_s - watch.last_line_t_s > max_silence_s:
-            return (f"no EdgeAI lines since t={watch.last_line_t_s:.0f} s: {now_s - watch.last_line_t_s:.0f} s of "
-                    f"scenario time without one (limit {max_silence_s:g} s); the app's process is alive, the device "
-                    f"stopped logging")
-        return None
-
-    try:
-        scheduler.run(done=lambda: firmware.wait(0), check=check)
-        rest_bus.stop()
-        if bus_injector is not None:
-            bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
-        scheduler.settle()
-        firmware.stop()  # forwards what is still on the bus, a last status record
-        scheduler.settle()
-        if app is not None:
-            app.stop()  # the last status line
-        scheduler.settle()
-    except SchedulerError as error:
-        raise RunError(str(error)) from error
-    finally:
-        if profile is not None:
-            profile.update(scheduler.cpu_s_by_stage)
-            profile["instants"], profile["rounds"] = scheduler.instants, scheduler.rounds
-            profile["link encode"] = firmware.encode_cpu_s
-            if app is not None:
-                profile["link decode"], profile["UART read"] = app.decode_cpu_s, app.read_cpu_s
-                profile["app features"] = app.features_cpu_s
-
-
-def _check_data_loss(result: RunResult) -> None:
-    """Raise DataLossError when a stage lost more than the scenario tolerates (the artifacts are written)."""
-    tolerance_pct = result.scenario.expect.data_loss_max_pct
-    beyond = beyond_tolerance(result.accounting.unit_loss(), tolerance_pct)
-    if not beyond:
-        return
-    acc = result.accounting
-    lines = [f"{stage}: lost {lost} of {of} ({100.0 * lost / max(of, 1):.3g} %)" for stage, lost, of in beyond]
-    error = DataLossError(
-        f"{result.scenario.name}: data loss beyond tolerance, not a model failure: " + "; ".join(lines)
-        + f" (tolerance {tolerance_pct:g} %, expect.data_loss_max_pct; loss the scenario's bus faults caused is "
-        f"not counted)\n  rest-bus sent {acc.restbus_frames_sent} frames, bus faults dropped "
-        f"{acc.injector_frames_dropped} and added {acc.injector_frames_added}, firmware received "
-        f"{acc.firmware_frames_received}, forwarded {acc.firmware_frames_forwarded}; link decoded "
-        f"{acc.link_frames_decoded}, {acc.link_frames_lost} lost by sequence, {acc.link_crc_errors} CRC errors; "
-        f"samples {acc.samples_sent} sent, {acc.samples_received} received\n  artifacts: {result.artifacts}",
-        beyond, acc, result)
-    result.error = str(error)
-    path = result.artifacts / "result.json"
-    summary = json.loads(path.read_text())
-    summary.update(passed=False, outcome="ERROR", verdict=f"error: {error}", error=str(error))
-    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    raise error
-
-
-def _write_artifacts(result: RunResult) -> None:
-    from harness.report.plot import render_run
-
-    labels = [asdict(e) for e in result.trace.events]
-    (result.artifacts / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
-    summary = {
-        "scenario": result.scenario.name,
-        "scenario_sha256": result.scenario.sha256,
-        "rig": result.rig.name,
-        "passed": result.judgement.passed and result.error is None,
-        "outcome": result.verdict,
-        "verdict": result.judgement.message if result.error is None else f"error: {result.error}",
-        "criteria": [asdict(c) for c in result.judgement.criteria],
-        "accounting": asdict(result.accounting),
-        "data_loss": [{"stage": stage, "lost": lost, "of": of, "side": "rig" if stage.startswith(RIG_SIDE) else "unit"}
-                      for stage, lost, of in result.accounting.data_loss()],
-        "data_loss_max_pct": result.scenario.expect.data_loss_max_pct,
-        "rig_loss_max_pct": result.rig.rig_loss_max_pct,
-        "rig_loss_judged": "all" if result.rig.paced_by_wall_clock else "skipped frames only",
-        "scenario_s": result.trace.duration_s,
-        # Wall time and CPU time of the run: how long it took here, not what it found (on virtual time every
-        # other figure is the same on any machine).
-        "wall_s": round(result.wall_s, 3),
-        "speed_x": round(result.speed, 1),
-        "virtual_time": result.rig.on_virtual_time,
-    }
-    if result.error is not None:
-        summary["error"] = result.error
-    if result.bus_faults is not None:
-        summary["bus_faults"] = [asdict(count) for count in result.bus_faults.faults]
-    if result.faults:
-        summary["device_faults"] = [fired.to_json() for fired in result.faults]
-    if result.tap is not None:
-        tap = result.tap
-        summary["uart_tap"] = {
-            "frames_sent": tap.frames_sent, "frames_forwarded": tap.frames_forwarded, "missing": len(tap.missing),
-            "unexpected": len(tap.unexpected), "crc_errors": tap.crc_errors, "frames_lost": tap.frames_lost,
-            "latency_ms": tap.latency.named("_ms", 50, 99), "report": str(tap),
-        }
-    (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
-    render_run(result.trace, result.collector.events, result.artifacts / "run.png",
-               f"{result.scenario.name} on {result.rig.name}: {result.verdict}",
-               fuel_truth(result.trace) if fuel else None)
+        start.update(app_killed=lambda fault: app.kill(), logging_stopped=lambda fault: logger_stopped.set())
+    elif phone is not None and phone.simulated is not None:
+        start.update(app_killed=lambda fault: phone.simulated.kill_app(phone.package),
+                     logging_stopped=lambda fault: phone.simulated.stop_logging())
+    return FaultInjector(faults, clock, start, {"uart_disconnect": lambda fault: line.connect()},
+                         rig_name=f"rig '{rig.name}'")
