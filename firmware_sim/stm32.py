@@ -58,16 +58,16 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import can
-import cantools
-import cantools.j1939
 import serial
 
+from firmware_sim.firmware_stats import FirmwareStats
+from firmware_sim.latest_values import LatestValues
 from harness.core.worker import Worker, WorkerError
-from harness.wire.dbc import Profile, get_profile, load_database
+from harness.wire.dbc import get_profile, load_database
 from harness.wire.link import CanFrame, LinkCodec, SampleRecord, StatusRecord, get_codec
 from harness.wire.signals import SIGNALS
 from harness.wire.virtual_bus import Frame, has_frames
@@ -79,8 +79,6 @@ __all__ = [
     "POLL_PERIOD_S",
     "SAMPLE_PERIOD_S",
     "Clock",
-    "FirmwareStats",
-    "LatestValues",
     "LocalSensors",
     "Stm32Sim",
     "Stm32SimError",
@@ -96,7 +94,6 @@ OBD_RESPONSE_TIMEOUT_S = 0.5
 POLL_PERIOD_S = 1.0
 SAMPLE_PERIOD_S = 1.0
 _OBD_SERVICE_CURRENT_DATA = 0x01
-_OBD_POSITIVE_RESPONSE = 0x41
 _UINT32_MASK = 0xFFFFFFFF
 
 
@@ -131,144 +128,6 @@ def obd_request_data(pid: int) -> bytes:
     if not 0 <= pid <= 0xFF:
         raise ValueError(f"an OBD-II PID is one byte (0x00..0xFF), got {pid!r}")
     return bytes((0x02, _OBD_SERVICE_CURRENT_DATA, pid)) + bytes((OBD_REQUEST_PAD_BYTE,)) * 5
-
-
-@dataclass
-class FirmwareStats:
-    """The firmware's counters.
-
-    Accounting: every frame read off the bus is counted in `frames_received`; every frame the firmware
-    handles (received ones, and its own requests when it forwards them) ends up in exactly one of
-    `frames_forwarded`, `frames_unforwardable` or `frames_dropped_uart`.
-    """
-
-    requests_sent: int = 0
-    requests_answered: int = 0
-    requests_unanswered: int = 0
-    answers_late: int = 0  # answers that came after their request was counted unanswered (still forwarded)
-    request_send_errors: int = 0  # requests the bus refused to send (not counted in requests_sent)
-    poll_cycles: int = 0
-    poll_ticks_missed: int = 0  # 1 Hz poll ticks skipped because a cycle overran them
-    poll_cycles_late: int = 0  # with catch_up_polls: cycles run late (a whole period or more) instead of skipped
-    frames_received: int = 0  # CAN frames read off the bus
-    frames_forwarded: int = 0  # CAN frames written to the UART (own requests included)
-    frames_unforwardable: int = 0  # CAN frames the codec cannot carry (29-bit on raw-can-v1, RTR, CAN FD)
-    frames_dropped_uart: int = 0  # CAN frames lost because the UART sink timed out
-    samples_sent: int = 0
-    samples_late: int = 0  # samples sent a period or more after their tick (the simulator fell behind)
-    status_sent: int = 0
-    bytes_written: int = 0
-    uart_write_timeouts: int = 0
-    restarts: int = 0  # restart() calls carried out (a reset: sequence from first_seq, decoded values lost)
-    frames_missed_down: int = 0  # CAN frames on the bus while the firmware was down (never received)
-    error_frames: int = 0  # error frames seen on the bus (not frames: not in frames_received, never forwarded)
-
-
-def _j1939_valid_max(length_bits: int) -> int:
-    """Largest raw value that is data, per SAE J1939-71's transmitted ranges (above it: error / not available)."""
-    if length_bits in (8, 16, 32):
-        return (0xFA << (length_bits - 8)) | ((1 << (length_bits - 8)) - 1)
-    return (1 << length_bits) - 2  # discrete or odd-sized fields: all ones is "not available"
-
-
-class LatestValues:
-    """The latest frame of each message the unit decodes, and the plant values they carry.
-
-    Pure bookkeeping: `note(frame)` keeps the frame if it is one the profile decodes (cheap; called for
-    every frame); `values(t_s)` decodes the kept frames through the profile's DBC (once per sample).
-    A value older than `max_value_age_s` (scenario seconds; None = never) counts as no reading.
-    """
-
-    def __init__(self, profile: Profile, max_value_age_s: float | None = None) -> None:
-        self.profile = profile
-        self._database = load_database(profile.name)
-        self._max_value_age_s = max_value_age_s
-        if profile.name == "obd2":
-            self._response_id = self._database.get_message_by_name("OBD2_RESPONSE").frame_id
-            self._obd_bindings = {b.pid: b for b in profile.signals if b.pid is not None}
-        else:
-            self._pgn_messages = {
-                cantools.j1939.pgn_from_frame_id(m.frame_id): m for m in self._database.messages
-            }
-            self._j1939_bindings = {
-                m.name: [b for b in profile.signals if b.message == m.name] for m in self._database.messages
-            }
-        self._latest: dict[object, tuple[float, bytes]] = {}  # key (PID or PGN) -> (time, data)
-        self._pgn_of_id: dict[int, int] = {}  # cantools' PGN extraction costs ~40 us; a bus has few IDs
-
-    def _pgn(self, frame_id: int) -> int:
-        pgn = self._pgn_of_id.get(frame_id)
-        if pgn is None:
-            pgn = self._pgn_of_id[frame_id] = cantools.j1939.pgn_from_frame_id(frame_id)
-        return pgn
-
-    def note(self, frame: CanFrame, t_s: float) -> int | None:
-        """Keep `frame` if it carries values; returns the OBD PID of a positive service 01 answer, else None."""
-        data = frame.data
-        if self.profile.name == "obd2":
-            if (
-                not frame.is_extended
-                and frame.can_id == self._response_id
-                and len(data) >= 3
-                and data[1] == _OBD_POSITIVE_RESPONSE
-            ):
-                self._latest[data[2]] = (t_s, data)
-                return data[2]
-            return None
-        if frame.is_extended:
-            # match by PGN, so a different priority or source address still reads (as a DTG does)
-            pgn = self._pgn(frame.can_id)
-            if pgn in self._pgn_messages:
-                self._latest[pgn] = (t_s, data)
-        return None
-
-    def values(self, t_s: float) -> dict[str, float | None]:
-        """Plant channel -> latest value (None when none, too old, or "not available" on the bus)."""
-        out: dict[str, float | None] = {b.channel: None for b in self.profile.signals}
-        for key, (seen_s, data) in self._latest.items():
-            if self._max_value_age_s is not None and t_s - seen_s > self._max_value_age_s:
-                continue
-            # A frame's values depend on its bytes alone: decode each (profile, key, bytes) once.
-            cache_key = (self.profile.name, key, bytes(data))
-            found = _DECODED.get(cache_key)
-            if found is None:
-                if len(_DECODED) >= _MAX_DECODED:
-                    _DECODED.clear()
-                found = _DECODED[cache_key] = tuple(self._decode(key, data).items())
-            out.update(found)
-        return out
-
-    def _decode(self, key: object, data: bytes) -> dict[str, float]:
-        """The plant values one kept frame carries (none for a frame that does not decode)."""
-        out: dict[str, float] = {}
-        if self.profile.name == "obd2":
-            binding = self._obd_bindings.get(key)
-            if binding is None:
-                return out
-            try:
-                decoded = self._database.decode_message(self._response_id, data, decode_choices=False)
-            except (cantools.database.DecodeError, KeyError, ValueError):
-                return out  # too short for its PID, or a PID the DBC does not describe
-            if binding.signal in decoded:
-                out[binding.channel] = binding.from_bus(float(decoded[binding.signal]))
-            return out
-        message = self._pgn_messages[key]
-        try:
-            raw = message.decode(data, decode_choices=False, scaling=False)
-        except (cantools.database.DecodeError, ValueError):
-            return out
-        for binding in self._j1939_bindings[message.name]:
-            signal = message.get_signal_by_name(binding.signal)
-            value = raw.get(binding.signal)
-            if value is None or value > _j1939_valid_max(signal.length):
-                continue
-            out[binding.channel] = binding.from_bus(float(signal.conversion.raw_to_scaled(value)))
-        return out
-
-
-#: (profile, PID or PGN, frame bytes) -> the plant values the frame carries (`LatestValues.values`).
-_DECODED: dict[tuple, tuple] = {}
-_MAX_DECODED = 65536
 
 
 class Stm32Sim(Worker):

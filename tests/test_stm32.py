@@ -17,7 +17,8 @@ import can
 import pytest
 import serial
 
-from firmware_sim.stm32 import OBD_POLL_PIDS, LatestValues, Stm32Sim, Stm32SimError, obd_request_data
+from firmware_sim.latest_values import LatestValues
+from firmware_sim.stm32 import OBD_POLL_PIDS, Stm32Sim, Stm32SimError, obd_request_data
 from firmware_sim.uart import PtyPair, UartCapture
 from harness.core.clock import ScenarioClock
 from harness.rig.restbus import RestBus, j1939_frames

@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from firmware_sim.latest_values import LatestValues
 from firmware_sim.phone.rules import RuleDetector, RuleLimits
-from firmware_sim.stm32 import LatestValues
 from firmware_sim.uart import UartCapture
 from harness.inference.features import CONTEXT_S, WINDOW_S, behaviour_features
 from harness.inference.models import ModelSet

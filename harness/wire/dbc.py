@@ -203,3 +203,9 @@ def as_received(profile: str, readings: dict[str, np.ndarray]) -> dict[str, np.n
         out[binding.channel] = (raw * scale + offset) / binding.bus_per_plant_unit
     return out
 
+
+def j1939_valid_max(length_bits: int) -> int:
+    """Largest raw value that is data, per SAE J1939-71's transmitted ranges (above it: error / not available)."""
+    if length_bits in (8, 16, 32):
+        return (0xFA << (length_bits - 8)) | ((1 << (length_bits - 8)) - 1)
+    return (1 << length_bits) - 2  # discrete or odd-sized fields: all ones is "not available"

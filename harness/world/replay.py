@@ -37,7 +37,7 @@ import cantools
 import numpy as np
 
 from harness.core.errors import DtgHilError
-from harness.wire.dbc import get_profile, load_database
+from harness.wire.dbc import get_profile, j1939_valid_max, load_database
 from harness.wire.signals import AUX_SIGNALS, PHYSICAL_RANGE, PLANT_RATE_HZ, SIGNALS, Trace
 from harness.world.anomalies import READING_TYPES, Anomaly, apply_reading_faults
 from harness.world.cycles import SpeedProfile
@@ -75,13 +75,6 @@ class Recording:
         """The recorded speed as a drive cycle (gaps bridged), for whatever needs a route's speed."""
         return SpeedProfile(f"recording:{self.path.name}", _bridge(self.values["vehicle_speed"]),
                             f"CAN log {self.path.name} ({self.profile}, {self.frames} frames)")
-
-
-def _j1939_valid_max(length_bits: int) -> int:
-    """Largest raw value that is data (SAE J1939-71 transmitted ranges); above it: error / not available."""
-    if length_bits in (8, 16, 32):
-        return (0xFA << (length_bits - 8)) | ((1 << (length_bits - 8)) - 1)
-    return (1 << length_bits) - 2
 
 
 def _read_frames(path: Path) -> list[can.Message]:
@@ -150,7 +143,7 @@ def _decode(frames: list[can.Message], profile: str) -> tuple[dict[int, dict[str
         for binding in bindings[message.name]:
             signal = message.get_signal_by_name(binding.signal)
             value = raw.get(binding.signal)
-            second[binding.channel] = (math.nan if value is None or value > _j1939_valid_max(signal.length)
+            second[binding.channel] = (math.nan if value is None or value > j1939_valid_max(signal.length)
                                        else binding.from_bus(float(signal.conversion.raw_to_scaled(value))))
     return by_second, decoded
 
