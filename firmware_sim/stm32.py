@@ -2,8 +2,8 @@
 
 What it does, as the reference firmware does:
 
-- Profile ``obd2``: once per second of scenario time (a *poll cycle*, on whole scenario seconds) it asks the engine ECU for each PID in
-  `OBD_POLL_PIDS`, one at a time: a service 01 request on the functional ID 0x7DF,
+- Profile ``obd2``: once per second of scenario time (a *poll cycle*, on whole scenario seconds) it asks the engine
+  ECU for each PID in `OBD_POLL_PIDS`, one at a time: a service 01 request on the functional ID 0x7DF,
   ``[0x02, 0x01, PID, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]``, then up to `OBD_RESPONSE_TIMEOUT_S` (500 ms of
   scenario time) for the ECU's answer on 0x7E8 with the same PID. No answer in time counts as
   *unanswered* and the next PID is asked. The pad byte is 0xAA: DESIGN.md writes the request that way and

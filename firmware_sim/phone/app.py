@@ -120,7 +120,8 @@ def _stub_outputs(window: np.ndarray, context: np.ndarray, threshold: float) -> 
         means = np.nan_to_num(np.nanmean(window, axis=0))
         spread = np.nan_to_num(np.nanstd(context, axis=0))
     fuel = 0.8 + means[1] / 1000.0 * 1.6 + means[2] * 0.08
-    signal_scores = tuple(round(float(v), 6) for v in spread / (np.abs(np.nan_to_num(np.nanmean(context, axis=0))) + 1.0))
+    level = np.abs(np.nan_to_num(np.nanmean(context, axis=0)))
+    signal_scores = tuple(round(float(v), 6) for v in spread / (level + 1.0))
     score = float(sum(signal_scores)) * threshold
     aggressive = min(max((means[2] - 15.0) / 20.0, 0.0), 1.0)
     eco = min(max((30.0 - means[0]) / 30.0, 0.0), 1.0) * (1.0 - aggressive)

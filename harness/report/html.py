@@ -246,7 +246,8 @@ def provenance_section(ctx: ReportContext) -> str:
     rigs = []
     for rig in {id(r.rig): r.rig for r in ctx.results}.values():
         rigs.append([esc(rig.name), esc(rig.path or "built-in"), esc(rig.profile), esc(rig.codec),
-                     esc(rig.can.get("interface", "")), esc(rig.android_kind), esc(f"{rig.time_scale:g}×" if math.isfinite(rig.time_scale) else "virtual time, unpaced")])
+                     esc(rig.can.get("interface", "")), esc(rig.android_kind),
+                     esc(f"{rig.time_scale:g}×" if math.isfinite(rig.time_scale) else "virtual time, unpaced")])
     parts = ["<h3>Rig</h3>",
              _table(["rig", "file", "profile", "link codec", "CAN interface", "Android", "time scale"], rigs,
                     text_columns=range(6))]

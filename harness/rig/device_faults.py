@@ -3,12 +3,18 @@
 A run takes a fault schedule, ``run_scenario(..., faults=[DeviceFault("app_killed", at_s=300)])``; each fault
 fires at its scenario time on the run's clock (`FaultInjector`), through the rig's own parts:
 
-| kind | what happens | how the run ends |
-|---|---|---|
-| `app_killed` | the app's process dies: the app simulator stops reading, scoring and logging at once; on the adb stand-in the simulated phone kills the app's process (its low-memory killer) | `RunError` within seconds of wall time, naming the dead process (the watchdog in `harness.run.chain`) |
-| `firmware_restart` | the STM32 resets (`Stm32Sim.restart`): down for `duration_s` (default 2 s), then it boots with the link's sequence number at 0 and its decoded values lost | judged normally; the accounting shows the restart, the sequence reset and the seconds without a sample |
-| `uart_disconnect` | the UART cable is pulled for `duration_s` (default 10 s): whatever the firmware writes meanwhile is lost (`UartLine`) | judged normally; the accounting shows the frames lost by sequence number, the samples sent but not received and the seconds without a sample |
-| `logging_stopped` | the device's logger takes no more lines (the app still runs): no EdgeAI line reaches the harness from `at_s` on; on the adb stand-in the simulated phone's log is silenced | `RunError` once no line came for `max_silence_s` of scenario time: "no EdgeAI lines since t=..." |
+- `app_killed`: the app's process dies: the app simulator stops reading, scoring and logging at once; on the adb
+  stand-in the simulated phone kills the app's process (its low-memory killer). The run ends with a `RunError`
+  naming the dead process (the watchdog in `harness.run.watch`).
+- `firmware_restart`: the STM32 resets (`Stm32Sim.restart`): down for `duration_s` (default 2 s), then it boots
+  with the link's sequence number at 0 and its decoded values lost. Judged normally; the accounting shows the
+  restart, the sequence reset and the seconds without a sample.
+- `uart_disconnect`: the UART cable is pulled for `duration_s` (default 10 s): whatever the firmware writes
+  meanwhile is lost (`UartLine`). Judged normally; the accounting shows the frames lost by sequence number, the
+  samples sent but not received and the seconds without a sample.
+- `logging_stopped`: the device's logger takes no more lines (the app still runs): no EdgeAI line reaches the
+  harness from `at_s` on; on the adb stand-in the simulated phone's log is silenced. The run ends with a
+  `RunError` once no line came for `max_silence_s` of scenario time: "no EdgeAI lines since t=..."
 
 A model file that is corrupt or whose hash differs from the manifest is not a scheduled fault: `ModelSet.open`
 refuses it, and `run_scenario` checks the files' hashes again before it starts anything (`check_model_files`).

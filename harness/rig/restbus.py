@@ -35,7 +35,8 @@ between PGNs (all start together); and an engine-speed-dependent EEC1 rate (fixe
 At a high time scale J1939 frames go out in batches, one batch per wake-up (at most every
 `min_wall_sleep_s` of wall time), each frame with its own scheduled scenario time; if the sender falls
 more than `max_lag_wall_s` of wall time behind (the host was busy) it skips that backlog and counts it
-in `RestBusStats.frames_skipped` rather than bursting it. At `stop()` it sends what is already due (within that lag) before it returns.
+in `RestBusStats.frames_skipped` rather than bursting it. At `stop()` it sends what is already due (within that lag)
+before it returns.
 A frame that goes out a whole period or more after it was due, beyond one batch (`min_wall_sleep_s` at the
 clock's scale), is counted in `RestBusStats.frames_late`. Skipped and late frames are the harness's own shortfall
 (the rig fell behind), never the unit's: the run's accounting lists them as rig-side loss (`harness.run.chain`).

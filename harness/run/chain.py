@@ -135,13 +135,14 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     interface, the UART tap, the Android device and the GNSS feed may each be simulated in-process, a
     stand-in behind its real driver (`rig.standins`: the loopback rig), or, except the STM32, real hardware.
 
-    `faults` schedules device and link faults (`harness.rig.device_faults`). On virtual time (`RigConfig.on_virtual_time`) the
-    run ends with a `RunError` at the instant its app dies, once `max_silence_s` of scenario time passed without an
-    EdgeAI line, or when an instant does not settle (a stage livelocked or stalled: `STALL_WALL_S`). On a paced rig
-    a watchdog ends a run that cannot go on with a `RunError` naming the cause, within a bounded wall time: a part that failed or died (the app's
-    process among them) within about `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer);
-    no EdgeAI line for `max_silence_s` of scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and
-    any run past its scenario time plus `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
+    `faults` schedules device and link faults (`harness.rig.device_faults`). On virtual time
+    (`RigConfig.on_virtual_time`) the run ends with a `RunError` at the instant its app dies, once `max_silence_s` of
+    scenario time passed without an EdgeAI line, or when an instant does not settle (a stage livelocked or stalled:
+    `STALL_WALL_S`). On a paced rig a watchdog ends a run that cannot go on with a `RunError` naming the cause, within
+    a bounded wall time (`harness.run.watch`): a part that failed or died (the app's process among them) within about
+    `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer); no EdgeAI line for `max_silence_s` of
+    scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and any run past its scenario time plus
+    `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
     can.blf and a result.json whose verdict is "error: ...". Model files whose hash changed since the models
     were opened are refused before anything starts.
 

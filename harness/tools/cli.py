@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench = bench_cmds.add_parser("models", help="p50/p99 latency and size of each model, beside the reference's")
     model_bench.add_argument("--manifest", default="models/manifest.json",
                              help="models manifest (default: models/manifest.json)")
-    model_bench.add_argument("--runs", type=int, default=2000, help="timed runs per model after warm-up (default: 2000)")
+    model_bench.add_argument("--runs", type=int, default=2000,
+                             help="timed runs per model after warm-up (default: 2000)")
     model_bench.set_defaults(func=cmd_bench_models)
     sim = bench_cmds.add_parser("sim", help="a long drive (default 4 h) through the simulated rig on virtual time: "
                                             "scenario-seconds per CPU-second and where the CPU time goes")
