@@ -436,7 +436,7 @@ class Stm32Sim(Worker):
             took += 1
             if self._pending_pid is None and (self._queue or self._cycle_open):
                 self._advance(now_s)  # answer in: end the cycle or ask the next PID before reading on
-            message = self._bus.recv(timeout=0.0)
+            message = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
         did = took > 0 or before != (stats.requests_sent, stats.restarts, stats.poll_cycles, len(self._out))
         self._flush()
         return did

@@ -209,9 +209,8 @@ class RunResult:
 
     @property
     def app_on_host(self) -> bool:
-        """True when the app ran on this host (simulated, or on the simulated phone): its inference figures are
-        host CPU time, not a phone's."""
-        return self.rig.android_kind == "simulated" or "adb" in self.rig.standins
+        """True when the app ran on this host: its inference figures are host CPU time, not a phone's."""
+        return self.rig.app_on_host
 
 
 def fuel_truth(trace: Trace, window_s: int = 60):

@@ -497,7 +497,7 @@ class RestBus(Worker):
             while request is not None:
                 did = True
                 self._answer(request)
-                request = self._bus.recv(timeout=0.0)
+                request = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
             return did
         if self._j1939 is None:
             self._j1939 = self._j1939_sender(now_s)

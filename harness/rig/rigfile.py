@@ -111,6 +111,12 @@ class RigConfig:
                 and self.can.get("interface") == "virtual")
 
     @property
+    def app_on_host(self) -> bool:
+        """True when the rig's app runs on this host (simulated, or on the simulated phone): its inference figures are
+        host CPU time, not a phone's."""
+        return self.android_kind == "simulated" or "adb" in self.standins
+
+    @property
     def on_virtual_time(self) -> bool:
         """True when a run on this rig goes on virtual time (`harness.run.scheduler`): every part of it is simulated
         in this process (no stand-in behind a real driver but the UART tap's pty, read in the same thread)."""

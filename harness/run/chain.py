@@ -374,7 +374,7 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None)
-    if rig.android_kind == "simulated" or "adb" in rig.standins:  # RunResult.app_on_host
+    if rig.app_on_host:
         # The app ran on this host: its inference figures are thread CPU time here, not a phone's latency.
         metrics = dataclasses.replace(metrics, latency_label="simulated app's thread CPU time on the host")
     judgement = judge(scenario.expect, metrics)

@@ -156,7 +156,7 @@ def run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, ap
         while message is not None:
             for listener in listeners:
                 listener.on_message_received(message)
-            message = monitor_bus.recv(timeout=0.0)
+            message = monitor_bus.recv(timeout=0.0) if has_frames(monitor_bus) else None
         return did
 
     read = [0] * len(hops)  # bytes of each pty its reader has read
