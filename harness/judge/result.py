@@ -24,11 +24,10 @@ class RunError(DtgHilError, RuntimeError):
     """The run itself failed (a part of the rig died or hung): neither a pass nor a model failure."""
 
 
-class DataLossError(RunError):
-    """The chain lost more data than the scenario tolerates (`expect.data_loss_max_pct`, default 0) that no bus
-    fault dropped: the run's verdict would rest on data the unit never got. Raised after the artifacts are
-    written; `stages` holds the (stage, lost, of) figures, `accounting` the run's accounting and `result` the
-    run's figures (its `error` set: they are reported, never as a verdict)."""
+class LossError(RunError):
+    """A run that went to its end but lost more than a tolerance allows, so it is no verdict on the unit. Raised
+    after the artifacts are written; `stages` holds the (stage, lost, of) rows beyond the tolerance, `accounting`
+    the run's accounting and `result` the run's figures (its `error` set: they are reported, never as a verdict)."""
 
     def __init__(self, message: str, stages: list[tuple[str, int, int]], accounting: Accounting,
                  result: RunResult | None = None):
@@ -36,6 +35,11 @@ class DataLossError(RunError):
         self.stages = stages
         self.accounting = accounting
         self.result = result
+
+
+class DataLossError(LossError):
+    """The chain lost more data than the scenario tolerates (`expect.data_loss_max_pct`, default 0) that no bus
+    fault dropped: the run's verdict would rest on data the unit never got."""
 
 
 @dataclass
@@ -224,18 +228,10 @@ def fuel_truth(trace: Trace, window_s: int = 60):
     return at
 
 
-class RigLagError(RunError):
+class RigLagError(LossError):
     """The rig fell behind: the harness's own side (its rest-bus, bus fault injector, a simulated STM32) lost more
     than the rig tolerates (`rig_loss_max_pct` in the rig file, default 0) on a run paced by the wall clock. Not a
-    verdict on the unit, whatever the judgement said. Raised after the artifacts are written; `stages` holds the
-    rig-side (stage, lost, of) rows beyond the tolerance, `accounting` and `result` as for `DataLossError`."""
-
-    def __init__(self, message: str, stages: list[tuple[str, int, int]], accounting: Accounting,
-                 result: RunResult | None = None):
-        super().__init__(message)
-        self.stages = stages
-        self.accounting = accounting
-        self.result = result
+    verdict on the unit, whatever the judgement said; `stages` holds the rig-side rows beyond the tolerance."""
 
 
 #: The label of every rig-side row of the loss table (`Accounting.rig_loss`): the harness's shortfall, not the unit's.

@@ -59,16 +59,7 @@ from harness.judge.metrics import (
     scenario_metrics,
     stale_data_criterion,
 )
-from harness.judge.result import (
-    Accounting,
-    DataLossError,
-    RigLagError,
-    RunError,
-    RunResult,
-    check_data_loss,
-    fuel_truth,
-    rig_lag_error,
-)
+from harness.judge.result import Accounting, LossError, RunError, RunResult, check_data_loss, fuel_truth, rig_lag_error
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
@@ -176,7 +167,7 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
                           app_options, cpu_profile)
     except RunError as error:
-        if not isinstance(error, (DataLossError, RigLagError)):  # these come after the full result.json
+        if not isinstance(error, LossError):  # a loss error comes after the full result.json
             write_error_result(scenario, rig, artifacts, error, watch)
         raise
 
