@@ -12,8 +12,8 @@ from pathlib import Path
 
 from harness.tools.bench import link as bench_link
 from harness.tools.bench import plant as bench_plant
+from harness.tools.bench import sim as bench_sim
 from harness.tools.bench import soak as bench_soak
-from harness.tools.bench_sim import add_sim_arguments, cmd_bench_sim
 from harness.tools.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from harness.tools.fuzz import cli as fuzzing
 from harness.world.cycles import BUNDLED_CYCLES, CycleError, load_cycle
@@ -233,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.set_defaults(func=cmd_bench_models)
     sim = bench_cmds.add_parser("sim", help="a long drive (default 4 h) through the simulated rig on virtual time: "
                                             "scenario-seconds per CPU-second and where the CPU time goes")
-    add_sim_arguments(sim)
-    sim.set_defaults(func=cmd_bench_sim)
+    bench_sim.add_sim_arguments(sim)
+    sim.set_defaults(func=bench_sim.cmd_bench_sim)
     soak = bench_cmds.add_parser("soak", help="a long drive through the simulated chain: frames lost and memory "
                                               "growth; exit 1 if a frame is lost or memory grows 10 %% or more")
     bench_soak.add_soak_arguments(soak)

@@ -5,6 +5,8 @@
   also ``python -m harness.tools.bench``);
 - `soak`: a long drive through the whole simulated chain, frames lost and memory growth (``bench soak``), with
   `memory`, the memory sampler it runs beside the chain.
+- `sim`: a long generated drive through the simulated rig on virtual time: scenario-seconds per CPU-second and
+  where the CPU time goes, by part (``bench sim``).
 
 The model latency benchmark (``bench models``) is `harness.inference.models.bench_models`; the parsers' fuzzer
 (``bench fuzz``) is `harness.tools.fuzz`. A benchmark module holds ``cmd_bench_<name>(args) -> int`` (an exit
