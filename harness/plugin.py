@@ -182,8 +182,8 @@ def _run_error(excinfo) -> BaseException | None:
     """The `harness.judge.result.RunError` an item raised (the run failed: a part died, data was lost), else None."""
     import sys
 
-    run = sys.modules.get("harness.run.chain")  # imported by any item that ran a scenario
-    if run is None or excinfo is None or not isinstance(excinfo.value, run.RunError):
+    result = sys.modules.get("harness.judge.result")  # imported by any item that ran a scenario
+    if result is None or excinfo is None or not isinstance(excinfo.value, result.RunError):
         return None
     return excinfo.value
 
