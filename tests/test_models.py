@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.inference.features import BEHAVIOUR_FEATURES, WINDOW_S, behaviour_features
+from harness.inference.features import BEHAVIOUR_FEATURES, WINDOW_S, _stats, behaviour_features
 from harness.inference.models import (
     CONTRACT,
     MODEL_NAMES,
@@ -164,6 +164,21 @@ def test_behaviour_features_use_sample_std_and_skip_missing():
     assert np.isfinite(g[:15]).all()
     window[:, 0] = np.nan
     assert np.isnan(behaviour_features(window)[0])
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_window_statistics_equal_numpys_bit_for_bit(ddof):
+    # _stats skips np.mean/np.std's argument handling: the figures (the models' inputs) must not move by one bit
+    rng = np.random.default_rng(ddof)
+    for n in [*range(0, 8), 59, 60, 61] * 40:
+        x = rng.normal(rng.normal(0.0, 100.0), 10.0 ** rng.integers(-3, 5), n)
+        x[rng.random(n) < 0.1] = np.nan
+        present = x[~np.isnan(x)]
+        expected = [np.mean(present) if len(present) else np.nan,
+                    np.std(present, ddof=ddof) if len(present) >= 2 else np.nan,
+                    np.max(present) if len(present) else np.nan, np.min(present) if len(present) else np.nan]
+        got = _stats(x, "mean", "std", "max", "min", ddof=ddof)
+        assert [repr(float(v)) for v in got] == [repr(float(v)) for v in expected], (n, x)
 
 
 # ------------------------------------------------------------------------------------------ held-out quality

@@ -369,6 +369,7 @@ class RestBus(Worker):
         self._stats_lock = threading.Lock()
         self._consecutive_send_errors = 0
         self._j1939 = None  # on virtual time: (schedule, send_due), from the first step
+        self._last_reading: tuple[float, dict[str, float]] | None = None  # (t_s, the trace's reading at t_s)
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -423,14 +424,19 @@ class RestBus(Worker):
         # threads ran: a run gives the same values at 1x and at 100x.
         t_s = request.timestamp if by_stamp else self._clock.now_s()
         pid = obd_request_pid(request.data)
-        data = None if pid is None or (by_stamp and t_s >= self._end_s) else \
-            obd_response(pid, self._trace.reading_at(t_s))
+        data = None if pid is None or (by_stamp and t_s >= self._end_s) else obd_response(pid, self._reading_at(t_s))
         if data is None:
             self._count(requests_ignored=1)
             return True
         self._send(Frame(arbitration_id=OBD_RESPONSE_ID, is_extended_id=False, data=data, timestamp=t_s))
         self._count(requests_answered=1)
         return True
+
+    def _reading_at(self, t_s: float) -> dict[str, float]:
+        # A poll cycle's requests carry the same stamp: read the trace once for all of them (it never changes).
+        if self._last_reading is None or self._last_reading[0] != t_s:
+            self._last_reading = (t_s, self._trace.reading_at(t_s))
+        return self._last_reading[1]
 
     def _run_obd2(self) -> None:
         # With `answer_at_request_stamp` a request carries the poll time it stands for: a simulated unit that fell

@@ -81,7 +81,8 @@ def write_artifacts(result: RunResult) -> None:
             "latency_ms": tap.latency.named("_ms", 50, 99), "report": str(tap),
         }
     (result.artifacts / "result.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    fuel = [(e.t_s, e.fuel_rate_lph) for e in result.collector.events if isinstance(e, FuelResult)]
-    render_run(result.trace, result.collector.events, result.artifacts / "run.png",
+    events = result.collector.events  # rebuilt from the collector's columns on each read: read once
+    fuel = [(e.t_s, e.fuel_rate_lph) for e in events if isinstance(e, FuelResult)]
+    render_run(result.trace, events, result.artifacts / "run.png",
                f"{result.scenario.name} on {result.rig.name}: {result.verdict}",
                fuel_truth(result.trace) if fuel else None)

@@ -197,6 +197,13 @@ def event_from_payload(data: Any) -> Event:
 
 def event_to_payload(event: Event) -> dict[str, Any]:
     """The JSON object for an event (key order as in docs/events.md), validated: a bad event raises."""
+    return _validated(event)[0]
+
+
+def _validated(event: Event) -> tuple[dict[str, Any], str]:
+    """The event's payload as plain JSON types and as compact JSON text, validated through the parser itself, so
+    nothing is written that the harness would reject. The text is what `json.dumps` of the plain payload gives, so
+    `event_to_json` need not encode it a second time."""
     kind = getattr(event, "kind", None)
     if kind not in EVENT_CLASSES or not isinstance(event, EVENT_CLASSES[kind]):
         raise EventFormatError(f"not an event: {type(event).__name__}; expected one of: "
@@ -205,14 +212,14 @@ def event_to_payload(event: Event) -> dict[str, Any]:
         out = _payload_of(event, kind)
     except (AttributeError, TypeError) as exc:
         raise EventFormatError(f"{kind}: cannot write {event!r}: {exc}") from None
-    # Plain JSON types (numpy scalars become Python numbers), then validate through the parser itself, so
-    # nothing is written that the harness would reject.
+    # Plain JSON types (numpy scalars become Python numbers), then validate.
     try:
-        plain = json.loads(json.dumps(out, default=_plain_scalar))
+        text = json.dumps(out, default=_plain_scalar, separators=(",", ":"))
     except TypeError as exc:
         raise EventFormatError(f"{kind}: {exc}") from None
+    plain = json.loads(text)
     event_from_payload(plain)
-    return plain
+    return plain, text
 
 
 def _payload_of(event: Event, kind: str) -> dict[str, Any]:
@@ -259,7 +266,10 @@ def _plain_scalar(value: Any) -> Any:
 
 def event_to_json(event: Event) -> str:
     """The event's payload as one line of compact JSON (no NaN, no newlines)."""
-    return json.dumps(event_to_payload(event), separators=(",", ":"), allow_nan=False)
+    plain, text = _validated(event)
+    if "NaN" in text or "Infinity" in text:  # a non-finite number the parser let through is refused here
+        return json.dumps(plain, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
