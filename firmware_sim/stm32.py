@@ -70,7 +70,7 @@ from harness.core.worker import Worker, WorkerError
 from harness.wire.dbc import get_profile, load_database
 from harness.wire.link import CanFrame, LinkCodec, SampleRecord, StatusRecord, get_codec
 from harness.wire.signals import SIGNALS
-from harness.wire.virtual_bus import Frame, has_frames
+from harness.wire.virtual_bus import Frame, recv_now
 
 __all__ = [
     "OBD_POLL_PIDS",
@@ -429,14 +429,14 @@ class Stm32Sim(Worker):
         if self._wake_s() <= now_s or self._restarts:
             self._advance(now_s)
         took = 0
-        message = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
+        message = recv_now(self._bus)
         while message is not None:
             with self._stats_lock:
                 self._take(message, now_s)
             took += 1
             if self._pending_pid is None and (self._queue or self._cycle_open):
                 self._advance(now_s)  # answer in: end the cycle or ask the next PID before reading on
-            message = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
+            message = recv_now(self._bus)
         did = took > 0 or before != (stats.requests_sent, stats.restarts, stats.poll_cycles, len(self._out))
         self._flush()
         return did

@@ -60,7 +60,7 @@ from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.worker import Worker, WorkerError
 from harness.wire.dbc import get_profile, load_database
 from harness.wire.signals import Trace
-from harness.wire.virtual_bus import Frame, has_frames
+from harness.wire.virtual_bus import Frame, recv_now
 
 OBD_FUNCTIONAL_REQUEST_ID = 0x7DF
 OBD_PHYSICAL_REQUEST_ID = 0x7E0
@@ -497,13 +497,11 @@ class RestBus(Worker):
         frame due by `now_s` (each stamped with its own due time, exactly on its period); True if it did anything."""
         if self._profile.name == "obd2":
             did = False
-            if not has_frames(self._bus):
-                return False
-            request = self._bus.recv(timeout=0.0)
+            request = recv_now(self._bus)
             while request is not None:
                 did = True
                 self._answer(request)
-                request = self._bus.recv(timeout=0.0) if has_frames(self._bus) else None
+                request = recv_now(self._bus)
             return did
         if self._j1939 is None:
             self._j1939 = self._j1939_sender(now_s)

@@ -72,6 +72,7 @@ from harness.run.watch import Watch, run_stepped, run_threaded
 from harness.wire.events import AppStatus, EventCollector
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
+from harness.wire.virtual_bus import SimBus
 from harness.world.bus_faults import SILENCING_TYPES
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
@@ -216,12 +217,11 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     try:
         # The CAN wire: a python-can virtual bus; the firmware and a bus monitor sit on it, the harness's rest-bus
         # too, or behind the rig's CAN interface (the slcan stand-in bridges its pty to the wire).
-        firmware_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
-        monitor_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel, preserve_timestamps=True))
+        firmware_bus = stack.enter_context(SimBus(channel=channel, preserve_timestamps=True))
+        monitor_bus = stack.enter_context(SimBus(channel=channel, preserve_timestamps=True))
         simulated_can = rig.can.get("interface") == "virtual"
         if simulated_can:
-            harness_bus = stack.enter_context(can.Bus(interface="virtual", channel=channel,
-                                                      preserve_timestamps=True))
+            harness_bus = stack.enter_context(SimBus(channel=channel, preserve_timestamps=True))
         else:
             settings = rig.can_settings()
             if "slcan" in rig.standins:

@@ -19,7 +19,7 @@ from harness.rig.phone import PhoneSession
 from harness.rig.rigfile import RigConfig
 from harness.run.scheduler import Scheduler, SchedulerError, Stage
 from harness.wire.events import EventCollector
-from harness.wire.virtual_bus import has_frames
+from harness.wire.virtual_bus import recv_now
 
 #: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
 RUN_GRACE_WALL_S = 30.0
@@ -149,14 +149,12 @@ def run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, ap
     then the end of the run as on a paced rig (rest-bus, injector, firmware stopped in that order, the app reads
     what is left). `profile`, when given, receives the CPU seconds of each stage."""
     def log_step(now_s: float) -> bool:  # the CAN log: every frame the monitor sees, in bus order
-        if not has_frames(monitor_bus):
-            return False
-        message = monitor_bus.recv(timeout=0.0)
+        message = recv_now(monitor_bus)
         did = message is not None
         while message is not None:
             for listener in listeners:
                 listener.on_message_received(message)
-            message = monitor_bus.recv(timeout=0.0) if has_frames(monitor_bus) else None
+            message = recv_now(monitor_bus)
         return did
 
     read = [0] * len(hops)  # bytes of each pty its reader has read

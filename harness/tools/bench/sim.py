@@ -128,13 +128,35 @@ def bench_sim(hours: float = DEFAULT_HOURS, *, seed: int = 0, manifest: str | Pa
                     "PASS" if result.judgement.passed else f"FAIL ({result.judgement.message})", time_scale)
 
 
+def _hours(text: str) -> float:
+    """`--hours`: a drive of 10 minutes to 72 hours (argparse's error, exit 2, otherwise)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
+    if not (math.isfinite(hours) and 600 <= round(hours * 3600.0) <= 72 * 3600):
+        raise argparse.ArgumentTypeError(f"the drive lasts 10 minutes to 72 hours (0.17 to 72), got {text}")
+    return hours
+
+
+def _time_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of scenario seconds per wall second, got {text!r}") \
+            from None
+    if not scale > 0:  # inf: unpaced
+        raise argparse.ArgumentTypeError(f"must be > 0 (inf: unpaced), got {text}")
+    return scale
+
+
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hours", type=float, default=DEFAULT_HOURS,
-                        help=f"length of the generated drive (default: {DEFAULT_HOURS:g})")
+    parser.add_argument("--hours", type=_hours, default=DEFAULT_HOURS,
+                        help=f"length of the generated drive, 0.17 (10 min) to 72 (default: {DEFAULT_HOURS:g})")
     parser.add_argument("--seed", type=int, default=0, help="the drive's seed (default: 0)")
     parser.add_argument("--manifest", default=str(BUILTIN_SIM_RIG.models),
                         help=f"models manifest the app runs (default: {BUILTIN_SIM_RIG.models})")
-    parser.add_argument("--time-scale", type=float, default=math.inf,
+    parser.add_argument("--time-scale", type=_time_scale, default=math.inf,
                         help="pace the run at this many scenario seconds per wall second (default: unpaced)")
     parser.add_argument("--out", default=None, help="keep the run's artifacts under this folder (default: discarded)")
 

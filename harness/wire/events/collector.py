@@ -52,6 +52,7 @@ class EventCollector:
         self._pending = ""
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._store = EventStore()  # compact: a long run's events cost a few bytes each
+        self._events_cache: tuple[int, list] | None = None  # (events stored, the events rebuilt)
         self._problems: list[ParseProblem] = []
         self._lines = 0
         self._by_kind: dict[str, int] = {}
@@ -65,6 +66,7 @@ class EventCollector:
         state = self.__dict__.copy()
         for live in ("_lock", "_clock", "_utf8"):
             del state[live]
+        state["_events_cache"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -132,9 +134,12 @@ class EventCollector:
 
     @property
     def events(self) -> list[Event]:
-        """Every event, in arrival order (a copy)."""
+        """Every event, in arrival order (a copy; rebuilt from the store once per new event count)."""
         with self._lock:
-            return self._store.events()
+            cached = self._events_cache
+            if cached is None or cached[0] != len(self._store):
+                cached = self._events_cache = (len(self._store), self._store.events())
+            return list(cached[1])
 
     @property
     def problems(self) -> list[ParseProblem]:

@@ -11,8 +11,10 @@ never raises on any input. It does no I/O (running ``adb logcat`` is the device 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,22 +91,26 @@ def parse_event_line(line: str) -> Event | ParseProblem | None:
     return parse_event_line_stamped(line)[0]
 
 
+_second_stamp: tuple[int, str] = (-1, "")  # (epoch second, its "MM-DD HH:MM:SS"): an app writes many a second
+
+
 def _logcat_stamp(wall_time: datetime | float | None) -> str:
-    if wall_time is None:
-        moment = datetime.now()
-    elif isinstance(wall_time, datetime):
-        moment = wall_time
-    else:
-        moment = datetime.fromtimestamp(wall_time)
-    return f"{moment:%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+    global _second_stamp
+    if wall_time is None or not isinstance(wall_time, datetime):
+        epoch_s = time.time() if wall_time is None else wall_time
+        second = math.floor(epoch_s)
+        if _second_stamp[0] != second:
+            _second_stamp = (second, f"{datetime.fromtimestamp(second):%m-%d %H:%M:%S}")
+        return f"{_second_stamp[1]}.{int((epoch_s - second) * 1000):03d}"
+    return f"{wall_time:%m-%d %H:%M:%S}.{wall_time.microsecond // 1000:03d}"
 
 
 def format_event_line(event: Event, pid: int | None = None, tid: int | None = None,
-                      wall_time: datetime | float | None = None) -> str:
+                      wall_time: datetime | float | None = None, validate: bool = True) -> str:
     """One logcat line in ``-v threadtime`` format, without the newline; raises `EventFormatError` if invalid.
 
     `pid` defaults to this process, `tid` to `pid` (an app's main thread), `wall_time` (datetime or epoch
-    seconds) to now, as the device's clock would stamp it.
+    seconds) to now, as the device's clock would stamp it. `validate` as in `event_to_json`.
 
     >>> from harness.wire.events.schema import RuleEvent
     >>> line = format_event_line(RuleEvent(512.0, "overheating", 118.5, 110.0), pid=4321, tid=4350,
@@ -114,7 +120,7 @@ def format_event_line(event: Event, pid: int | None = None, tid: int | None = No
     >>> line[43:]
     '{"v":1,"kind":"event","t":512.0,"type":"overheating","value":118.5,"limit":110.0}'
     """
-    payload = event_to_json(event)
+    payload = event_to_json(event, validate)
     if len(payload.encode()) > LOGCAT_MAX_PAYLOAD_BYTES:
         raise EventFormatError(f"payload is {len(payload.encode())} bytes; logcat truncates beyond "
                                f"{LOGCAT_MAX_PAYLOAD_BYTES}")
