@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import DtgHilError
-from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
+from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig, time_scale_problem
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
@@ -53,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sim: runs on the simulated rig (CI)")
     config.addinivalue_line("markers", "hil: needs a real rig (USB-CAN adapter, UART tap, Android phone)")
     config.stash[_RESULTS] = []
+    _session_rig(config)  # a bad rig file or --dtg-time-scale is a usage error (exit 4) before anything runs
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -220,7 +221,12 @@ def _session_rig(config: pytest.Config) -> RigConfig:
             changes["time_scale"] = config.getoption("--dtg-time-scale")
         if config.getoption("--dtg-models") is not None:
             changes["models"] = Path(config.getoption("--dtg-models"))
-        config._dtg_rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
+        rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
+        problem = time_scale_problem(rig)
+        if problem is not None:
+            where = "--dtg-time-scale" if "time_scale" in changes else f"{rig.path}: time_scale"
+            raise pytest.UsageError(f"{where}: {problem}")
+        config._dtg_rig = rig
     return config._dtg_rig
 
 

@@ -65,7 +65,7 @@ from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, chec
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
-from harness.rig.rigfile import RigConfig
+from harness.rig.rigfile import RigConfig, time_scale_problem
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.artifacts import write_artifacts, write_error_result
 from harness.run.watch import Watch, run_stepped, run_threaded
@@ -148,6 +148,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     reason = rig.unsupported(scenario)
     if reason:
         raise RunError(reason)
+    reason = time_scale_problem(rig)
+    if reason:
+        raise RunError(f"rig '{rig.name}': time_scale {reason}")
     manifest = getattr(models, "manifest", None)
     if manifest is not None:
         try:
