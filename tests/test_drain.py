@@ -81,7 +81,8 @@ def test_stop_drains_what_is_already_in_the_port():
     encoder = codec.encoder()
     from harness.wire.link import CanFrame
 
-    frames = [encoder.encode(CanFrame(0x7E8, bytes([3, 0x41, 0x0D, i % 200]))) for i in range(120)]  # within the pty buffer (4 kB)
+    # 120 frames: within the pty's buffer (4 kB), so the writer never waits for the reader.
+    frames = [encoder.encode(CanFrame(0x7E8, bytes([3, 0x41, 0x0D, i % 200]))) for i in range(120)]
     busy = threading.Event()
     release = threading.Event()
 
