@@ -195,7 +195,7 @@ def time_scale_problem(rig: RigConfig) -> str | None:
         return f"must be >= {MIN_TIME_SCALE:g} (real time; slower, a long route would take days); got {scale:g}"
     if rig.stm32_kind == "real" and scale != 1.0:
         return f"a rig with a real STM32 runs at 1x real time; got {scale:g}"
-    if not rig.on_virtual_time and scale > MAX_PACED_TIME_SCALE:
+    if not rig.on_virtual_time and rig.wall_clock_scale > MAX_PACED_TIME_SCALE:  # unpaced (inf): the default pace
         return (f"must be <= {MAX_PACED_TIME_SCALE:g} on a rig paced by the wall clock (stand-ins behind real "
                 f"drivers: their timeouts cannot keep up beyond it); got {scale:g}")
     return None

@@ -4,9 +4,13 @@ them every WATCH_PERIOD_S of wall time, ending the run with a RunError that name
 died, an app that stopped logging, a run past its time)."""
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from firmware_sim.phone.app import AppSim
@@ -70,6 +74,27 @@ def wait_drained(handled, written, timeout_s: float = DRAIN_TIMEOUT_S, poll_s: f
             return False
         time.sleep(poll_s)
     return True
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """In the block, SIGTERM interrupts the run as SIGINT does (a KeyboardInterrupt naming the signal), so that the
+    run writes its ERROR result and keeps its artifacts; a second SIGTERM ends the process at once. Only the main
+    thread can take signals: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass
