@@ -257,7 +257,7 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
                                 f"use dtg-link-v2")
     bitrate = can_section.get("bitrate")
     wanted = get_profile(profile).bitrate_bps if profile else None
-    if isinstance(bitrate, int) and wanted is not None and bitrate != wanted:
+    if isinstance(bitrate, int) and not isinstance(bitrate, bool) and wanted is not None and bitrate != wanted:
         c.report("can.bitrate", f"{bitrate} does not match the {profile} profile's {wanted} bit/s")
     rig = RigConfig(
         name=rig_name, path=Path(file) if file else None, profile=profile,
