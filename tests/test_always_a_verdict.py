@@ -15,7 +15,7 @@ import pytest
 
 import harness.run.chain as chain
 from harness.inference.models import ModelSet
-from harness.judge.result import RunError
+from harness.judge.result import RunError, RunInterrupted
 from harness.rig.rigfile import BUILTIN_SIM_RIG
 from harness.run.artifacts import UNFINISHED, claim_folder
 from harness.world.scenario import parse_scenario
@@ -61,6 +61,19 @@ def test_any_exception_is_an_error_verdict_with_the_artifacts_kept(tmp_path, mod
     result = _error_result(tmp_path / "run")
     assert result["finished"] is True and "ZeroDivisionError" in result["error"]
     assert result["scenario_s_reached"] >= 150  # it got to the end, then failed judging
+    assert (tmp_path / "run" / "events.log").stat().st_size > 0 and (tmp_path / "run" / "can.blf").stat().st_size > 0
+
+
+@pytest.mark.sim
+def test_sigint_during_a_run_is_an_error_verdict_that_stops_the_caller(tmp_path, models, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what Python's default SIGINT handler raises (Ctrl-C)
+
+    monkeypatch.setattr(chain, "_judge", interrupted)
+    with pytest.raises(RunInterrupted, match=r"the run was stopped by SIGINT at t=\d+ s of scenario time"):
+        chain.run_scenario(_short(), BUILTIN_SIM_RIG, models, tmp_path / "run")
+    result = _error_result(tmp_path / "run")
+    assert result["finished"] is True and "SIGINT" in result["error"]
     assert (tmp_path / "run" / "events.log").stat().st_size > 0 and (tmp_path / "run" / "can.blf").stat().st_size > 0
 
 
