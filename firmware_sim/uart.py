@@ -220,6 +220,7 @@ class CaptureStats:
     """What a capture has read and decoded (records by kind; the decoder's own counters are separate)."""
 
     bytes_read: int = 0
+    bytes_handled: int = 0  # bytes read whose records the `on_received` callback has finished with
     can_frames: int = 0
     samples: int = 0
     statuses: int = 0
@@ -230,7 +231,8 @@ class UartCapture(Worker):
 
     `records` keeps every decoded `Received` when `keep_records` is true (set it false for long benchmarks:
     the counts in `stats` are kept either way). `on_received`, if given, is called in the reader thread with
-    each batch of decoded records. After `stop()` the decoder has been `finish()`-ed.
+    each batch of decoded records. `stop()` drains the port: bytes already in it are read and handled before the
+    thread ends; then the decoder is `finish()`-ed.
     """
 
     error_type = UartError
@@ -321,14 +323,23 @@ class UartCapture(Worker):
                 self._records.extend(received)
         if self._on_received is not None and received:
             self._on_received(received)
+        with self._lock:
+            self._stats.bytes_handled += n_bytes
 
     def _work(self) -> None:
         while not self._stop_requested.is_set():
-            chunk = self._port.read(max(1, self._port.in_waiting))
-            if chunk:
-                with self._lock:
-                    received = self._decoder.feed(chunk)
-                self._accept(received, len(chunk))
+            self._read_some()
+        # Asked to stop: what is already in the port was sent before, and is read and handled too (a reader slow on
+        # its last batch must not lose the bytes that queued behind it).
+        while self._port.in_waiting:
+            self._read_some()
+
+    def _read_some(self) -> None:
+        chunk = self._port.read(max(1, self._port.in_waiting))
+        if chunk:
+            with self._lock:
+                received = self._decoder.feed(chunk)
+            self._accept(received, len(chunk))
 
 
 # ------------------------------------------------------------------------------ sinks: tee and corruption

@@ -13,6 +13,8 @@ and the path of the report.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pickle
 import time
@@ -21,11 +23,12 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import DtgHilError
-from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig
+from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig, time_scale_problem
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
 
 _RESULTS = pytest.StashKey[list]()
-_WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled results in its workeroutput
+#: The session's config, on pytest-xdist's controller (which gets reports, not items): set in pytest_configure.
+_CONTROLLER: dict = {}
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 
 
@@ -53,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sim: runs on the simulated rig (CI)")
     config.addinivalue_line("markers", "hil: needs a real rig (USB-CAN adapter, UART tap, Android phone)")
     config.stash[_RESULTS] = []
+    if not hasattr(config, "workerinput"):
+        _CONTROLLER["config"] = config
+    _session_rig(config)  # a bad rig file or --dtg-time-scale is a usage error (exit 4) before anything runs
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -115,24 +121,29 @@ class ScenarioItem(_JudgedItem):
         if rig.stm32_kind != "simulated":
             pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
                         "only (docs/rig.md, 'Bring-up of a real bench')")
-        from harness.judge.result import RunError
+        from harness.judge.result import RunError, RunInterrupted, unjudged_result
         from harness.report.tables import junit_properties
+        from harness.run.artifacts import claim_folder
         from harness.run.chain import run_scenario
 
         models, model_types = _session_models(self.config, rig)
-        # Sweep variants each get their own folder: the file's name with the variant's suffix.
-        folder = self.path.stem + self.scenario.name[len(self.scenario.sweep_base):] if self.scenario.sweep_base \
-            else self.path.stem
-        artifacts = _session_artifacts(self.config) / folder
+        # Each run its own folder, named after the file (a sweep variant: with its suffix); a second run of the same
+        # scenario in the session gets -2, -3, ...: it never overwrites another's artifacts.
+        artifacts = claim_folder(_session_artifacts(self.config), _folder_name(self.path, self.scenario))
+        started = time.monotonic()
         try:
             result = run_scenario(self.scenario, rig, models, artifacts, model_types)
         except RunError as error:
-            judged = getattr(error, "result", None)  # the rig fell behind, or data was lost, after the run was judged
-            if judged is not None:  # its figures are reported, with the verdict ERROR (pytest_runtest_makereport)
-                self.config.stash[_RESULTS].append(judged)
-                self.user_properties.extend(junit_properties(judged))
+            # Judged, then found no verdict (the rig fell behind, data was lost): its figures are reported with the
+            # verdict ERROR (pytest_runtest_makereport); ended before it was judged: an ERROR row without figures.
+            judged = getattr(error, "result", None) or unjudged_result(
+                self.scenario, rig, artifacts, str(error), time.monotonic() - started)
+            self._record(judged)
+            self.user_properties.extend(junit_properties(judged))
+            if isinstance(error, RunInterrupted):  # SIGTERM or SIGINT: this run is an ERROR and the session ends
+                self.session.shouldstop = str(error).splitlines()[0]
             raise
-        self.config.stash[_RESULTS].append(result)
+        self._record(result)
 
         # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
         self.user_properties.extend(junit_properties(result))
@@ -140,8 +151,18 @@ class ScenarioItem(_JudgedItem):
             raise ScenarioFailed(f"{self.scenario.name}: {len(result.judgement.failures)} criteria failed\n"
                                  f"{result.judgement.message}\nartifacts: {artifacts}")
 
+    def _record(self, result) -> None:
+        self.config.stash[_RESULTS].append(result)
+        if hasattr(self.config, "workerinput"):  # a pytest-xdist worker: the result goes with the item's report
+            self.dtg_result = result
+
     def reportinfo(self):
         return self.path, None, f"scenario {self.scenario.name} [{self.variant}]"
+
+
+def _folder_name(path: Path, scenario: Scenario) -> str:
+    """A run's artifacts folder name: the scenario file's stem, with a sweep variant's suffix."""
+    return path.stem + scenario.name[len(scenario.sweep_base):] if scenario.sweep_base else path.stem
 
 
 class SweepItem(_JudgedItem):
@@ -200,6 +221,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if error is not None and report.failed:
         report.dtg_run_error = True
         report.longrepr = f"{type(error).__name__}: {error}"
+    result = getattr(item, "dtg_result", None)
+    if call.when == "call" and result is not None:  # a pytest-xdist worker: the run's result goes to the controller
+        report.dtg_result = base64.b64encode(pickle.dumps(result)).decode("ascii")
+        del item.dtg_result
+
+
+def pytest_runtest_logreport(report) -> None:
+    """pytest-xdist's controller: each run's result comes with its item's report, as the worker finishes it (a worker
+    that crashes later loses none of the results it reported)."""
+    data = getattr(report, "dtg_result", None)
+    config = _CONTROLLER.get("config")
+    if data is None or config is None:
+        return
+    config.stash[_RESULTS].append(pickle.loads(base64.b64decode(data)))
+    config._dtg_from_workers = True
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -220,7 +256,12 @@ def _session_rig(config: pytest.Config) -> RigConfig:
             changes["time_scale"] = config.getoption("--dtg-time-scale")
         if config.getoption("--dtg-models") is not None:
             changes["models"] = Path(config.getoption("--dtg-models"))
-        config._dtg_rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
+        rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
+        problem = time_scale_problem(rig)
+        if problem is not None:
+            where = "--dtg-time-scale" if "time_scale" in changes else f"{rig.path}: time_scale"
+            raise pytest.UsageError(f"{where}: {problem}")
+        config._dtg_rig = rig
     return config._dtg_rig
 
 
@@ -254,14 +295,50 @@ def pytest_configure_node(node) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist: a worker has finished; its scenario results join the controller's, in the order the
-    scenarios were collected in (file, then name), whichever worker ran them."""
-    data = getattr(node, "workeroutput", {}).get(_WORKER_RESULTS)
-    if data:
-        results = node.config.stash.setdefault(_RESULTS, [])
-        results.extend(pickle.loads(data))
-        results.sort(key=lambda r: (str(r.scenario.path), r.scenario.name))
+def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
+    """pytest-xdist: a worker died (kill -9, a crash) while running `crashitem`. The run is an ERROR in the report
+    and its result.json names the cause (its artifacts stay as they were); it is not run again (pytest-xdist's
+    loadfile/loadscope schedulers would re-run it on the replacement worker, and a PASS there would hide the
+    crash; a re-run that was already handed out goes to a new folder)."""
+    config = getattr(sched, "config", None) or _CONTROLLER["config"]
+    message = (f"the pytest-xdist worker {report.node.gateway.id} running it crashed (killed, or died) before the run "
+               f"was judged; not a verdict on the unit")
+    report.dtg_run_error = True
+    report.longrepr = f"RunError: {message}"
+    _drop_from_queue(sched, crashitem)
+    from harness.judge.result import unjudged_result
+    from harness.run.artifacts import mark_crashed, unfinished_runs
+
+    name = crashitem.partition("::")[2].rsplit("[", 1)[0]
+    folders = unfinished_runs(_session_artifacts(config), name)  # the crashed run's, by the file it began
+    if not folders:
+        return  # it crashed before its run began: the report's ERROR line is all there is
+    artifacts = folders[-1]
+    mark_crashed(artifacts, message)
+    report.longrepr += f"\n  artifacts: {artifacts}"
+    scenario_file = json.loads((artifacts / "result.json").read_text()).get("scenario_file")
+    scenario = _scenario_of(scenario_file, name) if scenario_file else None
+    if scenario is not None:
+        config.stash[_RESULTS].append(unjudged_result(scenario, _session_rig(config), artifacts, message))
+        config._dtg_from_workers = True
+
+
+def _drop_from_queue(sched, nodeid: str) -> None:
+    """Mark a crashed item done in a loadscope/loadfile scheduler's queue of work units, so no worker re-runs it."""
+    for scope, unit in list(getattr(sched, "workqueue", {}).items()):
+        if isinstance(unit, dict) and unit.get(nodeid) is False:
+            unit[nodeid] = True
+            if all(unit.values()):
+                del sched.workqueue[scope]
+
+
+def _scenario_of(file: str, name: str) -> Scenario | None:
+    """The scenario (or sweep variant) `name` of scenario file `file`, None when it no longer reads."""
+    try:
+        variants = load_scenario(file).variants()
+    except (ScenarioError, OSError):
+        return None
+    return next((v for v in variants if v.name == name), None)
 
 
 @pytest.fixture(scope="session")
@@ -289,12 +366,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     the whole session."""
     config = session.config
     results = config.stash.get(_RESULTS, [])
-    if hasattr(config, "workerinput"):
-        if results:
-            config.workeroutput[_WORKER_RESULTS] = pickle.dumps(results)
-        return
-    if not results:
-        return
+    if hasattr(config, "workerinput") or not results:
+        return  # a pytest-xdist worker's results went to the controller with their reports
+    if getattr(config, "_dtg_from_workers", False):  # in the order collected (file, then name), whichever worker ran
+        results.sort(key=lambda r: (str(r.scenario.path), r.scenario.name))
     from harness.report.html import write_report
 
     models = getattr(config, "_dtg_models", None)

@@ -259,6 +259,11 @@ class AppSim:
         return self._capture.stats.bytes_read
 
     @property
+    def bytes_handled(self) -> int:
+        """Bytes read whose samples the app has finished with (scored, logged): what the end of a run waits for."""
+        return self._capture.stats.bytes_handled
+
+    @property
     def pid(self) -> int:
         """The process id the app's logcat lines carry."""
         return self._pid
@@ -286,7 +291,8 @@ class AppSim:
         self._capture.read_owed(n_bytes)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Read what is left on the port, score it, log a last status line and stop."""
+        """Read what is left on the port (the port is drained: `UartCapture`), score it, log a last status line and
+        stop; `timeout_s` bounds the wait for the reading thread."""
         if self._capture.running:
             self._capture.stop(timeout_s)
             self._write(self._status())

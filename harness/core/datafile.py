@@ -1,5 +1,8 @@
 """Data files (scenarios, rigs): safe YAML with line numbers, and a validator that collects every problem.
 
+Every data file is read through `read_limited`, which refuses a file beyond its kind's size (`MAX_BYTES`) before
+reading it: a mistaken 50 MB file is one line of error in milliseconds, never gigabytes of parser memory.
+
 Files are data: PyYAML's safe loader composes them, and any tag beyond plain maps, lists and scalars
 (`!!python/object`, ...) is rejected, so loading a file can never run code. Every value remembers the line it
 came from, so a problem is reported as `file:line: field.path: message`, naming the valid choices.
@@ -7,6 +10,7 @@ came from, so a problem is reported as `file:line: field.path: message`, naming 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,7 +174,7 @@ class Checker:
         value = data[key]
         wanted = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            self.report(full, f"expected {wanted}; got {kind_of(value)} {value!r}")
+            self.report(full, f"expected {wanted}; got {kind_of(value)} {value!r}{_yaml_number_hint(value)}")
             return default
         try:
             finite = math.isfinite(value)
@@ -209,9 +213,70 @@ class Checker:
         return data[key]
 
 
+def _yaml_number_hint(value: Any) -> str:
+    """A hint for text that Python reads as a number but YAML 1.1 does not: `1e6` and `1.0e6` are text to PyYAML,
+    `1.0e+6` is a number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (in YAML an exponent needs a decimal point and a sign: write 1.0e+6, not 1e6)"
+
+
 def kind_of(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", type(None): "nothing"}.get(
         type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+#: The largest file of each kind the harness reads, in bytes: scenarios and rigs are a few kB (a scenario of 1 MiB
+#: would be thousands of anomalies); a 72-hour 1 Hz drive cycle CSV is about 5 MB; a CAN recording of a 72-hour drive
+#: in BLF (compressed) is about 200 MB; a models manifest a few kB.
+MAX_BYTES: dict[str, int] = {
+    "scenario": 1 << 20,
+    "rig": 1 << 20,
+    "drive cycle": 16 << 20,
+    "recording": 512 << 20,
+    "manifest": 1 << 20,
+}
+
+
+class FileTooLarge(DtgHilError, ValueError):
+    """A data file is larger than its kind allows (`MAX_BYTES`); the message is one line: `file: problem`."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def size_problem(path: str | os.PathLike, kind: str) -> str | None:
+    """Why the file at `path` is too large to read as a `kind` (a key of `MAX_BYTES`), or None (also when it
+    cannot be stat'ed: the read that follows names that)."""
+    limit = MAX_BYTES[kind]
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return None
+    if size > limit:
+        return (f"{size / (1 << 20):.1f} MiB is too large for a {kind} file (at most {limit / (1 << 20):g} MiB); "
+                f"is it the right file?")
+    return None
+
+
+def read_limited(path: str | os.PathLike, kind: str) -> bytes:
+    """The bytes of the file at `path`, a `kind` of data file (a key of `MAX_BYTES`): `FileTooLarge` when it holds
+    more than the kind's limit, found before reading (and checked again while reading: a file that grows, a FIFO).
+    `OSError` as `open` raises it."""
+    limit = MAX_BYTES[kind]
+    problem = size_problem(path, kind)
+    if problem is None:
+        with open(path, "rb") as stream:
+            raw = stream.read(limit + 1)
+        if len(raw) <= limit:
+            return raw
+        problem = f"more than {limit / (1 << 20):g} MiB is too large for a {kind} file; is it the right file?"
+    raise FileTooLarge(path, problem)
 
 
 def decode_text(raw: bytes, file: str, error: type[DataFileError] = DataFileError) -> str:

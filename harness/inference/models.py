@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.datafile import FileTooLarge, read_limited
 from harness.core.errors import DtgHilError
 from harness.inference.features import CONTEXT_S, WINDOW_S, behaviour_features
 from harness.wire.signals import SIGNALS
@@ -102,7 +103,9 @@ def load_manifest(path: Path | str, check_files: bool = True) -> Manifest:
     """Read and validate a models manifest; with `check_files`, check every model file's size and sha256."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_limited(path, "manifest"))
+    except FileTooLarge as exc:
+        raise ManifestError(str(exc)) from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest: {exc.strerror}") from None
     except json.JSONDecodeError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import DtgHilError
-from harness.judge.metrics import Judgement, ScenarioMetrics
+from harness.judge.metrics import Judgement, ScenarioMetrics, scenario_metrics
 from harness.rig.bus_fault_injector import InjectorStats
 from harness.rig.device_faults import FiredFault
 from harness.rig.rigfile import RigConfig
@@ -22,6 +22,11 @@ from harness.world.scenario import Scenario
 
 class RunError(DtgHilError, RuntimeError):
     """The run itself failed (a part of the rig died or hung): neither a pass nor a model failure."""
+
+
+class RunInterrupted(RunError):
+    """The run was stopped by a signal (SIGTERM, SIGINT): its result.json says ERROR and its artifacts are kept; the
+    caller stops too (the pytest plugin ends the session after it)."""
 
 
 class LossError(RunError):
@@ -195,6 +200,7 @@ class RunResult:
     cpu_s: float = 0.0  # this process's CPU seconds for the run (plant, chain, models, metrics, artifacts)
     # Why the run is an ERROR though it was judged (the rig fell behind, data was lost): then no verdict on the unit.
     error: str | None = None
+    judged: bool = True  # False: the run ended before it was judged (`unjudged_result`): no figures, `error` says why
 
     @property
     def verdict(self) -> str:
@@ -215,6 +221,16 @@ class RunResult:
     def app_on_host(self) -> bool:
         """True when the app ran on this host: its inference figures are host CPU time, not a phone's."""
         return self.rig.app_on_host
+
+
+def unjudged_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: str, wall_s: float = 0.0) -> RunResult:
+    """The result of a run that ended without a judgement (a part failed, the harness raised, a signal, its worker
+    crashed): no figures, its `error` the cause, so the report lists it as an ERROR beside the judged runs."""
+    empty = np.zeros(0)
+    trace = Trace(t_s=empty, signals={}, truth={}, aux={}, events=[])
+    metrics = scenario_metrics([], [], max_delay_s=scenario.expect.max_delay_s)
+    return RunResult(scenario, rig, artifacts, trace, EventCollector(), metrics, Judgement(()), Accounting(), wall_s,
+                     error=error, judged=False)
 
 
 def fuel_truth(trace: Trace, window_s: int = 60):

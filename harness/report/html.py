@@ -170,6 +170,12 @@ def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
         parts.append(f'<p class="error">ERROR: {esc(r.error.splitlines()[0])}</p>')
     if r.scenario.description:
         parts.append(f"<p>{esc(r.scenario.description)}</p>")
+    if not r.judged:
+        parts.append("<p>The run ended before it was judged: it has no figures; what it left is in its artifacts "
+                     "(result.json says how far it got).</p>")
+        parts.append(_artifact_links(ctx, r))
+        parts.append("</section>")
+        return "".join(parts)
     criteria = [[esc(c.name), "-" if c.measured is None else esc(f"{c.measured:.4g}"),
                  esc(f"{c.comparison} {c.required:g}"), (esc(c.status), "pass" if c.passed else "fail"),
                  esc(c.note)]
@@ -203,12 +209,15 @@ def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
                      f"against the truth; the predicted driving style.</figcaption></figure>")
     else:
         parts.append('<p class="fail">No plot: run.png is missing from the artifacts.</p>')
-    links = [f'<a href="{ctx.href(r.artifacts / name)}">{esc(name)}</a>' for name in ARTIFACT_FILES
-             if (r.artifacts / name).is_file()]
-    if links:
-        parts.append(f"<p>Artifacts: {' · '.join(links)}</p>")
+    parts.append(_artifact_links(ctx, r))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _artifact_links(ctx: ReportContext, r: RunResult) -> str:
+    links = [f'<a href="{ctx.href(r.artifacts / name)}">{esc(name)}</a>' for name in ARTIFACT_FILES
+             if (r.artifacts / name).is_file()]
+    return f"<p>Artifacts: {' · '.join(links)}</p>" if links else ""
 
 
 def scenarios_section(ctx: ReportContext) -> str:

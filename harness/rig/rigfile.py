@@ -29,7 +29,16 @@ from typing import Any
 
 import can
 
-from harness.core.datafile import Checker, DataFileError, Problem, decode_text, parse_yaml
+from harness.core.datafile import (
+    Checker,
+    DataFileError,
+    FileTooLarge,
+    Problem,
+    decode_text,
+    kind_of,
+    parse_yaml,
+    read_limited,
+)
 from harness.wire.dbc import get_profile
 from harness.wire.link import codec_names, get_codec
 from harness.wire.signals import SIGNALS
@@ -53,6 +62,16 @@ DEFAULT_STANDIN_TIME_SCALE = 110.0
 #: makes the harness start the project's stand-in for that part (`firmware_sim.slcan`, a tee'd pty,
 #: `firmware_sim.phone.device`, `harness.rig.gnss_feed`): the loopback rig, whose real-device code paths run in CI.
 SIMULATED = "simulated"
+#: The slowest pace a rig may run at: real time. Below it a run of a long route would take days of wall time.
+MIN_TIME_SCALE = 1.0
+#: The fastest a rig paced by the wall clock may run (stand-ins behind real drivers): an OBD-II answer has 500 ms of
+#: scenario time, 2.5 ms of wall time at 200x; beyond that the real drivers' timeouts and the threads' switching
+#: lose most of the traffic (at 1e6 no frame at all). On virtual time a finite scale only paces: no upper bound.
+MAX_PACED_TIME_SCALE = 200.0
+#: The UART and GNSS baud rates a rig file may name (the bounds of what USB-serial adapters do).
+BAUDRATE_RANGE = (300, 12_000_000)
+#: The CAN bit rates a rig file may name (ISO 11898 classic CAN: 10 kbit/s to 1 Mbit/s).
+CAN_BITRATE_RANGE = (10_000, 1_000_000)
 
 
 class RigError(DataFileError):
@@ -160,6 +179,27 @@ class RigConfig:
 
 BUILTIN_SIM_RIG = RigConfig(name="builtin-sim", path=None)
 
+
+def time_scale_problem(rig: RigConfig) -> str | None:
+    """Why `rig.time_scale` cannot run (too slow anywhere, too fast for a rig paced by the wall clock, not 1 with a
+    real STM32), or None. A run's wall time is then known before it starts: on a paced rig at most the route's
+    length / time_scale (plus the watchdog's grace), on virtual time at most that when paced, less when not.
+
+    >>> time_scale_problem(RigConfig(name="x", path=None, time_scale=1e-6))
+    'must be >= 1 (real time; slower, a long route would take days); got 1e-06'
+    """
+    scale = rig.time_scale
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or math.isnan(scale):
+        return f"expected a number; got {scale!r}"
+    if scale < MIN_TIME_SCALE:
+        return f"must be >= {MIN_TIME_SCALE:g} (real time; slower, a long route would take days); got {scale:g}"
+    if rig.stm32_kind == "real" and scale != 1.0:
+        return f"a rig with a real STM32 runs at 1x real time; got {scale:g}"
+    if not rig.on_virtual_time and rig.wall_clock_scale > MAX_PACED_TIME_SCALE:  # unpaced (inf): the default pace
+        return (f"must be <= {MAX_PACED_TIME_SCALE:g} on a rig paced by the wall clock (stand-ins behind real "
+                f"drivers: their timeouts cannot keep up beyond it); got {scale:g}")
+    return None
+
 TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale", "rig_loss_max_pct")
 STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate")
 ANDROID_KEYS = ("kind", "serial", "apk", "package")
@@ -200,8 +240,13 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     text = {key: c.text(section, key, sect_name, "") or None for sect_name, section, key in
             (("stm32", stm32, "uart_tap"), ("android", android, "serial"), ("android", android, "apk"),
              ("android", android, "package"), ("gnss", gnss, "port"))}
-    if stm32_kind == "real" and time_scale != 1.0:
-        c.report("time_scale", f"a rig with a real STM32 runs at 1x real time; got {time_scale:g}")
+    # Every value is read (and each problem reported) before the file is refused: none falls back to a default.
+    uart_baudrate = c.number(stm32, "baudrate", "stm32", 921600, lo=BAUDRATE_RANGE[0], hi=BAUDRATE_RANGE[1],
+                             integer=True)
+    gnss_baudrate = c.number(gnss, "baudrate", "gnss", 9600, lo=BAUDRATE_RANGE[0], hi=BAUDRATE_RANGE[1],
+                             integer=True)
+    rig_name = c.text(top, "name", "", name)
+    _check_can(c, can_section)
     if android_kind == "adb" and not text["package"]:
         c.report("android.package", "is required for an adb device (the DTG app's package name)")
     if gnss_kind == "nmea" and not text["port"]:
@@ -212,19 +257,34 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
                                 f"use dtg-link-v2")
     bitrate = can_section.get("bitrate")
     wanted = get_profile(profile).bitrate_bps if profile else None
-    if bitrate is not None and wanted is not None and bitrate != wanted:
+    if isinstance(bitrate, int) and not isinstance(bitrate, bool) and wanted is not None and bitrate != wanted:
         c.report("can.bitrate", f"{bitrate} does not match the {profile} profile's {wanted} bit/s")
-    if c.problems:
-        raise RigError(file, c.problems)
-    return RigConfig(
-        name=c.text(top, "name", "", name), path=Path(file) if file else None, profile=profile,
+    rig = RigConfig(
+        name=rig_name, path=Path(file) if file else None, profile=profile,
         can=dict(can_section), stm32_kind=stm32_kind, codec=codec, uart_tap=text["uart_tap"],
-        uart_baudrate=int(c.number(stm32, "baudrate", "stm32", 921600, lo=1, integer=True)),
-        android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"], package=text["package"],
-        gnss_kind=gnss_kind, gnss_port=text["port"],
-        gnss_baudrate=int(c.number(gnss, "baudrate", "gnss", 9600, lo=1, integer=True)),
+        uart_baudrate=int(uart_baudrate), android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"],
+        package=text["package"], gnss_kind=gnss_kind, gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
         models=models_path, time_scale=float(time_scale), rig_loss_max_pct=float(rig_loss_max_pct),
     )
+    scale_problem = time_scale_problem(rig) if "time_scale" in top and time_scale == top["time_scale"] else None
+    if scale_problem is not None:
+        c.report("time_scale", scale_problem)
+    if c.problems:
+        raise RigError(file, c.problems)
+    return rig
+
+
+def _check_can(c: Checker, can_section: dict) -> None:
+    """The python-can settings the harness itself relies on: text for the interface and channel (or a channel
+    number), a whole bit rate in the range of classic CAN. Other keys go to python-can as they are."""
+    for key in ("interface",):
+        if key in can_section and not isinstance(can_section[key], str):
+            c.report(f"can.{key}", f"expected text (a python-can interface name); got {kind_of(can_section[key])}")
+    channel = can_section.get("channel")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (str, int))):
+        c.report("can.channel", f"expected text or a channel number; got {kind_of(channel)} {channel!r}")
+    if "bitrate" in can_section:
+        c.number(can_section, "bitrate", "can", None, lo=CAN_BITRATE_RANGE[0], hi=CAN_BITRATE_RANGE[1], integer=True)
 
 
 def load_rig(path: str | Path | None) -> RigConfig:
@@ -233,7 +293,9 @@ def load_rig(path: str | Path | None) -> RigConfig:
         return BUILTIN_SIM_RIG
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, "rig")
+    except FileTooLarge as exc:
+        raise RigError(str(path), [Problem("", exc.problem)]) from None
     except OSError as exc:
         raise RigError(str(path), [Problem("", f"cannot read rig file: {exc.strerror}")]) from None
     data, lines = parse_yaml(decode_text(raw, str(path), RigError), str(path), RigError)

@@ -1,8 +1,15 @@
 """What a run leaves in its folder: result.json (metrics, verdict, loss accounting), labels.json, the plot, and for a
-run that could not be judged, result.json with the error and how far the scenario got."""
+run that could not be judged, result.json with the error and how far the scenario got.
+
+Every run has a verdict in its folder from its first moment: `write_started_result` writes an ERROR result.json
+("the run did not finish") before anything starts, which the run's own result replaces; a process killed outright
+(kill -9, a crashed pytest-xdist worker) leaves that one. Each run's folder is its own (`claim_folder`): a second run
+of the same scenario in a session gets `<name>-2`, never the first one's folder.
+"""
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,11 +20,60 @@ from harness.run.watch import Watch
 from harness.wire.events import FuelResult
 from harness.world.scenario import Scenario
 
+#: The error of a run whose process ended before it was judged (the result.json `write_started_result` leaves).
+UNFINISHED = "the run did not finish: its process ended (killed, or crashed) before the run was judged"
 
-def write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: Watch) -> None:
-    """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired."""
+
+def claim_folder(parent: Path, name: str) -> Path:
+    """A new folder `parent/name` for one run's artifacts, or `name-2`, `name-3`, ... when that exists (made here, at
+    once: two processes never get the same one)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100_000):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise RunError(f"no free artifacts folder for {name} in {parent}")
+
+
+def write_started_result(scenario: Scenario, rig: RigConfig, artifacts: Path, watch: Watch) -> None:
+    """The result.json a run has until it ends: ERROR `UNFINISHED`, with this process's id (the run's own result,
+    or error, replaces it)."""
+    write_error_result(scenario, rig, artifacts, RunError(UNFINISHED), watch, finished=False)
+
+
+def unfinished_runs(session: Path, scenario_name: str) -> list[Path]:
+    """The folders under `session` whose run of `scenario_name` never finished (its result.json is still
+    `write_started_result`'s), oldest first."""
+    found = []
+    for result in session.glob("*/result.json"):
+        try:
+            summary = json.loads(result.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("finished") is False and "ended_by" not in summary and summary.get("scenario") == scenario_name:
+            found.append(result.parent)
+    return sorted(found, key=lambda folder: (folder / "result.json").stat().st_mtime)
+
+
+def mark_crashed(folder: Path, error: str) -> None:
+    """Give an unfinished run's result.json the cause its process could not write (e.g. its worker crashed)."""
+    path = folder / "result.json"
+    summary = json.loads(path.read_text())
+    summary.update(verdict=f"error: {error}", error=error, ended_by=error)
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+
+
+def write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, error: RunError, watch: Watch,
+                       finished: bool = True) -> None:
+    """result.json of a run that failed: the verdict "error: ...", what the parts had counted, the faults fired.
+    `finished` False: written as the run starts (`write_started_result`)."""
     summary: dict = {"scenario": scenario.name, "scenario_sha256": scenario.sha256, "rig": rig.name,
                      "passed": False, "outcome": "ERROR", "verdict": f"error: {error}", "error": str(error),
+                     "finished": finished, "pid": os.getpid(),
+                     "scenario_file": str(scenario.path) if scenario.path is not None else None,
                      "wall_s": round(time.monotonic() - watch.started_wall_s, 3)}
     if watch.clock is not None:
         summary["scenario_s_reached"] = round(watch.clock.now_s(), 1)
@@ -48,6 +104,7 @@ def write_artifacts(result: RunResult) -> None:
     (result.artifacts / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
     summary = {
         "scenario": result.scenario.name,
+        "finished": True,
         "scenario_sha256": result.scenario.sha256,
         "rig": result.rig.name,
         "passed": result.judgement.passed and result.error is None,

@@ -59,16 +59,25 @@ from harness.judge.metrics import (
     scenario_metrics,
     stale_data_criterion,
 )
-from harness.judge.result import Accounting, LossError, RunError, RunResult, check_data_loss, fuel_truth, rig_lag_error
+from harness.judge.result import (
+    Accounting,
+    LossError,
+    RunError,
+    RunInterrupted,
+    RunResult,
+    check_data_loss,
+    fuel_truth,
+    rig_lag_error,
+)
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
-from harness.rig.rigfile import RigConfig
+from harness.rig.rigfile import RigConfig, time_scale_problem
 from harness.rig.uart_tap import SentFrameLog, UartTap
-from harness.run.artifacts import write_artifacts, write_error_result
-from harness.run.watch import Watch, run_stepped, run_threaded
+from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
+from harness.run.watch import Watch, run_stepped, run_threaded, signals_interrupt
 from harness.wire.events import AppStatus, EventCollector
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
@@ -135,7 +144,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     `WATCH_PERIOD_S` (on a phone, `PHONE_CHECK_PERIOD_S` plus adb's answer); no EdgeAI line for `max_silence_s` of
     scenario time (and at least `SILENCE_MIN_WALL_S` of wall time); and any run past its scenario time plus
     `RUN_GRACE_WALL_S`. The artifacts of a failed run stay: events.log,
-    can.blf and a result.json whose verdict is "error: ...". Model files whose hash changed since the models
+    can.blf and a result.json whose verdict is "error: ...", whatever ended it: a `RunError`, any other exception
+    (raised as a `RunError` "the harness failed"), SIGINT or SIGTERM (`RunInterrupted`); a process killed outright
+    leaves the result.json written as the run started (`UNFINISHED`). Model files whose hash changed since the models
     were opened are refused before anything starts.
 
     `cpu_profile`, a dict, receives the run's CPU seconds by stage and part (`dtg-hil bench sim` prints them).
@@ -149,6 +160,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     reason = rig.unsupported(scenario)
     if reason:
         raise RunError(reason)
+    reason = time_scale_problem(rig)
+    if reason:
+        raise RunError(f"rig '{rig.name}': time_scale {reason}")
     manifest = getattr(models, "manifest", None)
     if manifest is not None:
         try:
@@ -164,13 +178,26 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
     watch = Watch(time.monotonic(), started_cpu_s=time.process_time())
+    write_started_result(scenario, rig, artifacts, watch)  # the verdict a killed process leaves: ERROR
     try:
-        return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
-                          app_options, cpu_profile)
-    except RunError as error:
-        if not isinstance(error, LossError):  # a loss error comes after the full result.json
-            write_error_result(scenario, rig, artifacts, error, watch)
+        with signals_interrupt():
+            return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
+                              app_options, cpu_profile)
+    except LossError:  # it comes after the full result.json
         raise
+    except RunError as error:
+        write_error_result(scenario, rig, artifacts, error, watch)
+        raise
+    except KeyboardInterrupt as interrupt:
+        where = f" at t={watch.clock.now_s():.0f} s of scenario time" if watch.clock is not None else ""
+        stopped = RunInterrupted(f"the run was stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}{where}; "
+                                 f"not a verdict on the unit\n  artifacts: {artifacts}")
+        write_error_result(scenario, rig, artifacts, stopped, watch)
+        raise stopped from None
+    except Exception as failure:  # noqa: BLE001 - any failure of the harness is the run's ERROR, with its result
+        error = RunError(f"the harness failed: {type(failure).__name__}: {failure}\n  artifacts: {artifacts}")
+        write_error_result(scenario, rig, artifacts, error, watch)
+        raise error from failure
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:

@@ -4,9 +4,13 @@ them every WATCH_PERIOD_S of wall time, ending the run with a RunError that name
 died, an app that stopped logging, a run past its time)."""
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from firmware_sim.phone.app import AppSim
@@ -37,8 +41,14 @@ PHONE_CHECK_PERIOD_S = 1.0
 SILENCE_MIN_WALL_S = 5.0
 
 
+#: Wall seconds the end of a paced run waits, at most, for the app and the UART tap to read and handle every byte
+#: the firmware wrote (a slow last window included), and for a phone's event lines to stop coming.
+DRAIN_TIMEOUT_S = RUN_GRACE_WALL_S
+
+
 def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
-    """Wait until `counter()` stops changing (the app has read what was sent), bounded by `timeout_s`."""
+    """Wait until `counter()` has not changed for `settle_s`, bounded by `timeout_s` (an app on a phone: its event
+    lines, whose total is not known ahead)."""
     deadline = time.monotonic() + timeout_s
     last = counter()
     while time.monotonic() < deadline:
@@ -47,6 +57,44 @@ def _wait_quiet(counter, timeout_s: float, settle_s: float = 0.1) -> None:
         if now == last:
             return
         last = now
+
+
+def wait_drained(handled, written, timeout_s: float = DRAIN_TIMEOUT_S, poll_s: float = 0.01,
+                 alive=lambda: True) -> bool:
+    """Wait until `handled()` (bytes a reader has read and finished with) reaches `written()` (bytes put on the line
+    for it), bounded by `timeout_s` and by the reader being `alive()`; True when it did. A reader slow on its last
+    window is waited for, not cut off.
+
+    >>> wait_drained(lambda: 10, lambda: 10), wait_drained(lambda: 9, lambda: 10, timeout_s=0.05)
+    (True, False)
+    """
+    deadline = time.monotonic() + timeout_s
+    while handled() < written():
+        if time.monotonic() >= deadline or not alive():
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """In the block, SIGTERM interrupts the run as SIGINT does (a KeyboardInterrupt naming the signal), so that the
+    run writes its ERROR result and keeps its artifacts; a second SIGTERM ends the process at once. Only the main
+    thread can take signals: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass
@@ -127,12 +175,17 @@ def run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone
     if bus_injector is not None:
         bus_injector.stop()  # sends the frames it still delays, while the firmware still reads
     firmware.stop()
+
+    def written() -> int:  # every byte the firmware put on the line (the cable pulled: none of those)
+        return firmware.stats.bytes_written - (watch.line.bytes_dropped if watch.line is not None else 0)
+
+    # The app and the tap have read and handled all of it (each reader's stop() then drains its port too).
     if app is not None:
-        _wait_quiet(lambda: app.bytes_read, timeout_s=10.0)
+        wait_drained(lambda: app.bytes_handled, written, alive=lambda: app.running)
     if tap is not None:
-        _wait_quiet(lambda: tap.stats.bytes_read, timeout_s=10.0)
+        wait_drained(lambda: tap.stats.bytes_handled, written, alive=lambda: tap.running)
     if phone is not None:
-        _wait_quiet(lambda: collector.stats().events, timeout_s=RUN_GRACE_WALL_S, settle_s=1.0)
+        _wait_quiet(lambda: collector.stats().events, timeout_s=DRAIN_TIMEOUT_S, settle_s=1.0)
         try:
             phone.check_alive()
         except AdbError as error:

@@ -116,21 +116,41 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rig_validate(args: argparse.Namespace) -> int:
+    from harness.rig.rigfile import RigError, load_rig
+
+    bad = 0
+    for path in args.paths:
+        try:
+            rig = load_rig(path)
+        except RigError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+            continue
+        pace = "virtual time" if rig.on_virtual_time else f"paced at {rig.wall_clock_scale:g}x the wall clock"
+        print(f"ok  {path}  {rig.name}: {rig.profile}, STM32 {rig.stm32_kind}, Android {rig.android_kind}, {pace}")
+    print(f"{len(args.paths) - bad} valid, {bad} invalid")
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     import os
 
     from harness.rig.record import RecordError, record_bus, record_scenario
-    from harness.rig.rigfile import RigError, load_rig
+    from harness.rig.rigfile import MAX_PACED_TIME_SCALE, MIN_TIME_SCALE, RigError, load_rig
 
     try:
         rig = load_rig(args.rig or os.environ.get("DTG_RIG"))
     except RigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    for option, value in (("--duration-s", args.duration_s), ("--time-scale", args.time_scale)):
-        if value is not None and not 0 < value < float("inf"):
-            print(f"{option} must be a number > 0; got {value:g}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    if args.duration_s is not None and not 0 < args.duration_s < float("inf"):
+        print(f"--duration-s must be a number > 0; got {args.duration_s:g}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.time_scale is not None and not MIN_TIME_SCALE <= args.time_scale <= MAX_PACED_TIME_SCALE:
+        print(f"--time-scale must be from {MIN_TIME_SCALE:g} to {MAX_PACED_TIME_SCALE:g} (a recording is paced by the "
+              f"wall clock); got {args.time_scale:g}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     def progress(done_s: float, total_s: float, frames: int) -> None:
         print(f"  {done_s:.0f}/{total_s:.0f} s, {frames} frames", file=sys.stderr, flush=True)
@@ -178,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", metavar="FILE.png", help="output PNG (one scenario)")
     where.add_argument("--out-dir", metavar="DIR", help="folder for one PNG per scenario, named after the file")
     render.set_defaults(func=cmd_scenario_render)
+
+    rig = commands.add_parser("rig", help="validate rig files")
+    rig_cmds = rig.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rig_validate = rig_cmds.add_parser("validate", help="check rig files; exit 2 if any is invalid")
+    rig_validate.add_argument("paths", nargs="+", metavar="PATH", help="rig YAML files")
+    rig_validate.set_defaults(func=cmd_rig_validate)
 
     record = commands.add_parser("record", help="write what a rig's CAN bus carries to a BLF or ASC log (on the "
                                                "simulated rig: a scenario driven through the rest-bus)")

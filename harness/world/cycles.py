@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from harness.core.datafile import DataFileError, FileTooLarge, decode_text, read_limited
 from harness.core.errors import DtgHilError
 from harness.wire.behaviour import STYLES
+from harness.wire.signals import PHYSICAL_RANGE
 
 #: Bumped whenever the generator's output for a given seed changes (recorded in dataset manifests).
 GENERATOR_VERSION = "trip-gen/2"
 
 BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
+#: The longest drive a cycle file may hold (and a scenario's route, `harness.world.scenario.MAX_ROUTE_S`): three
+#: days, far past a tachograph's daily limits; checked row by row, before the route's arrays are made.
+MAX_CYCLE_S = 72 * 3600.0
 
 #: How a style changes a segment's driving: scale on the kind's accelerations and cruise speed, speed wander,
 #: and on the engine speeds the driver shifts at (`harness.world.vehicle`: eco drivers change up early and hold a
@@ -88,31 +94,57 @@ class SpeedProfile:
 
 
 def read_cycle_csv(path: Path, name: str | None = None) -> SpeedProfile:
-    """Read a `time_s,speed_kmh` CSV (1 Hz, `#` comment lines carry provenance)."""
+    """Read a `time_s,speed_kmh` CSV (1 Hz, `#` comment lines carry provenance).
+
+    Every value is checked before anything is allocated for the route: times finite, increasing and within
+    `MAX_CYCLE_S` of the first, speeds finite within the plant's range; a problem is one `CycleError` line
+    `file:line: column: message`, the line counted in the file as it is (blank and comment lines included)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(read_limited(path, "drive cycle"), str(path))
+    except (FileTooLarge, DataFileError) as exc:
+        raise CycleError(str(exc)) from None
     except OSError as exc:
         raise CycleError(f"cannot read drive cycle {path}: {exc.strerror}") from exc
-    comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
-    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    reader = csv.DictReader(rows)
-    if reader.fieldnames is None or not {"time_s", "speed_kmh"} <= set(reader.fieldnames):
-        raise CycleError(f"{path}: expected columns time_s,speed_kmh; got {reader.fieldnames}")
+    comments, rows = [], []  # rows: (line number in the file, text)
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("#"):
+            comments.append(line[1:].strip())
+        elif line.strip():
+            rows.append((line_no, line))
+    header = next(csv.reader([rows[0][1]])) if rows else None
+    if header is None or not {"time_s", "speed_kmh"} <= {name.strip() for name in header}:
+        where = f"{path}:{rows[0][0]}" if rows else str(path)
+        raise CycleError(f"{where}: expected columns time_s,speed_kmh; got {header}")
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    low_kmh, high_kmh = PHYSICAL_RANGE["vehicle_speed"]
     times, speeds = [], []
-    for line_no, row in enumerate(reader, start=2 + len(comments)):
-        try:
-            times.append(float(row["time_s"]))
-            speeds.append(float(row["speed_kmh"]))
-        except (TypeError, ValueError):
-            raise CycleError(f"{path}:{line_no}: not a number in {row}") from None
+    for line_no, line in rows[1:]:
+        fields = next(csv.reader([line]), [])
+        values = []
+        for column, low, high in (("time_s", None, None), ("speed_kmh", low_kmh, high_kmh)):
+            raw = fields[columns[column]].strip() if columns[column] < len(fields) else ""
+            try:
+                value = float(raw)
+            except ValueError:
+                raise CycleError(f"{path}:{line_no}: {column}: not a number: {raw[:40]!r}") from None
+            if not math.isfinite(value):
+                raise CycleError(f"{path}:{line_no}: {column}: not a finite number: {raw[:40]!r}")
+            if low is not None and not low <= value <= high:
+                raise CycleError(f"{path}:{line_no}: {column}: {value:g} is outside {low:g}..{high:g} km/h")
+            values.append(value)
+        t, v = values
+        if times and t <= times[-1]:
+            raise CycleError(f"{path}:{line_no}: time_s: {t:g} does not increase (the row before: {times[-1]:g})")
+        if times and t - times[0] > MAX_CYCLE_S:
+            raise CycleError(f"{path}:{line_no}: time_s: {t:g} is {(t - times[0]) / 3600:.4g} h after the first "
+                             f"row; a drive cycle lasts at most {MAX_CYCLE_S / 3600:g} h")
+        times.append(t)
+        speeds.append(v)
     if len(times) < 2:
         raise CycleError(f"{path}: a drive cycle needs at least two rows")
     t = np.asarray(times)
-    v = np.asarray(speeds)
-    if np.any(np.diff(t) <= 0) or np.any(v < 0):
-        raise CycleError(f"{path}: time_s must increase and speed_kmh must be >= 0")
     grid = np.arange(0.0, t[-1] - t[0] + 1.0, 1.0)
-    speed = np.interp(grid, t - t[0], v)
+    speed = np.interp(grid, t - t[0], np.asarray(speeds))
     return SpeedProfile(name or path.stem, speed, "; ".join(comments) or str(path))
 
 

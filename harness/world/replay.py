@@ -36,6 +36,7 @@ import can
 import cantools
 import numpy as np
 
+from harness.core.datafile import size_problem
 from harness.core.errors import DtgHilError
 from harness.wire.dbc import get_profile, j1939_valid_max, load_database
 from harness.wire.signals import AUX_SIGNALS, PHYSICAL_RANGE, PLANT_RATE_HZ, SIGNALS, Trace
@@ -80,16 +81,43 @@ class Recording:
 def _read_frames(path: Path) -> list[can.Message]:
     if path.suffix.lower() not in LOG_SUFFIXES:
         raise RecordingError(f"{path}: unknown log format '{path.suffix}'; expected one of: {', '.join(LOG_SUFFIXES)}")
+    too_large = size_problem(path, "recording")
+    if too_large is not None:
+        raise RecordingError(f"{path}: {too_large}")
     try:
         with can.LogReader(str(path)) as reader:
-            frames = [m for m in reader if not m.is_error_frame and not m.is_remote_frame]
+            objects = 0
+            frames = []
+            for m in reader:
+                objects += 1
+                if not m.is_error_frame and not m.is_remote_frame:
+                    frames.append(m)
+            _check_complete(path, reader, objects)
     except FileNotFoundError:
         raise RecordingError(f"{path}: no such file") from None
+    except RecordingError:
+        raise
     except Exception as exc:  # noqa: BLE001 - python-can's readers raise anything on a corrupt file
         raise RecordingError(f"{path}: not a readable {path.suffix[1:].upper()} log: {type(exc).__name__}: {exc}") \
             from None
     frames.sort(key=lambda m: m.timestamp)
     return frames
+
+
+def _check_complete(path: Path, reader, objects: int) -> None:
+    """A BLF log's header counts its objects and bytes (written when the log was closed): a log that holds fewer
+    (truncated in a copy, a recorder killed mid-write) is refused rather than replayed short. python-can's reader
+    yields every CAN frame and error frame; the project's logs hold nothing else. ASC logs carry no count."""
+    if not isinstance(reader, can.BLFReader):
+        return
+    expected_bytes = getattr(reader, "file_size", 0)
+    actual_bytes = path.stat().st_size
+    if expected_bytes and actual_bytes < expected_bytes:
+        raise RecordingError(f"{path}: truncated: {actual_bytes} of the {expected_bytes} bytes its header counts "
+                             f"({100.0 * actual_bytes / expected_bytes:.3g} %)")
+    expected = getattr(reader, "object_count", 0)
+    if expected and objects != expected:
+        raise RecordingError(f"{path}: incomplete: {objects} of the {expected} frames its header counts")
 
 
 def _detect_profile(frames: list[can.Message]) -> str:

@@ -29,12 +29,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.datafile import Checker, DataFileError, Problem, decode_text, kind_of, parse_yaml
+from harness.core.datafile import (
+    Checker,
+    DataFileError,
+    FileTooLarge,
+    Problem,
+    decode_text,
+    kind_of,
+    parse_yaml,
+    read_limited,
+)
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS, Trace
 from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
 from harness.world.bus_faults import BusFault, read_bus_faults
-from harness.world.cycles import BUNDLED_CYCLES, SEGMENT_KINDS, CycleError, SpeedProfile, generate_trip, load_cycle
+from harness.world.cycles import (
+    BUNDLED_CYCLES,
+    MAX_CYCLE_S,
+    SEGMENT_KINDS,
+    CycleError,
+    SpeedProfile,
+    generate_trip,
+    load_cycle,
+)
 from harness.world.route import RouteStart
 from harness.world.sweep import SweepSpec, expand, read_sweep
 from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
@@ -56,7 +73,7 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
 EXPECT_FLAGS = ("stale_data_flagged",)
 #: The longest route a scenario may drive (a repeated cycle or a generated trip): three days of driving, far past
 #: a tachograph's daily limits, and a bound that keeps a mistyped `repeat` from exhausting memory.
-MAX_ROUTE_S = 72 * 3600.0
+MAX_ROUTE_S = MAX_CYCLE_S
 #: Detection window after an event ends within which an alarm still counts (DESIGN.md, event recall).
 DEFAULT_MAX_DELAY_S = 60.0
 
@@ -369,7 +386,9 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, "scenario")
+    except FileTooLarge as exc:
+        raise ScenarioError(str(path), [Problem("", exc.problem)]) from None
     except OSError as exc:
         raise ScenarioError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
     text = decode_text(raw, str(path), ScenarioError)
