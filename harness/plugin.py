@@ -94,6 +94,9 @@ class ScenarioFailed(DtgHilError, AssertionError):
 class _JudgedItem(pytest.Item):
     """An item whose failure is a verdict: it reports the failed criteria, not a traceback."""
 
+    # No fixtures; but other installed plugins read every item's fixturenames (labgrid's runtest_setup hook).
+    fixturenames: tuple[str, ...] = ()
+
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
