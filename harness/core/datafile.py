@@ -20,6 +20,7 @@ class Problem:
     field_path: str
     message: str
     line: int | None = None
+    column: int | None = None  # YAML syntax errors: where on the line the parser stopped
 
 
 class DataFileError(DtgHilError, ValueError):
@@ -34,6 +35,7 @@ class DataFileError(DtgHilError, ValueError):
         lines = []
         for p in self.problems:
             where = f"{self.file}:{p.line}" if p.line else self.file
+            where += f":{p.column}" if p.line and p.column else ""
             lines.append(f"{where}: {p.field_path}: {p.message}" if p.field_path else f"{where}: {p.message}")
         return "\n".join(lines)
 
@@ -108,8 +110,8 @@ def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line, column)]) from None
     except RecursionError:  # PyYAML's composer recurses once per level of nesting
         raise error(file, [Problem("", "not valid YAML here: nested too deeply")]) from None
     if node is None:

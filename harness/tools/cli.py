@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.inference.models import BUNDLED_MANIFEST
 from harness.tools.bench import link as bench_link
 from harness.tools.bench import plant as bench_plant
 from harness.tools.bench import sim as bench_sim
@@ -226,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_link.add_link_arguments(link)
     link.set_defaults(func=bench_link.cmd_bench_link)
     model_bench = bench_cmds.add_parser("models", help="p50/p99 latency and size of each model, beside the reference's")
-    model_bench.add_argument("--manifest", default="models/manifest.json",
-                             help="models manifest (default: models/manifest.json)")
+    model_bench.add_argument("--manifest", default=str(BUNDLED_MANIFEST),
+                             help="models manifest (default: the bundled models, models/manifest.json of the "
+                                  "checkout dtg-hil is installed from)")
     model_bench.add_argument("--runs", type=int, default=2000,
                              help="timed runs per model after warm-up (default: 2000)")
     model_bench.set_defaults(func=cmd_bench_models)
