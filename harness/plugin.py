@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import DtgHilError
+from harness.plugin_progress import ProgressLine
 from harness.plugin_settings import Settings, add_options, resolve_settings
 from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig
 from harness.world.anomalies import ANOMALY_TYPES
@@ -34,6 +35,7 @@ _RESULTS = pytest.StashKey[list]()
 _WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled results in its workeroutput
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 _SETTINGS = pytest.StashKey[Settings]()
+_LAST_FAILED = pytest.StashKey[set]()  # under --lf/--ff: the files that held an item that failed last time
 #: File name endings of scenario files.
 SCENARIO_SUFFIXES = (".yaml", ".yml")
 
@@ -59,11 +61,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    """A scenario file: any `.yaml`/`.yml` named on the command line, and those in a `scenarios/` folder."""
+    """A scenario file: any `.yaml`/`.yml` named on the command line, those in a `scenarios/` folder, and under
+    `--lf`/`--ff` those that held an item that failed last time (so that a bare `pytest --lf` finds them)."""
     if file_path.suffix in SCENARIO_SUFFIXES and (file_path.parent.name == "scenarios"
-                                                   or parent.session.isinitpath(file_path)):
+                                                   or parent.session.isinitpath(file_path)
+                                                   or file_path in _last_failed_files(parent.config)):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
+
+
+def _last_failed_files(config: pytest.Config) -> set[Path]:
+    if _LAST_FAILED not in config.stash:
+        wanted = getattr(config, "cache", None) and (config.getoption("lf", False)
+                                                     or config.getoption("failedfirst", False))
+        config.stash[_LAST_FAILED] = {config.rootpath / nodeid.split("::")[0]
+                                      for nodeid in config.cache.get("cache/lastfailed", {})} if wanted else set()
+    return config.stash[_LAST_FAILED]
 
 
 def scenario_markers(scenario: Scenario) -> list[str]:
@@ -138,14 +151,20 @@ class ScenarioItem(_JudgedItem):
         folder = self.path.stem + self.scenario.name[len(self.scenario.sweep_base):] if self.scenario.sweep_base \
             else self.path.stem
         artifacts = _session_artifacts(self.config) / folder
+        every_s = _settings(self.config).progress_s
+        progress = ProgressLine(self.config, self.scenario.name) if every_s is not None else None
         try:
-            result = run_scenario(self.scenario, rig, models, artifacts, model_types)
+            result = run_scenario(self.scenario, rig, models, artifacts, model_types, progress=progress,
+                                  progress_every_s=every_s or 0.0)
         except RunError as error:
             judged = getattr(error, "result", None)  # the rig fell behind, or data was lost, after the run was judged
             if judged is not None:  # its figures are reported, with the verdict ERROR (pytest_runtest_makereport)
                 self.config.stash[_RESULTS].append(judged)
                 self.user_properties.extend(junit_properties(judged))
             raise
+        finally:
+            if progress is not None:
+                progress.close()
         self.config.stash[_RESULTS].append(result)
 
         # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
