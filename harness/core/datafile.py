@@ -221,3 +221,32 @@ def decode_text(raw: bytes, file: str, error: type[DataFileError] = DataFileErro
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(file, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+
+
+# --- JSON Schema --------------------------------------------------------------------------------------------
+
+#: The JSON Schema dialect of `dtg-hil scenario schema` and `dtg-hil rig schema`.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def number_schema(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                  integer: bool = False) -> dict[str, Any]:
+    """The JSON Schema of what `Checker.number` accepts with the same limits.
+
+    >>> number_schema(lo=0.0, hi=1.0, lo_open=True)
+    {'type': 'number', 'exclusiveMinimum': 0.0, 'maximum': 1.0}
+    """
+    schema: dict[str, Any] = {"type": "integer" if integer else "number"}
+    if lo is not None:
+        schema["exclusiveMinimum" if lo_open else "minimum"] = lo
+    if hi is not None:
+        schema["maximum"] = hi
+    return schema
+
+
+def object_schema(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """A mapping with these keys only (as `Checker.mapping` checks it)."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return {**schema, **extra}
