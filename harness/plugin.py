@@ -18,6 +18,7 @@ and the path of the report.
 from __future__ import annotations
 
 import pickle
+import shlex
 import time
 from pathlib import Path
 
@@ -114,6 +115,9 @@ class ScenarioFailed(DtgHilError, AssertionError):
 
 class _JudgedItem(pytest.Item):
     """An item whose failure is a verdict: it reports the failed criteria, not a traceback."""
+
+    #: No fixtures: the rig, models and artifacts come from the session (plugins such as labgrid's read this).
+    fixturenames: tuple[str, ...] = ()
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ScenarioFailed):
@@ -329,7 +333,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     models = getattr(config, "_dtg_models", None)
     try:
         config.stash[_REPORT] = write_report(results, _session_artifacts(config),
-                                             manifest=models[0].manifest if models else None).index
+                                             manifest=models[0].manifest if models else None,
+                                             command=shlex.join(["pytest", *config.invocation_params.args])).index
     except Exception as exc:  # noqa: BLE001 - a report that cannot be written fails the session, loudly
         config.stash[_REPORT] = exc
         if session.exitstatus == pytest.ExitCode.OK:
@@ -340,9 +345,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     results = config.stash.get(_RESULTS, [])
     if not results:
         return
+    from harness.core.version import dtg_hil_version, git_commit
     from harness.report.tables import full_report
 
     terminalreporter.section("dtg-hil scenarios")
+    commit = git_commit()
+    terminalreporter.write_line(f"dtg-hil {dtg_hil_version()}" + (f", commit {commit}" if commit else "") +
+                                f"; rig {_session_rig(config).name}")
     started = getattr(config, "_dtg_session_started", None)
     terminalreporter.write_line(full_report(results, None if started is None else time.monotonic() - started))
     from harness.report.sensitivity import write_sensitivity
