@@ -143,7 +143,7 @@ def test_the_report_names_the_failed_criteria_and_what_made_it(session):
     commit = git_commit()
     assert commit is None or commit in about
     table = proc.stdout[proc.stdout.index("dtg-hil scenarios"):]
-    assert f"dtg-hil {version('dtg-hil')}" in table and "failed criteria / error" in table
+    assert f"dtg-hil {version('dtg-hil')}" in table and "criteria not met" in table
     assert [line.split()[-1] for line in table.splitlines() if line.startswith("report-clean ")] == ["fuel_mae_lph"]
     metrics = (folder / "metrics.txt").read_text()
     assert f'version="{version("dtg-hil")}"' in metrics
