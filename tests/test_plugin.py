@@ -71,13 +71,15 @@ def test_markers_select_one_anomaly_type_and_are_registered(tmp_path):
     for path in sorted((tmp_path / "scenarios").glob("*.yaml")):
         scenario = load_scenario(path)
         if any(a.type == "fuel_leak" for a in scenario.anomalies):
-            wanted |= {f"scenarios/{path.name}::{one.name}[sim]" for one in scenario.variants()}
-            if scenario.sweep is not None:
-                wanted.add(f"scenarios/{path.name}::{scenario.name}[sweep-sim]")
+            for variant in ("sim", "hil"):
+                wanted |= {f"scenarios/{path.name}::{one.name}[{variant}]" for one in scenario.variants()}
+                if scenario.sweep is not None:
+                    wanted.add(f"scenarios/{path.name}::{scenario.name}[sweep-{variant}]")
     assert wanted
-    done = pytest_in(tmp_path, "--strict-markers", "-m", "sim and fuel_leak", "--collect-only", "-q", "scenarios/")
+    done = pytest_in(tmp_path, "--strict-markers", "-m", "fuel_leak", "--collect-only", "-q", "scenarios/")
     assert done.returncode == 0, done.stdout + done.stderr
     assert {line for line in done.stdout.splitlines() if "::" in line} == wanted
+    wanted = {nodeid for nodeid in wanted if nodeid.endswith("sim]")}
     by_keyword = pytest_in(tmp_path, "-k", "fuel_leak and sim", "--collect-only", "-q", "scenarios/")
     assert {line for line in by_keyword.stdout.splitlines() if "::" in line} == wanted
     vehicle = pytest_in(tmp_path, "--strict-markers", "-m", "light_truck", "--collect-only", "-q", "scenarios/")
@@ -162,3 +164,10 @@ def test_an_xdist_worker_shows_its_progress_named(tmp_path):
     done = pytest_in(tmp_path, "-m", "sim", "-n", "1", "--dtg-progress-s", "0.05", "my.yml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[gw0] my-drive: t=" in done.stderr
+
+
+def test_the_bundled_models_are_found_from_any_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness.tools.cli", "bench", "models", "--runs", "20"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert all(name in done.stdout for name in ("fuel", "anomaly", "behaviour"))
