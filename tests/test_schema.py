@@ -71,3 +71,26 @@ def test_bad_rigs_fail_both_the_schema_and_the_validator(tmp_path, what):
     assert list(validator(rig_schema()).iter_errors(yaml.safe_load(BAD_RIGS[what]))), what
     with pytest.raises(RigError):
         load_rig(path)
+
+
+BAD_BUS_FAULTS = {
+    "probability 0": "{type: frame_loss, at_s: 10, duration_s: 5, probability: 0}",
+    "flood too fast": "{type: flood, at_s: 10, duration_s: 5, id: 0x100, rate_hz: 5000}",
+    "a key of another type": "{type: bus_off, at_s: 10, duration_s: 5, rate_hz: 10}",
+    "unknown type": "{type: bus_on, at_s: 10, duration_s: 5}",
+    "a CAN ID too large": "{type: id_silent, at_s: 10, duration_s: 5, ids: [0x20000000]}",
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_BUS_FAULTS))
+def test_bad_bus_faults_fail_both_the_schema_and_the_validator(tmp_path, what):
+    from harness.world.scenario import ScenarioError, load_scenario
+
+    text = f"route: {{cycle: udds}}\nbus_faults:\n  - {BAD_BUS_FAULTS[what]}\n"
+    good = "route: {cycle: udds}\nbus_faults:\n  - {type: bus_off, at_s: 10, duration_s: 5}\n"
+    check = validator(scenario_schema())
+    check.validate(yaml.safe_load(good))
+    assert list(check.iter_errors(yaml.safe_load(text))), what
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(ScenarioError):
+        load_scenario(tmp_path / "s.yaml")

@@ -13,11 +13,10 @@ from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES
 from harness.world.bus_faults import (
+    BUS_FAULT_NUMBERS,
     BUS_FAULT_TYPES,
     COMMON_KEYS,
     MAX_CAN_ID,
-    MAX_DELAY_MS,
-    MAX_RATE_HZ,
     SILENCEABLE_SIGNALS,
     TYPE_KEYS,
 )
@@ -59,14 +58,10 @@ def _can_ids() -> dict[str, Any]:
 
 def _bus_fault(kind: str) -> dict[str, Any]:
     values = {
-        "type": {"const": kind}, "at_s": number_schema(lo=0.0), "duration_s": number_schema(lo=0.0, lo_open=True),
-        "probability": number_schema(lo=0.0, hi=1.0, lo_open=True), "burst_frames": number_schema(lo=1, integer=True),
-        "every_s": number_schema(lo=0.0, lo_open=True), "ids": _can_ids(),
-        "signal": {"enum": list(SILENCEABLE_SIGNALS)},
+        "type": {"const": kind}, "ids": _can_ids(), "signal": {"enum": list(SILENCEABLE_SIGNALS)},
         "id": {"type": "integer", "minimum": 0, "maximum": MAX_CAN_ID},
-        "rate_hz": number_schema(lo=0.0, hi=MAX_RATE_HZ, lo_open=True),
         "data": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){0,8}$"},
-        "delay_ms": number_schema(lo=0.0, hi=MAX_DELAY_MS), "jitter_ms": number_schema(lo=0.0, hi=MAX_DELAY_MS),
+        **{key: number_schema(**limits) for key, limits in BUS_FAULT_NUMBERS.items()},
     }
     required = COMMON_KEYS + {"flood": ("id", "rate_hz"), "delay": ("delay_ms",),
                               "error_frames": ("rate_hz",)}.get(kind, ())
