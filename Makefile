@@ -14,11 +14,12 @@ $(BIN)/dtg-hil: pyproject.toml
 # Every bundled scenario through the whole simulated chain (plant -> CAN -> STM32 -> UART -> app -> models ->
 # events), judged against its expect: section; tables at the end, artifacts and the HTML report
 # (index.html, metrics.txt: docs/report.md) under reports/<time>/. Scenario files run in parallel, one
-# pytest-xdist worker per CPU (SIM_WORKERS=0 runs them in one process); a file's runs stay on one worker.
+# pytest-xdist worker per CPU (SIM_WORKERS=0 runs them in one process); a file's runs stay on one worker. pytest's
+# cache stays on: `.venv/bin/pytest -m sim --lf scenarios/` then re-runs only the scenarios that failed.
 SIM_WORKERS ?= auto
 sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
-	$(BIN)/python -m pytest -m sim scenarios/ -p no:cacheprovider -n $(SIM_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m sim scenarios/ -n $(SIM_WORKERS) --dist loadfile
 
 test: lint chromium
 	$(BIN)/python -m pytest

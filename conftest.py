@@ -1,3 +1,7 @@
-"""Project-wide pytest hook-up: the dtg-hil plugin (rig options, scenario items, `sim`/`hil` markers)."""
+"""This repository's own test hook-up. The dtg-hil plugin itself is the installed package's `pytest11` entry point
+(pyproject.toml), as in any folder of a user's; a checkout used without being installed (only on PYTHONPATH) loads
+it from here instead."""
+from importlib.metadata import entry_points
 
-pytest_plugins = ("harness.plugin",)
+if not any(entry.value == "harness.plugin" for entry in entry_points(group="pytest11")):
+    pytest_plugins = ("harness.plugin",)

@@ -1,9 +1,13 @@
 """The pytest plugin: scenario files as test items, the rig as fixtures, verdicts with measured vs required.
 
-Every YAML file in a `scenarios/` folder is collected as two items, `[sim]` (marked `sim`, needs a simulated
-rig) and `[hil]` (marked `hil`, needs a rig with real hardware). `--rig` picks the rig; without it the built-in
-simulated rig is used, so `pytest -m sim` runs everything in simulation and `pytest -m hil` skips every item
-with the setting it is missing. Markers only filter; the rig file decides the hardware.
+Installed with the package as a `pytest11` entry point (pyproject.toml), so `pytest` finds it in any folder. Every
+`.yaml`/`.yml` file named on the command line, and every one in a `scenarios/` folder pytest searches, is
+collected as two items, `[sim]` (marked `sim`, needs a simulated rig) and `[hil]` (marked `hil`, needs a rig with
+real hardware); each is marked too with its anomaly types and its vehicle (`-m fuel_leak`, `-k light_truck`).
+`--rig` picks the rig (`harness.plugin_settings`: command line, `DTG_RIG`, ini file, in that order); without one
+the built-in simulated rig is used, so `pytest -m sim` runs everything in simulation and `pytest -m hil` skips
+every item with the setting it is missing. Markers only filter; the rig file decides the hardware. The rig file,
+the models manifest and the options are checked before any item runs (a problem: exit 4, one line each).
 
 A failing item reports each failed criterion (measured vs required) and the folder holding that run's
 artifacts; each item carries the run's figures as JUnit properties (`pytest --junitxml`). At the end of the
@@ -15,21 +19,29 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pickle
+import shlex
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.core.errors import DtgHilError
-from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError, load_rig, time_scale_problem
+from harness.plugin_progress import ProgressLine
+from harness.plugin_settings import Settings, add_options, resolve_settings
+from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig
+from harness.world.anomalies import ANOMALY_TYPES
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
+from harness.world.vehicle import VEHICLES
 
 _RESULTS = pytest.StashKey[list]()
 #: The session's config, on pytest-xdist's controller (which gets reports, not items): set in pytest_configure.
 _CONTROLLER: dict = {}
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
+_SETTINGS = pytest.StashKey[Settings]()
+_LAST_FAILED = pytest.StashKey[set]()  # under --lf/--ff: the files that held an item that failed last time
+#: File name endings of scenario files.
+SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -37,34 +49,45 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("dtg", "dtg-hil rig and scenarios")
-    group.addoption("--rig", default=os.environ.get("DTG_RIG"), metavar="FILE",
-                    help="rig file (YAML) naming the bench to run on; default: $DTG_RIG, else the built-in "
-                         "simulated rig")
-    group.addoption("--dtg-time-scale", type=float, default=None, metavar="X",
-                    help="at most this many scenario seconds per wall second on a simulated rig (on virtual time "
-                         "it only paces, for demos: results are the same at any value); default: the rig file's "
-                         f"time_scale (built-in rig: {DEFAULT_SIM_TIME_SCALE:g}, as fast as the CPU allows)")
-    group.addoption("--dtg-models", default=None, metavar="MANIFEST",
-                    help="models manifest the simulated app runs; default: the rig file's models "
-                         "(built-in rig: models/manifest.json)")
-    group.addoption("--dtg-artifacts", default="reports", metavar="DIR",
-                    help="folder for each run's artifacts, under DIR/<session time>/; default: reports")
+    add_options(parser, DEFAULT_SIM_TIME_SCALE)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sim: runs on the simulated rig (CI)")
     config.addinivalue_line("markers", "hil: needs a real rig (USB-CAN adapter, UART tap, Android phone)")
+    for kind in ANOMALY_TYPES:
+        config.addinivalue_line("markers", f"{kind}: a scenario that injects {kind.replace('_', ' ')}")
+    for vehicle in VEHICLES:
+        config.addinivalue_line("markers", f"{vehicle}: a scenario driven with the {vehicle} vehicle")
     config.stash[_RESULTS] = []
     if not hasattr(config, "workerinput"):
         _CONTROLLER["config"] = config
-    _session_rig(config)  # a bad rig file or --dtg-time-scale is a usage error (exit 4) before anything runs
+    if not config.getoption("help", False):  # a bad setting ends the session here, before any item: exit 4
+        config.stash[_SETTINGS] = resolve_settings(config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    if file_path.suffix == ".yaml" and file_path.parent.name == "scenarios":
+    """A scenario file: any `.yaml`/`.yml` named on the command line, those in a `scenarios/` folder, and under
+    `--lf`/`--ff` those that held an item that failed last time (so that a bare `pytest --lf` finds them)."""
+    if file_path.suffix in SCENARIO_SUFFIXES and (file_path.parent.name == "scenarios"
+                                                   or parent.session.isinitpath(file_path)
+                                                   or file_path in _last_failed_files(parent.config)):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
+
+
+def _last_failed_files(config: pytest.Config) -> set[Path]:
+    if _LAST_FAILED not in config.stash:
+        wanted = getattr(config, "cache", None) and (config.getoption("lf", False)
+                                                     or config.getoption("failedfirst", False))
+        config.stash[_LAST_FAILED] = {config.rootpath / nodeid.split("::")[0]
+                                      for nodeid in config.cache.get("cache/lastfailed", {})} if wanted else set()
+    return config.stash[_LAST_FAILED]
+
+
+def scenario_markers(scenario: Scenario) -> list[str]:
+    """The markers of a scenario's items besides `sim`/`hil`: its anomaly types and its vehicle."""
+    return sorted({a.type for a in scenario.anomalies}) + [scenario.vehicle]
 
 
 class ScenarioFile(pytest.File):
@@ -77,14 +100,18 @@ class ScenarioFile(pytest.File):
         variants = scenario.variants()
         for variant in ("sim", "hil"):
             for one in variants:
-                item = ScenarioItem.from_parent(self, name=f"{one.name}[{variant}]", scenario=one, variant=variant)
-                item.add_marker(getattr(pytest.mark, variant))
-                yield item
+                yield self._item(ScenarioItem, f"{one.name}[{variant}]", variant, one, variant=variant)
             if scenario.sweep is not None:
-                item = SweepItem.from_parent(self, name=f"{scenario.name}[sweep-{variant}]", scenario=scenario,
-                                             variants=tuple(v.name for v in variants))
-                item.add_marker(getattr(pytest.mark, variant))
-                yield item
+                yield self._item(SweepItem, f"{scenario.name}[sweep-{variant}]", variant, scenario,
+                                 variants=tuple(v.name for v in variants))
+
+    def _item(self, cls: type, name: str, marker: str, scenario: Scenario, **kwargs) -> pytest.Item:
+        # The node id is given as text, so that it is exactly what pytest's cache stores and reads back (`--lf`,
+        # `--ff`, `--sw`): a name with `[...]` is a parametrized-looking id, which pytest parses on the way back.
+        item = cls.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}", scenario=scenario, **kwargs)
+        for one in (marker, *scenario_markers(scenario)):
+            item.add_marker(getattr(pytest.mark, one))
+        return item
 
 
 class ScenarioFailed(DtgHilError, AssertionError):
@@ -94,7 +121,7 @@ class ScenarioFailed(DtgHilError, AssertionError):
 class _JudgedItem(pytest.Item):
     """An item whose failure is a verdict: it reports the failed criteria, not a traceback."""
 
-    # No fixtures; but other installed plugins read every item's fixturenames (labgrid's runtest_setup hook).
+    #: No fixtures: the rig, models and artifacts come from the session (plugins such as labgrid's read this).
     fixturenames: tuple[str, ...] = ()
 
     def repr_failure(self, excinfo, style=None):
@@ -134,8 +161,11 @@ class ScenarioItem(_JudgedItem):
         # scenario in the session gets -2, -3, ...: it never overwrites another's artifacts.
         artifacts = claim_folder(_session_artifacts(self.config), _folder_name(self.path, self.scenario))
         started = time.monotonic()
+        every_s = _settings(self.config).progress_s
+        progress = ProgressLine(self.config, self.scenario.name) if every_s is not None else None
         try:
-            result = run_scenario(self.scenario, rig, models, artifacts, model_types)
+            result = run_scenario(self.scenario, rig, models, artifacts, model_types, progress=progress,
+                                  progress_every_s=every_s or 0.0)
         except RunError as error:
             # Judged, then found no verdict (the rig fell behind, data was lost): its figures are reported with the
             # verdict ERROR (pytest_runtest_makereport); ended before it was judged: an ERROR row without figures.
@@ -146,6 +176,9 @@ class ScenarioItem(_JudgedItem):
             if isinstance(error, RunInterrupted):  # SIGTERM or SIGINT: this run is an ERROR and the session ends
                 self.session.shouldstop = str(error).splitlines()[0]
             raise
+        finally:
+            if progress is not None:
+                progress.close()
         self._record(result)
 
         # The same figures as the report, as JUnit <property> elements (pytest --junitxml).
@@ -248,24 +281,15 @@ def pytest_report_teststatus(report, config: pytest.Config):
     return None
 
 
+def _settings(config: pytest.Config) -> Settings:
+    if _SETTINGS not in config.stash:
+        config.stash[_SETTINGS] = resolve_settings(config)
+    return config.stash[_SETTINGS]
+
+
 def _session_rig(config: pytest.Config) -> RigConfig:
-    if not hasattr(config, "_dtg_rig"):
-        try:
-            rig = load_rig(config.getoption("--rig"))
-        except RigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        changes = {}
-        if config.getoption("--dtg-time-scale") is not None:
-            changes["time_scale"] = config.getoption("--dtg-time-scale")
-        if config.getoption("--dtg-models") is not None:
-            changes["models"] = Path(config.getoption("--dtg-models"))
-        rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
-        problem = time_scale_problem(rig)
-        if problem is not None:
-            where = "--dtg-time-scale" if "time_scale" in changes else f"{rig.path}: time_scale"
-            raise pytest.UsageError(f"{where}: {problem}")
-        config._dtg_rig = rig
-    return config._dtg_rig
+    """The session's rig, checked at start-up (`harness.plugin_settings`)."""
+    return _settings(config).rig
 
 
 def _session_models(config: pytest.Config, rig: RigConfig):
@@ -287,7 +311,7 @@ def _session_artifacts(config: pytest.Config) -> Path:
     if not hasattr(config, "_dtg_artifacts"):
         shared = getattr(config, "workerinput", {}).get("dtg_artifacts")  # a pytest-xdist worker: the controller's
         config._dtg_artifacts = Path(shared) if shared else \
-            Path(config.getoption("--dtg-artifacts")) / time.strftime("%Y%m%d-%H%M%S")
+            _settings(config).artifacts_root / time.strftime("%Y%m%d-%H%M%S")
     return config._dtg_artifacts
 
 
@@ -378,7 +402,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     models = getattr(config, "_dtg_models", None)
     try:
         config.stash[_REPORT] = write_report(results, _session_artifacts(config),
-                                             manifest=models[0].manifest if models else None).index
+                                             manifest=models[0].manifest if models else None,
+                                             command=shlex.join(["pytest", *config.invocation_params.args])).index
     except Exception as exc:  # noqa: BLE001 - a report that cannot be written fails the session, loudly
         config.stash[_REPORT] = exc
         if session.exitstatus == pytest.ExitCode.OK:
@@ -389,9 +414,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     results = config.stash.get(_RESULTS, [])
     if not results:
         return
+    from harness.core.version import dtg_hil_version, git_commit
     from harness.report.tables import full_report
 
     terminalreporter.section("dtg-hil scenarios")
+    commit = git_commit()
+    terminalreporter.write_line(f"dtg-hil {dtg_hil_version()}" + (f", commit {commit}" if commit else "") +
+                                f"; rig {_session_rig(config).name}")
     started = getattr(config, "_dtg_session_started", None)
     terminalreporter.write_line(full_report(results, None if started is None else time.monotonic() - started))
     from harness.report.sensitivity import write_sensitivity

@@ -124,6 +124,42 @@ def test_the_session_writes_index_html_and_metrics_txt_and_prints_the_path(sessi
 
 
 @pytest.mark.sim
+def test_the_report_names_the_failed_criteria_and_what_made_it(session):
+    from importlib.metadata import version
+
+    from harness.core.version import git_commit
+
+    proc, folder, _ = session
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    summary = page[page.index('id="summary"'):page.index('id="anomaly-types"')]
+    failed = summary[summary.index("report-clean"):]
+    assert "fuel_mae_lph" in failed[:failed.index("</tr>")]  # the summary row names the criterion it missed
+    passed = summary[summary.index("report-gps-jump"):]
+    assert "fuel_mae_lph" not in passed[:passed.index("</tr>")]
+    about = page[page.index('<p class="about">'):]
+    about = about[:about.index("</p>")]
+    assert f"dtg-hil {version('dtg-hil')}" in about and "rig builtin-sim" in about
+    assert "command: <code>pytest -p harness.plugin -p no:cacheprovider -m sim scenarios" in about
+    commit = git_commit()
+    assert commit is None or commit in about
+    table = proc.stdout[proc.stdout.index("dtg-hil scenarios"):]
+    assert f"dtg-hil {version('dtg-hil')}" in table and "criteria not met" in table
+    assert [line.split()[-1] for line in table.splitlines() if line.startswith("report-clean ")] == ["fuel_mae_lph"]
+    metrics = (folder / "metrics.txt").read_text()
+    assert f'version="{version("dtg-hil")}"' in metrics
+
+
+def test_failures_come_first_in_every_report_form():
+    from types import SimpleNamespace
+
+    from harness.report.tables import failures_first
+
+    runs = [SimpleNamespace(name=n, verdict=v) for n, v in (("a", "PASS"), ("b", "FAIL"), ("c", "PASS"),
+                                                            ("d", "ERROR"))]
+    assert [r.name for r in failures_first(runs)] == ["b", "d", "a", "c"]
+
+
+@pytest.mark.sim
 def test_metrics_txt_is_openmetrics_with_the_figures(session):
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 

@@ -24,6 +24,7 @@ class Problem:
     field_path: str
     message: str
     line: int | None = None
+    column: int | None = None  # YAML syntax errors: where on the line the parser stopped
 
 
 class DataFileError(DtgHilError, ValueError):
@@ -38,6 +39,7 @@ class DataFileError(DtgHilError, ValueError):
         lines = []
         for p in self.problems:
             where = f"{self.file}:{p.line}" if p.line else self.file
+            where += f":{p.column}" if p.line and p.column else ""
             lines.append(f"{where}: {p.field_path}: {p.message}" if p.field_path else f"{where}: {p.message}")
         return "\n".join(lines)
 
@@ -112,8 +114,8 @@ def parse_yaml(text: str, file: str, error: type[DataFileError] = DataFileError)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        raise error(file, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line, column)]) from None
     except RecursionError:  # PyYAML's composer recurses once per level of nesting
         raise error(file, [Problem("", "not valid YAML here: nested too deeply")]) from None
     if node is None:
@@ -284,3 +286,32 @@ def decode_text(raw: bytes, file: str, error: type[DataFileError] = DataFileErro
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(file, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+
+
+# --- JSON Schema --------------------------------------------------------------------------------------------
+
+#: The JSON Schema dialect of `dtg-hil scenario schema` and `dtg-hil rig schema`.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def number_schema(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                  integer: bool = False) -> dict[str, Any]:
+    """The JSON Schema of what `Checker.number` accepts with the same limits.
+
+    >>> number_schema(lo=0.0, hi=1.0, lo_open=True)
+    {'type': 'number', 'exclusiveMinimum': 0.0, 'maximum': 1.0}
+    """
+    schema: dict[str, Any] = {"type": "integer" if integer else "number"}
+    if lo is not None:
+        schema["exclusiveMinimum" if lo_open else "minimum"] = lo
+    if hi is not None:
+        schema["maximum"] = hi
+    return schema
+
+
+def object_schema(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """A mapping with these keys only (as `Checker.mapping` checks it)."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return {**schema, **extra}

@@ -33,6 +33,9 @@ from harness.inference.features import CONTEXT_S, WINDOW_S, behaviour_features
 from harness.wire.signals import SIGNALS
 
 MODEL_NAMES = ("fuel", "anomaly", "behaviour")
+#: The models bundled with dtg-hil: `models/manifest.json` beside the `harness` package it is installed from (an
+#: editable install, `pip install -e`, keeps it there), found from this file and never from the current folder.
+BUNDLED_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "manifest.json"
 #: Input and output names and shapes of the model contract (docs/models.md).
 CONTRACT: dict[str, dict[str, dict[str, list[int]]]] = {
     "fuel": {"inputs": {"window": [1, WINDOW_S, len(SIGNALS)]}, "outputs": {"fuel_rate_lph": [1, 1]}},

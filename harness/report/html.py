@@ -4,18 +4,19 @@
 `harness.report.tables.openmetrics_text`). The page is built from sections, each a `Section` whose renderer turns a
 `ReportContext` into an HTML fragment; `SECTIONS` is the default list, in page order:
 
-- summary: one row per scenario (verdict, events, recall, false alarms/h, detection delay, fuel error,
-  latency, speed), linked to its scenario section;
+- summary: one row per scenario, those that did not pass first (verdict, the failed criteria or the error,
+  events, recall, false alarms/h, detection delay, fuel error, latency, speed), linked to its scenario section;
 - anomaly types: recall and delay per type, pooled over the runs;
-- scenarios: per scenario its criteria (measured vs required), recall per type, the run's plot (`run.png`:
-  signals with the anomaly windows shaded, anomaly score against its threshold with alarms marked, fuel
-  prediction against truth) and links to its artifacts;
+- scenarios (those that did not pass first): per scenario its criteria (measured vs required), recall per type,
+  the run's plot (`run.png`: signals with the anomaly windows shaded, anomaly score against its threshold with
+  alarms marked, fuel prediction against truth) and links to its artifacts;
 - budgets: each model's size, p99 latency and quality against its budget, held out (manifest) and in the run;
 - provenance: the rig, the models manifest with each model's sha256, each scenario file's sha256.
 
-A caller adds sections by passing `sections=(*SECTIONS, Section(...))`. Every text is escaped; every link is
-relative to the folder and points into it (artifacts outside the folder are copied into `folder/assets/`); the
-page has no script and loads nothing from outside (its style is inline).
+The page's header names what made it: dtg-hil's version, the git commit of its checkout (when there is one),
+the command line and the rig. A caller adds sections by passing `sections=(*SECTIONS, Section(...))`. Every text
+is escaped; every link is relative to the folder and points into it (artifacts outside the folder are copied into
+`folder/assets/`); the page has no script and loads nothing from outside (its style is inline).
 
 What this module does not do: compute figures (`harness.report.tables` does, once for every report form) or draw
 plots (`harness.report.plot`, at the end of each run).
@@ -25,13 +26,16 @@ from __future__ import annotations
 import html
 import math
 import re
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from harness.core.version import dtg_hil_version, git_commit
 from harness.inference.models import MODEL_NAMES, Manifest, ManifestError, load_manifest
 from harness.judge.result import RIG_SIDE, RunResult
 from harness.report.numbers import fixed_or_dash as _num
@@ -39,6 +43,7 @@ from harness.report.tables import (
     BudgetRow,
     anomaly_type_rows,
     budget_rows,
+    failures_first,
     openmetrics_text,
     scenario_figures,
     speed_line,
@@ -62,10 +67,13 @@ def scenario_anchor(index: int, name: str) -> str:
 class ReportContext:
     """What a section renderer sees: the runs, the report folder, the models manifest (None if unreadable)."""
 
-    results: Sequence[RunResult]
+    results: Sequence[RunResult]  # failures first (`harness.report.tables.failures_first`), as every section shows
     folder: Path
     manifest: Manifest | None
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    command: str = field(default_factory=lambda: shlex.join(sys.argv))  # the command line of the session
+    version: str = field(default_factory=dtg_hil_version)
+    commit: str | None = field(default_factory=git_commit)
 
     def href(self, path: Path) -> str:
         """A relative URL, from the report folder, of a file: its own if inside the folder, else of a copy in
@@ -132,19 +140,20 @@ def summary_section(ctx: ReportContext) -> str:
         f = scenario_figures(r)
         rows.append([
             f'<a href="#{scenario_anchor(i, f.scenario)}">{esc(f.scenario)}</a>', _verdict(f),
-            str(f.n_events), _num(f.recall), _num(f.false_alarms_per_h), _num(f.delay_p50_s, 0),
-            _num(f.delay_p90_s, 0), _num(f.fuel_r2, 3), _num(f.fuel_mae_lph), _num(f.latency_p50_ms, 3),
-            _num(f.latency_p99_ms, 3), _num(f.end_to_end_p50_ms, 1), _num(f.end_to_end_p99_ms, 1),
+            (esc(f.why), "fail" if f.why else ""), str(f.n_events), _num(f.recall), _num(f.false_alarms_per_h),
+            _num(f.delay_p50_s, 0), _num(f.delay_p90_s, 0), _num(f.fuel_r2, 3), _num(f.fuel_mae_lph),
+            _num(f.latency_p50_ms, 3), _num(f.latency_p99_ms, 3), _num(f.end_to_end_p50_ms, 1),
+            _num(f.end_to_end_p99_ms, 1),
             f"{f.speed_x:.0f}×",
         ])
     passed = sum(r.verdict == "PASS" for r in ctx.results)
     errors = sum(r.verdict == "ERROR" for r in ctx.results)
-    header = ["scenario", "verdict", "events", "recall", "false alarms/h", "delay p50 [s]", "delay p90 [s]",
-              "fuel R²", "fuel MAE [L/h]", "inference p50 [ms]", "inference p99 [ms]", "end-to-end p50 [ms]",
-              "end-to-end p99 [ms]", "speed"]
+    header = ["scenario", "verdict", "failed criteria / error", "events", "recall", "false alarms/h", "delay p50 [s]",
+              "delay p90 [s]", "fuel R²", "fuel MAE [L/h]", "inference p50 [ms]", "inference p99 [ms]",
+              "end-to-end p50 [ms]", "end-to-end p99 [ms]", "speed"]
     return (f'<p class="total {"pass" if passed == len(ctx.results) else "fail"}">{passed} of {len(ctx.results)} '
             f"scenarios passed" + (f"; {errors} ERROR (the run is no verdict on the unit)" if errors else "") +
-            ".</p>" + _table(header, rows, "summary") +
+            ".</p>" + _table(header, rows, "summary", text_columns=(0, 2)) +
             f"<p>{esc(speed_line(ctx.results))}</p>"
             "<p class=\"note\">Recall: detected / injected events. False alarms: alarm episodes outside every "
             "event's detection window, per hour of normal driving. Delay: first alarm − onset, scenario seconds. "
@@ -322,12 +331,15 @@ def render_html(ctx: ReportContext, sections: Sequence[Section] = SECTIONS) -> s
     passed = sum(r.verdict == "PASS" for r in ctx.results)
     rigs = ", ".join(dict.fromkeys(r.rig.name for r in ctx.results))
     title = f"dtg-hil report: {passed} of {len(ctx.results)} scenarios passed on {rigs}"
+    about = (f'<p class="about">dtg-hil {esc(ctx.version)}' + (f", commit <code>{esc(ctx.commit)}</code>"
+                                                                if ctx.commit else "") +
+             f"; rig {esc(rigs)}; generated {esc(ctx.generated)}<br>command: <code>{esc(ctx.command)}</code></p>")
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s, _ in rendered)
     body = "".join(f'<h2 id="{esc(s.id)}">{esc(s.title)}</h2>{content}' for s, content in rendered)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{_STYLE}</style></head>"
-            f"<body><h1>{esc(title)}</h1><nav>{nav}</nav>{body}</body></html>\n")
+            f"<body><h1>{esc(title)}</h1>{about}<nav>{nav}</nav>{body}</body></html>\n")
 
 
 @dataclass(frozen=True)
@@ -337,11 +349,11 @@ class ReportFiles:
 
 
 def write_report(results: Sequence[RunResult], folder: Path, *, manifest: Manifest | None = None,
-                 sections: Sequence[Section] = SECTIONS) -> ReportFiles:
+                 sections: Sequence[Section] = SECTIONS, command: str | None = None) -> ReportFiles:
     """Write `folder/index.html` and `folder/metrics.txt` for the runs; returns their paths.
 
     `manifest` defaults to the first run's rig's models manifest (read without re-hashing the files: the runs
-    opened the models, which checked them).
+    opened the models, which checked them). `command` is the session's command line (default: this process's).
     """
     if not results:
         raise ValueError("write_report: no scenario results to report")
@@ -352,9 +364,10 @@ def write_report(results: Sequence[RunResult], folder: Path, *, manifest: Manife
             manifest = load_manifest(results[0].rig.models, check_files=False)
         except ManifestError:
             manifest = None  # the budgets section says so
-    ctx = ReportContext(results, folder, manifest)
+    ctx = ReportContext(failures_first(results), folder, manifest,
+                        **({"command": command} if command is not None else {}))
     index = folder / "index.html"
     index.write_text(render_html(ctx, sections), encoding="utf-8")
     metrics = folder / "metrics.txt"
-    metrics.write_text(openmetrics_text(results, manifest), encoding="utf-8")
+    metrics.write_text(openmetrics_text(results, manifest, version=ctx.version, commit=ctx.commit), encoding="utf-8")
     return ReportFiles(index, metrics)

@@ -17,6 +17,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest
+
 from harness.core.stats import Percentiles, percentiles
 from harness.inference.models import MODEL_NAMES, Manifest
 from harness.judge.metrics import (
@@ -64,10 +68,23 @@ class ScenarioFigures:
     cpu_s: float = 0.0
     speed_cpu_x: float = math.inf  # scenario seconds per CPU second
     latency_on_host: bool = True  # the inference figures are the simulated app's host thread CPU time
+    failed_criteria: tuple[str, ...] = ()  # the names of the `expect:` criteria the run missed
 
     @property
     def verdict(self) -> str:
         return "ERROR" if self.error is not None else "PASS" if self.passed else "FAIL"
+
+    @property
+    def why(self) -> str:
+        """What made the verdict other than PASS, in a few words: the failed criteria, or the error's cause."""
+        if self.error is not None:
+            return self.error.splitlines()[0]
+        return ", ".join(self.failed_criteria)
+
+
+def failures_first(results: Sequence[RunResult]) -> list[RunResult]:
+    """The runs in their order, those that are no PASS first (every report form lists them so)."""
+    return sorted(results, key=lambda r: r.verdict == "PASS")
 
 
 def scenario_figures(result: RunResult) -> ScenarioFigures:
@@ -87,6 +104,7 @@ def scenario_figures(result: RunResult) -> ScenarioFigures:
         end_to_end_p99_ms=e2e.p99 if e2e else None,
         scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed, error=result.error,
         cpu_s=result.cpu_s, speed_cpu_x=result.cpu_speed, latency_on_host=result.app_on_host,
+        failed_criteria=tuple(c.name for c in result.judgement.criteria if not c.passed),
     )
 
 
@@ -271,9 +289,9 @@ def scenario_table(results: Sequence[RunResult]) -> str:
     width = max([32] + [len(r.scenario.name) + 1 for r in results])  # sweep variants have long names
     header = (f"{'scenario':<{width}}{'verdict':>8}{'events':>7}{'recall':>8}{'FA/h':>7}{'delay p50':>10}"
               f"{'p90 s':>7}{'fuel R2':>8}{'MAE L/h':>8}{'infer p50':>10}{'p99 ms':>8}{'e2e p50':>9}{'p99 ms':>8}"
-              f"{'speed':>8}")
+              f"{'speed':>8}  criteria not met")
     lines = [header, "-" * len(header)]
-    for r in results:
+    for r in failures_first(results):
         f = scenario_figures(r)
         lines.append(
             f"{f.scenario:<{width}}{f.verdict:>8}{f.n_events:>7}"
@@ -281,7 +299,7 @@ def scenario_table(results: Sequence[RunResult]) -> str:
             f"{_f(f.fuel_r2):>8}{_f(f.fuel_mae_lph):>8}"
             f"{_f(f.latency_p50_ms, 3):>10}{_f(f.latency_p99_ms, 3):>8}"
             f"{_f(f.end_to_end_p50_ms, 1):>9}{_f(f.end_to_end_p99_ms, 1):>8}"
-            f"{f.speed_x:>7.0f}x"
+            f"{f.speed_x:>7.0f}x" + (f"  {', '.join(f.failed_criteria)}" if f.failed_criteria else "")
         )
         if f.error is not None:  # the cause and its figures, on one line under the row
             lines.append(f"  ERROR: {f.error.splitlines()[0]}")
@@ -375,49 +393,37 @@ def junit_properties(result: RunResult) -> list[tuple[str, object]]:
 
 # --- OpenMetrics ------------------------------------------------------------------------------------------------
 
-def _label_value(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: dict[str, object]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items()) + "}"
-
-
-def _value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    value = float(f"{value:.9g}")  # nine significant digits: no float noise (437.00000000000006)
-    return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-
-
 class _Exposition:
-    """OpenMetrics text: each family once, its samples together, metadata first."""
+    """OpenMetrics text through prometheus_client: each family once, its samples together, metadata first; families
+    without a sample are left out. Values keep nine significant digits (no float noise such as 437.00000000000006)."""
 
     def __init__(self) -> None:
-        self.families: dict[str, tuple[str, str, str, list[str]]] = {}
+        self.families: dict[str, Metric] = {}
 
     def family(self, name: str, kind: str, help_text: str, unit: str = "") -> None:
-        self.families.setdefault(name, (kind, help_text, unit, []))
+        self.families.setdefault(name, Metric(name, help_text, kind, unit))
 
     def sample(self, family: str, labels: dict[str, object], value: float | None, suffix: str = "") -> None:
         if value is None:
             return
-        self.families[family][3].append(f"{family}{suffix}{_labels(labels)} {_value(float(value))}")
+        value = float(value)
+        self.families[family].add_sample(f"{family}{suffix}", {k: str(v) for k, v in labels.items()},
+                                         float(f"{value:.9g}") if math.isfinite(value) else value)
 
     def text(self) -> str:
-        lines = []
-        for name, (kind, help_text, unit, samples) in self.families.items():
-            if not samples:
-                continue
-            lines += [f"# TYPE {name} {kind}", f"# HELP {name} {help_text}"]
-            if unit:
-                lines.append(f"# UNIT {name} {unit}")
-            lines += samples
-        return "\n".join(lines + ["# EOF"]) + "\n"
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families([m for m in self.families.values() if m.samples]))
+        return generate_latest(registry).decode("utf-8")
+
+
+class _Families:
+    """A prometheus_client collector of ready-made metric families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self.families)
 
 
 def _summary(out: _Exposition, family: str, labels: dict[str, object], quantiles: Iterable[tuple[str, float | None]],
@@ -429,7 +435,8 @@ def _summary(out: _Exposition, family: str, labels: dict[str, object], quantiles
         out.sample(family, labels, count, "_count")
 
 
-def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = None) -> str:
+def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = None, *, version: str = "",
+                     commit: str | None = None) -> str:
     """The session's figures in the OpenMetrics text format (ending in ``# EOF``), for CI dashboards.
 
     Per scenario (label `scenario`): verdict, events, recall (overall as ``anomaly_type="all"`` and per type),
@@ -438,7 +445,7 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
     pooled over the runs, the budgets, and an info sample with the sha256. Unmeasured figures are left out.
     """
     out = _Exposition()
-    out.family("dtg_run", "info", "The rig the session ran on.")
+    out.family("dtg_run", "info", "The rig the session ran on, and the dtg-hil version and commit that ran it.")
     out.family("dtg_scenario", "info", "A scenario run: its file and the file's sha256.")
     out.family("dtg_scenario_passed", "gauge", "1 if the scenario met every expect: criterion, else 0.")
     out.family("dtg_scenario_error", "gauge",
@@ -459,7 +466,8 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
     out.family("dtg_scenario_wall_seconds", "gauge", "Wall time the run took.", "seconds")
     out.family("dtg_scenario_speed_ratio", "gauge", "Scenario seconds per wall second.")
     for rig in dict.fromkeys((r.rig.name, r.rig.profile, r.rig.codec) for r in results):
-        out.sample("dtg_run", {"rig": rig[0], "profile": rig[1], "codec": rig[2]}, 1, "_info")
+        out.sample("dtg_run", {"rig": rig[0], "profile": rig[1], "codec": rig[2], "version": version,
+                               "commit": commit or ""}, 1, "_info")
     for r in results:
         f = scenario_figures(r)
         s = {"scenario": f.scenario}

@@ -39,6 +39,7 @@ from harness.core.datafile import (
     parse_yaml,
     read_limited,
 )
+from harness.inference.models import BUNDLED_MANIFEST
 from harness.wire.dbc import get_profile
 from harness.wire.link import codec_names, get_codec
 from harness.wire.signals import SIGNALS
@@ -50,7 +51,7 @@ STM32_KINDS = ("simulated", "real")
 ANDROID_KINDS = ("simulated", "adb")
 GNSS_KINDS = ("none", "simulated", "nmea")
 POSITION = ("latitude", "longitude", "altitude")
-DEFAULT_MANIFEST = "models/manifest.json"
+DEFAULT_MANIFEST = str(BUNDLED_MANIFEST)  # the bundled models, wherever the package is installed
 #: The simulated rig's default pacing: none. Its parts run on virtual time (`harness.run.scheduler`), as fast as the
 #: CPU allows; a finite `time_scale` (the rig file, `--dtg-time-scale`) only slows it down, for demos, with the same
 #: results.

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,7 +77,7 @@ from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig, time_scale_problem
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
-from harness.run.watch import Watch, run_stepped, run_threaded, signals_interrupt
+from harness.run.watch import RunProgress, Watch, run_stepped, run_threaded, signals_interrupt
 from harness.wire.events import AppStatus, EventCollector
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
@@ -129,7 +129,8 @@ def _local_sensors(trace: Trace):
 def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
                  model_types: tuple[str, ...] = (), *, faults: Sequence[DeviceFault] = (),
                  max_silence_s: float = DEFAULT_MAX_SILENCE_S, app_options: AppOptions | None = None,
-                 cpu_profile: dict | None = None) -> RunResult:
+                 cpu_profile: dict | None = None, progress: Callable[[RunProgress], None] | None = None,
+                 progress_every_s: float = 10.0) -> RunResult:
     """Drive `scenario` through the rig's chain and judge it against its `expect:` section.
 
     The STM32 must be simulated (a real STM32 needs a bench runner this version does not have); the CAN
@@ -150,6 +151,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     were opened are refused before anything starts.
 
     `cpu_profile`, a dict, receives the run's CPU seconds by stage and part (`dtg-hil bench sim` prints them).
+
+    `progress`, when given, is called while the scenario runs, at most every `progress_every_s` of wall time, with
+    how far it has got (`harness.run.watch.RunProgress`: scenario time, speed, events and alarms so far).
 
     `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
     its broken variants (`firmware_sim.phone.app.AppOptions`; the contract suite, `harness.judge.contract`, uses both).
@@ -177,7 +181,8 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     if not (math.isfinite(max_silence_s) and max_silence_s > 0):
         raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
-    watch = Watch(time.monotonic(), started_cpu_s=time.process_time())
+    watch = Watch(time.monotonic(), started_cpu_s=time.process_time(), progress=progress,
+                  progress_every_s=progress_every_s)
     write_started_result(scenario, rig, artifacts, watch)  # the verdict a killed process leaves: ERROR
     try:
         with signals_interrupt():

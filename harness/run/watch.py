@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from firmware_sim.phone.app import AppSim
@@ -95,6 +95,28 @@ def signals_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a running scenario has got, for a progress line (`Watch.tick`)."""
+
+    t_s: float  # scenario time so far
+    duration_s: float  # the scenario's length
+    wall_s: float  # wall time since the run started
+    events: int  # EdgeAI events received so far
+    alarms: int  # of them: anomaly alarms and rule events
+
+    @property
+    def speed(self) -> float:
+        """Scenario seconds per wall second so far."""
+        return self.t_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def line(self, name: str) -> str:
+        """>>> RunProgress(300.0, 1800.0, 2.0, 40, 1).line("udds-leak")
+        'udds-leak: t=300/1800 s (17 %), 150x, 40 events, 1 alarms'
+        """
+        share = 100.0 * self.t_s / self.duration_s if self.duration_s > 0 else 100.0
+        return (f"{name}: t={self.t_s:.0f}/{self.duration_s:.0f} s ({share:.0f} %), {self.speed:.0f}x, "
+                f"{self.events} events, {self.alarms} alarms")
 
 
 @dataclass
@@ -111,6 +133,30 @@ class Watch:
     line: UartLine | None = None
     injector: FaultInjector | None = None
     collector: EventCollector | None = None
+    #: Called with the run's progress at most every `progress_every_s` of wall time (and once per scenario second).
+    progress: Callable[[RunProgress], None] | None = None
+    progress_every_s: float = 10.0
+    _next_progress_wall_s: float = 0.0
+    _last_progress_t_s: int = -1
+
+    def tick(self, t_s: float, duration_s: float) -> None:
+        """Report progress to `progress` when it is due; cheap when it is not (called at every instant)."""
+        if self.progress is None or int(t_s) <= self._last_progress_t_s:
+            return
+        now = time.monotonic()
+        if now < self._next_progress_wall_s:
+            return
+        if not self._next_progress_wall_s:  # the first line comes one period after the start
+            self._next_progress_wall_s = self.started_wall_s + self.progress_every_s
+            if now < self._next_progress_wall_s:
+                return
+        self._next_progress_wall_s = now + self.progress_every_s
+        self._last_progress_t_s = int(t_s)
+        events = alarms = 0
+        if self.collector is not None:
+            events = self.collector.stats().events
+            alarms = sum(e.alarm for e in self.collector.of_kind("anomaly")) + len(self.collector.of_kind("event"))
+        self.progress(RunProgress(min(t_s, duration_s), duration_s, now - self.started_wall_s, events, alarms))
 
     def scenario_s(self, wall_s: float) -> float | None:
         """The scenario time at monotonic wall time `wall_s`; never before the clock's start (the clock and
@@ -168,6 +214,7 @@ def run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone
             next_phone_check_s = time.monotonic() + PHONE_CHECK_PERIOD_S
         if problem is not None:
             raise RunError(problem)
+        watch.tick(clock.now_s(), duration_s)
         if time.monotonic() >= deadline_s:
             raise RunError(f"the STM32 simulator did not finish {duration_s:.0f} s of scenario within "
                            f"{budget_s:.0f} s of wall time (time scale {clock.time_scale:g})")
@@ -240,6 +287,7 @@ def run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, ap
     scheduler = Scheduler(clock, stages, stall_wall_s=STALL_WALL_S, profile=profile is not None)
 
     def check(now_s: float) -> str | None:
+        watch.tick(now_s, duration_s)
         if app is not None and not app.running:
             last = "no EdgeAI line yet" if not watch.collector.stats().events else \
                 f"last EdgeAI line at t={watch.last_line_t_s:.0f} s"

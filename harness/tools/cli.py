@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.inference.models import BUNDLED_MANIFEST
+from harness.rig.rigfile import DEFAULT_STANDIN_TIME_SCALE
 from harness.tools.bench import link as bench_link
 from harness.tools.bench import plant as bench_plant
 from harness.tools.bench import sim as bench_sim
@@ -25,12 +27,16 @@ def _scenario_paths(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        out.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+        out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path])
     return out
 
 
 def _load_all(paths: list[str]) -> tuple[list[Scenario], int]:
     scenarios, bad = [], 0
+    for raw in paths:
+        if Path(raw).is_dir() and not _scenario_paths([raw]):
+            print(f"{raw}: no scenario files (.yaml, .yml) in this folder", file=sys.stderr)
+            bad += 1
     for path in _scenario_paths(paths):
         try:
             scenarios.append(load_scenario(path))
@@ -49,6 +55,63 @@ def cmd_scenario_validate(args: argparse.Namespace) -> int:
         swept = f"; sweep of {len(s.variants())} variants" if s.sweep is not None else ""
         print(f"ok  {s.path}  {s.name}: {route}, {s.vehicle}, {s.profile().duration_s / 60:.1f} min; {kinds}{swept}")
     print(f"{len(scenarios)} valid, {bad} invalid")
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def cmd_scenario_new(args: argparse.Namespace) -> int:
+    from harness.tools.template import TemplateError, new_scenario
+
+    out = Path(args.out) if args.out else Path(f"{args.name}.yaml")
+    if out.exists():
+        print(f"{out}: exists; pass --out FILE to write elsewhere", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        text = new_scenario(args.name, args.anomaly or [], base_dir=out.parent)
+    except TemplateError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}; check it with: dtg-hil scenario validate {out}; run it with: pytest -m sim {out}")
+    return EXIT_OK
+
+
+def _print_schema(schema: dict) -> int:
+    import json
+
+    print(json.dumps(schema, indent=2))
+    return EXIT_OK
+
+
+def cmd_scenario_schema(args: argparse.Namespace) -> int:
+    from harness.world.scenario_schema import scenario_schema
+
+    return _print_schema(scenario_schema())
+
+
+def cmd_rig_schema(args: argparse.Namespace) -> int:
+    from harness.rig.rig_schema import rig_schema
+
+    return _print_schema(rig_schema())
+
+
+def cmd_rig_validate(args: argparse.Namespace) -> int:
+    from harness.rig.rigfile import RigError, load_rig
+
+    good = bad = 0
+    for path in args.paths:
+        try:
+            rig = load_rig(path)
+        except RigError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+            continue
+        good += 1
+        kind = "simulated" if rig.simulated else "real hardware" + (f" (stand-ins: {', '.join(rig.standins)})"
+                                                                   if rig.standins else "")
+        print(f"ok  {path}  {rig.name}: {rig.profile}, CAN {rig.can.get('interface', 'from python-can config')}, "
+              f"STM32 {rig.stm32_kind} ({rig.codec}), Android {rig.android_kind}, GNSS {rig.gnss_kind}; {kind}; "
+              f"time scale {rig.time_scale:g}")
+    print(f"{good} valid, {bad} invalid")
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
@@ -116,23 +179,6 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_rig_validate(args: argparse.Namespace) -> int:
-    from harness.rig.rigfile import RigError, load_rig
-
-    bad = 0
-    for path in args.paths:
-        try:
-            rig = load_rig(path)
-        except RigError as exc:
-            print(exc, file=sys.stderr)
-            bad += 1
-            continue
-        pace = "virtual time" if rig.on_virtual_time else f"paced at {rig.wall_clock_scale:g}x the wall clock"
-        print(f"ok  {path}  {rig.name}: {rig.profile}, STM32 {rig.stm32_kind}, Android {rig.android_kind}, {pace}")
-    print(f"{len(args.paths) - bad} valid, {bad} invalid")
-    return EXIT_BAD_INPUT if bad else EXIT_OK
-
-
 def cmd_record(args: argparse.Namespace) -> int:
     import os
 
@@ -184,26 +230,41 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.core.version import dtg_hil_version
+    from harness.world.anomalies import ANOMALY_TYPES
+
     parser = argparse.ArgumentParser(prog="dtg-hil", description="Hardware-in-the-loop harness for a DTG edge-AI unit.")
+    parser.add_argument("--version", action="version", version=f"dtg-hil {dtg_hil_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    scenario = commands.add_parser("scenario", help="validate and render scenario files")
+    rig = commands.add_parser("rig", help="check rig files; the rig file format's JSON Schema")
+    rig_cmds = rig.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rig_validate = rig_cmds.add_parser("validate", help="check rig files; exit 2 if any is invalid")
+    rig_validate.add_argument("paths", nargs="+", metavar="FILE", help="rig files (YAML)")
+    rig_validate.set_defaults(func=cmd_rig_validate)
+    rig_cmds.add_parser("schema", help="print the rig file format as a JSON Schema (draft 2020-12)") \
+        .set_defaults(func=cmd_rig_schema)
+
+    scenario = commands.add_parser("scenario", help="write, validate and render scenario files")
     scenario_cmds = scenario.add_subparsers(dest="action", required=True, metavar="ACTION")
     validate = scenario_cmds.add_parser("validate", help="check scenario files; exit 2 if any is invalid")
-    validate.add_argument("paths", nargs="+", metavar="PATH", help="scenario YAML files or folders of them")
+    validate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files (.yaml, .yml) or folders of them")
     validate.set_defaults(func=cmd_scenario_validate)
+    new = scenario_cmds.add_parser("new", help="write a commented, valid scenario to NAME.yaml")
+    new.add_argument("name", metavar="NAME", help="the scenario's name (letters, digits, - and _)")
+    new.add_argument("--anomaly", action="append", metavar="TYPE[:SIGNAL]",
+                     help=f"an anomaly to inject; repeat for several (types: {', '.join(ANOMALY_TYPES)}; a sensor "
+                          "fault takes a signal, default coolant_temp); default: none, a clean drive")
+    new.add_argument("--out", metavar="FILE", help="file to write (default: NAME.yaml; never overwritten)")
+    new.set_defaults(func=cmd_scenario_new)
+    scenario_cmds.add_parser("schema", help="print the scenario format as a JSON Schema (draft 2020-12)") \
+        .set_defaults(func=cmd_scenario_schema)
     render = scenario_cmds.add_parser("render", help="plot the ten signals with anomaly windows shaded")
     render.add_argument("paths", nargs="+", metavar="PATH", help="scenario YAML files or folders of them")
     where = render.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="FILE.png", help="output PNG (one scenario)")
     where.add_argument("--out-dir", metavar="DIR", help="folder for one PNG per scenario, named after the file")
     render.set_defaults(func=cmd_scenario_render)
-
-    rig = commands.add_parser("rig", help="validate rig files")
-    rig_cmds = rig.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rig_validate = rig_cmds.add_parser("validate", help="check rig files; exit 2 if any is invalid")
-    rig_validate.add_argument("paths", nargs="+", metavar="PATH", help="rig YAML files")
-    rig_validate.set_defaults(func=cmd_rig_validate)
 
     record = commands.add_parser("record", help="write what a rig's CAN bus carries to a BLF or ASC log (on the "
                                                "simulated rig: a scenario driven through the rest-bus)")
@@ -214,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--duration-s", type=float, default=None, metavar="S",
                         help="seconds to record; default: the whole scenario (required on a real bus)")
     record.add_argument("--time-scale", type=float, default=None, metavar="X",
-                        help="scenario seconds per wall second on a simulated bus; default: the rig's (built-in: 100)")
+                        help="scenario seconds per wall second on a simulated bus; default: the rig's time_scale, "
+                             f"or {DEFAULT_STANDIN_TIME_SCALE:g} on a rig that is unpaced (the built-in one)")
     record.set_defaults(func=cmd_record)
 
     vehicle = commands.add_parser("vehicle", help="vehicle plant figures")
@@ -252,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_link.add_link_arguments(link)
     link.set_defaults(func=bench_link.cmd_bench_link)
     model_bench = bench_cmds.add_parser("models", help="p50/p99 latency and size of each model, beside the reference's")
-    model_bench.add_argument("--manifest", default="models/manifest.json",
-                             help="models manifest (default: models/manifest.json)")
+    model_bench.add_argument("--manifest", default=str(BUNDLED_MANIFEST),
+                             help="models manifest (default: the bundled models, models/manifest.json of the "
+                                  "checkout dtg-hil is installed from)")
     model_bench.add_argument("--runs", type=int, default=2000,
                              help="timed runs per model after warm-up (default: 2000)")
     model_bench.set_defaults(func=cmd_bench_models)

@@ -65,6 +65,14 @@ MAX_STANDARD_ID = 0x7FF
 #: chain's one Python interpreter can move.
 MAX_RATE_HZ = 1000.0
 MAX_DELAY_MS = 10_000.0
+#: The ranges of the numeric fields, as `Checker.number` takes them: the validator reads them, and so does the
+#: scenario format's JSON Schema (`harness.world.scenario_schema`).
+BUS_FAULT_NUMBERS: dict[str, dict[str, Any]] = {
+    "at_s": {"lo": 0.0}, "duration_s": {"lo": 0.0, "lo_open": True},
+    "probability": {"lo": 0.0, "hi": 1.0, "lo_open": True}, "burst_frames": {"lo": 1, "integer": True},
+    "every_s": {"lo": 0.0, "lo_open": True}, "rate_hz": {"lo": 0.0, "hi": MAX_RATE_HZ, "lo_open": True},
+    "delay_ms": {"lo": 0.0, "hi": MAX_DELAY_MS}, "jitter_ms": {"lo": 0.0, "hi": MAX_DELAY_MS},
+}
 #: The signals a fault may silence: the ten plant signals a profile carries on the bus.
 SILENCEABLE_SIGNALS = ("vehicle_speed", "engine_rpm", "throttle_position", "brake_pressure", "coolant_temp",
                        "fuel_level", "acceleration_x", "latitude", "longitude", "altitude")
@@ -157,8 +165,8 @@ def read_bus_faults(c: Checker, data: Any, duration_s: float | None) -> list[Bus
             else None
         allowed = COMMON_KEYS + TYPE_KEYS.get(kind, tuple(k for k in ALL_KEYS if k not in COMMON_KEYS))
         item = c.mapping(raw, path, allowed, required=("type", "at_s", "duration_s"))
-        at_s = c.number(item, "at_s", path, None, lo=0.0)
-        duration = c.number(item, "duration_s", path, None, lo=0.0, lo_open=True)
+        at_s = c.number(item, "at_s", path, None, **BUS_FAULT_NUMBERS["at_s"])
+        duration = c.number(item, "duration_s", path, None, **BUS_FAULT_NUMBERS["duration_s"])
         fields: dict[str, Any] = {}
         if kind == "frame_loss":
             fields["ids"] = _read_ids(c, item, "ids", path)
@@ -167,13 +175,14 @@ def read_bus_faults(c: Checker, data: Any, duration_s: float | None) -> list[Bus
                 c.report(path, "frame_loss needs either 'probability' (random loss) or 'burst_frames' and 'every_s' "
                                "(bursts)")
             elif has_p:
-                fields["probability"] = c.number(item, "probability", path, 0.0, lo=0.0, hi=1.0, lo_open=True)
+                fields["probability"] = c.number(item, "probability", path, 0.0, **BUS_FAULT_NUMBERS["probability"])
             else:
                 for key in ("burst_frames", "every_s"):
                     if key not in item:
                         c.report(f"{path}.{key}", "is required with bursts")
-                fields["burst_frames"] = int(c.number(item, "burst_frames", path, 0, lo=1, integer=True) or 0)
-                fields["every_s"] = c.number(item, "every_s", path, 0.0, lo=0.0, lo_open=True) or 0.0
+                fields["burst_frames"] = int(c.number(item, "burst_frames", path, 0,
+                                                      **BUS_FAULT_NUMBERS["burst_frames"]) or 0)
+                fields["every_s"] = c.number(item, "every_s", path, 0.0, **BUS_FAULT_NUMBERS["every_s"]) or 0.0
         elif kind == "id_silent":
             if ("ids" in item) == ("signal" in item):
                 c.report(path, "id_silent needs either 'ids' (CAN IDs) or 'signal' (one of: "
@@ -190,17 +199,17 @@ def read_bus_faults(c: Checker, data: Any, duration_s: float | None) -> list[Bus
             fields["data"] = _read_data(c, item, path)
             if "rate_hz" not in item:
                 c.report(f"{path}.rate_hz", "is required")
-            fields["rate_hz"] = c.number(item, "rate_hz", path, 0.0, lo=0.0, hi=MAX_RATE_HZ, lo_open=True) or 0.0
+            fields["rate_hz"] = c.number(item, "rate_hz", path, 0.0, **BUS_FAULT_NUMBERS["rate_hz"]) or 0.0
         elif kind == "delay":
             fields["ids"] = _read_ids(c, item, "ids", path)
             if "delay_ms" not in item:
                 c.report(f"{path}.delay_ms", "is required")
-            fields["delay_ms"] = c.number(item, "delay_ms", path, 0.0, lo=0.0, hi=MAX_DELAY_MS) or 0.0
-            fields["jitter_ms"] = c.number(item, "jitter_ms", path, 0.0, lo=0.0, hi=MAX_DELAY_MS) or 0.0
+            fields["delay_ms"] = c.number(item, "delay_ms", path, 0.0, **BUS_FAULT_NUMBERS["delay_ms"]) or 0.0
+            fields["jitter_ms"] = c.number(item, "jitter_ms", path, 0.0, **BUS_FAULT_NUMBERS["jitter_ms"]) or 0.0
         elif kind == "error_frames":
             if "rate_hz" not in item:
                 c.report(f"{path}.rate_hz", "is required")
-            fields["rate_hz"] = c.number(item, "rate_hz", path, 0.0, lo=0.0, hi=MAX_RATE_HZ, lo_open=True) or 0.0
+            fields["rate_hz"] = c.number(item, "rate_hz", path, 0.0, **BUS_FAULT_NUMBERS["rate_hz"]) or 0.0
         if kind is None or at_s is None or duration is None:
             continue
         fault = BusFault(kind, float(at_s), float(duration), **fields)

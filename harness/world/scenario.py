@@ -175,6 +175,24 @@ GENERATED_KEYS = ("duration_s", "mix", "styles", "seed")
 START_KEYS = ("latitude", "longitude", "altitude_m", "heading_deg")
 CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
 ANOMALY_KEYS = ("type", "at_s", "onset_s", "sustain_s", "recovery_s", "severity", "signal")
+# The ranges of numeric fields, as `Checker.number` takes them: the validator reads them, and so does the JSON
+# Schema of the format (`harness.world.scenario_schema`).
+ANOMALY_NUMBERS: dict[str, dict[str, Any]] = {
+    "at_s": {"lo": 0.0}, "onset_s": {"lo": 0.0}, "sustain_s": {"lo": 0.0, "lo_open": True},
+    "recovery_s": {"lo": 0.0}, "severity": {"lo": 0.0, "hi": 1.0, "lo_open": True},
+}
+CONDITION_NUMBERS: dict[str, dict[str, Any]] = {
+    "ambient_c": {"lo": -40.0, "hi": 50.0}, "start_fuel_pct": {"lo": 0.0, "hi": 100.0, "lo_open": True},
+    "start_coolant_c": {"lo": -40.0, "hi": 110.0},
+}
+START_NUMBERS: dict[str, dict[str, Any]] = {
+    "latitude": {"lo": -80, "hi": 80}, "longitude": {"lo": -180, "hi": 180}, "altitude_m": {"lo": -400, "hi": 4500},
+    "heading_deg": {"lo": 0, "hi": 360},
+}
+GENERATED_NUMBERS: dict[str, dict[str, Any]] = {
+    "duration_s": {"lo": 120, "hi": MAX_ROUTE_S}, "seed": {"lo": 0, "integer": True},
+}
+HILLINESS = {"lo": 0.0, "hi": 3.0}
 
 
 def _read_weights(c: Checker, gen: dict, key: str, choices: tuple[str, ...]) -> dict[str, float] | None:
@@ -212,8 +230,8 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
         if "repeat" in route:
             c.report("route.repeat", "only applies to 'cycle' routes")
         gen = c.mapping(route["generated"], "route.generated", GENERATED_KEYS, required=("duration_s",))
-        duration = c.number(gen, "duration_s", "route.generated", None, lo=120, hi=MAX_ROUTE_S)
-        gen_seed = c.number(gen, "seed", "route.generated", None, lo=0, integer=True)
+        duration = c.number(gen, "duration_s", "route.generated", None, **GENERATED_NUMBERS["duration_s"])
+        gen_seed = c.number(gen, "seed", "route.generated", None, **GENERATED_NUMBERS["seed"])
         mix = _read_weights(c, gen, "mix", tuple(SEGMENT_KINDS))
         styles = _read_weights(c, gen, "styles", STYLES)
         spec = RouteSpec(generated_duration_s=duration, generated_mix=mix, generated_seed=None if gen_seed is None
@@ -221,13 +239,9 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
     start = {}
     if "start" in route:
         raw = c.mapping(route["start"], "route.start", START_KEYS)
-        start = {
-            "latitude": c.number(raw, "latitude", "route.start", RouteStart.latitude, lo=-80, hi=80),
-            "longitude": c.number(raw, "longitude", "route.start", RouteStart.longitude, lo=-180, hi=180),
-            "altitude_m": c.number(raw, "altitude_m", "route.start", RouteStart.altitude_m, lo=-400, hi=4500),
-            "heading_deg": c.number(raw, "heading_deg", "route.start", RouteStart.heading_deg, lo=0, hi=360),
-        }
-    hilliness = c.number(route, "hilliness", "route", PlantConditions.hilliness, lo=0.0, hi=3.0)
+        start = {key: c.number(raw, key, "route.start", getattr(RouteStart, key), **limits)
+                 for key, limits in START_NUMBERS.items()}
+    hilliness = c.number(route, "hilliness", "route", PlantConditions.hilliness, **HILLINESS)
     profile = recorded
     if spec.cycle is not None:
         try:
@@ -283,11 +297,9 @@ def _read_anomalies(c: Checker, data: Any, duration_s: float | None) -> list[Ano
         path = f"anomalies[{i}]"
         item = c.mapping(raw, path, ANOMALY_KEYS, required=("type", "at_s"))
         kind = c.choice(item, "type", path, ANOMALY_TYPES, None, "anomaly type")
-        at_s = c.number(item, "at_s", path, None, lo=0.0)
-        onset = c.number(item, "onset_s", path, 0.0, lo=0.0)
-        sustain = c.number(item, "sustain_s", path, 60.0, lo=0.0, lo_open=True)
-        recovery = c.number(item, "recovery_s", path, 0.0, lo=0.0)
-        severity = c.number(item, "severity", path, 0.7, lo=0.0, hi=1.0, lo_open=True)
+        at_s, onset, sustain, recovery, severity = (
+            c.number(item, key, path, default, **ANOMALY_NUMBERS[key]) for key, default in
+            (("at_s", None), ("onset_s", 0.0), ("sustain_s", 60.0), ("recovery_s", 0.0), ("severity", 0.7)))
         signal = None
         if kind in SENSOR_FAULT_TYPES:
             if "signal" not in item:
@@ -350,9 +362,10 @@ def parse_scenario(data: Any, lines: dict[str, int], file: str, base_dir: Path |
                                         else (RouteSpec(), {}, 0.3, None))
     cond_raw = c.mapping(top.get("conditions", {}), "conditions", CONDITION_KEYS)
     conditions = PlantConditions(
-        ambient_c=c.number(cond_raw, "ambient_c", "conditions", 20.0, lo=-40.0, hi=50.0),
-        start_fuel_pct=c.number(cond_raw, "start_fuel_pct", "conditions", 75.0, lo=0.0, hi=100.0, lo_open=True),
-        start_coolant_c=c.number(cond_raw, "start_coolant_c", "conditions", None, lo=-40.0, hi=110.0),
+        ambient_c=c.number(cond_raw, "ambient_c", "conditions", 20.0, **CONDITION_NUMBERS["ambient_c"]),
+        start_fuel_pct=c.number(cond_raw, "start_fuel_pct", "conditions", 75.0, **CONDITION_NUMBERS["start_fuel_pct"]),
+        start_coolant_c=c.number(cond_raw, "start_coolant_c", "conditions", None,
+                                 **CONDITION_NUMBERS["start_coolant_c"]),
         route_start=RouteStart(**start) if start else RouteStart(),
         hilliness=hilliness,
     )

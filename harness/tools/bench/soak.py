@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.inference.features import WINDOW_S
+from harness.inference.models import BUNDLED_MANIFEST
 from harness.tools.bench.memory import MemorySample, MemorySampler, Progress
 from harness.tools.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
@@ -190,7 +191,7 @@ def bench_soak(
     hours: float = 4.0,
     time_scale: float = 100.0,
     *,
-    manifest: str | Path = "models/manifest.json",
+    manifest: str | Path = BUNDLED_MANIFEST,
     out: str | Path | None = None,
     seed: int = 0,
     tracing: bool = False,
@@ -259,8 +260,9 @@ def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-scale", type=float, default=SOAK_TIME_SCALE,
                         help=f"scenario seconds per wall second requested (default: {SOAK_TIME_SCALE:g})")
     parser.add_argument("--seed", type=int, default=0, help="route seed (default: 0)")
-    parser.add_argument("--manifest", default="models/manifest.json",
-                        help="models manifest (default: models/manifest.json)")
+    parser.add_argument("--manifest", default=str(BUNDLED_MANIFEST),
+                        help="models manifest (default: the bundled models, models/manifest.json of the checkout "
+                             "dtg-hil is installed from)")
     parser.add_argument("--out", metavar="DIR", help="folder for the run's artifacts (default: reports/<time>/soak)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace Python's allocations (exact Python heap figures; slows the run)")

@@ -1,0 +1,55 @@
+"""The JSON Schema (draft 2020-12) of the rig file format, for editors (`dtg-hil rig schema`, docs/rig.md).
+
+Built from the definitions the validator (`harness.rig.rigfile`) reads: its key lists and choices. What a schema
+cannot say is left to the validator, which stays the authority: that a codec can carry the profile's CAN IDs,
+that the bitrate matches the profile, that a real STM32 runs at 1x.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.core.datafile import JSON_SCHEMA_DIALECT, number_schema, object_schema
+from harness.rig.rigfile import (
+    ANDROID_KEYS,
+    ANDROID_KINDS,
+    GNSS_KEYS,
+    GNSS_KINDS,
+    PROFILES,
+    STM32_KEYS,
+    STM32_KINDS,
+    TOP_KEYS,
+)
+from harness.wire.link import codec_names
+
+SCHEMA_ID = "https://dtg-hil.invalid/schemas/rig.json"
+
+
+def _pick(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: spec[key] for key in keys}  # a key the validator allows and the schema lacks: KeyError
+
+
+def rig_schema() -> dict[str, Any]:
+    """The rig file format as a JSON Schema (draft 2020-12)."""
+    text = {"type": "string"}
+    stm32 = object_schema(_pick({"kind": {"enum": list(STM32_KINDS)}, "codec": {"enum": list(codec_names())},
+                                 "uart_tap": text, "baudrate": number_schema(lo=1, integer=True)}, STM32_KEYS))
+    android = object_schema(_pick({"kind": {"enum": list(ANDROID_KINDS)}, "serial": text, "apk": text,
+                                   "package": text}, ANDROID_KEYS),
+                            **{"if": {"properties": {"kind": {"const": "adb"}}, "required": ["kind"]},
+                               "then": {"required": ["package"]}})
+    gnss = object_schema(_pick({"kind": {"enum": list(GNSS_KINDS)}, "port": text,
+                                "baudrate": number_schema(lo=1, integer=True)}, GNSS_KEYS),
+                         **{"if": {"properties": {"kind": {"const": "nmea"}}, "required": ["kind"]},
+                            "then": {"required": ["port"]}})
+    top = object_schema(_pick({
+        "name": text, "profile": {"enum": list(PROFILES)},
+        "can": {"type": "object", "description": "python-can settings (interface, channel, bitrate, ...); what is "
+                                                 "left out comes from python-can's own configuration",
+                "properties": {"interface": text, "bitrate": {"type": "integer", "minimum": 1}}},
+        "stm32": stm32, "android": android, "gnss": gnss,
+        "models": {"type": "string", "description": "models manifest, relative to the rig file"},
+        "time_scale": number_schema(lo=0.0, lo_open=True),
+        "rig_loss_max_pct": number_schema(lo=0.0, hi=100.0),
+    }, TOP_KEYS))
+    return {"$schema": JSON_SCHEMA_DIALECT, "$id": SCHEMA_ID, "title": "dtg-hil rig file",
+            "description": "A rig for dtg-hil (docs/rig.md)", **top}
