@@ -56,9 +56,11 @@ def slow_last_windows(monkeypatch):
     return pauses
 
 
-# A simulated rig with the GNSS feed's stand-in runs each part in its own thread, paced by the wall clock.
+# A simulated rig with the GNSS feed's stand-in runs each part in its own thread, paced by the wall clock. What is
+# judged here is the unit's loss at the end of the run; the rig's own lag on a busy machine (a few OBD-II answers
+# late) is tolerated, as tests/test_rig_lag.py judges that.
 PACED_RIG = dataclasses.replace(BUILTIN_SIM_RIG, name="paced-sim", gnss_kind="nmea", gnss_port=SIMULATED,
-                                time_scale=60.0)
+                                time_scale=20.0, rig_loss_max_pct=5.0)
 
 
 @pytest.mark.sim
