@@ -1,9 +1,22 @@
 """The harness's own view of the windows the app scored, rebuilt from the UART tap's bytes, and a scenario run
 with what the checks need (`ContractRun`).
 
-The windows are rebuilt by the rule every app follows (docs/events.md), with the same `SampleAssembler` and
-`WindowBuffer` the app simulator runs; the parity checks pair each result the app logged with the window of the
-same last-sample time (`pair_with_reference`). Running a scenario to get these inputs is `harness.run.contract`.
+The windows are rebuilt from the documented contract alone (docs/contract.md, "How the harness rebuilds the
+app's windows"; docs/events.md; docs/link.md), by code written apart from the app simulator: nothing here is
+imported from `firmware_sim`, so a defect in the app's own sample assembly or windowing cannot hide in the
+reference that judges it. The rule:
+
+- samples: with dtg-link-v2 the firmware's sample records, at their `t_ms`; with raw-can-v1 one sample per OBD-II
+  poll cycle, numbered 0, 1, 2 ... (a cycle starts with the request on 0x7DF for the first PID, 0x0D; a sample
+  holds the positive answers on 0x7E8 of its own cycle, decoded by the J1979 formulas of docs/link.md, and NaN
+  for what was not answered; the last cycle, never closed by a next request, is no sample);
+- values are float32 (the models' input type); a second without a sample is a row of NaN;
+- a window ends at every sample from the one `WINDOW_S` - 1 seconds after the first on (stride 1 s); the anomaly
+  model's input is the `CONTEXT_S` seconds that end there (NaN before the first sample), the fuel and behaviour
+  window its last `WINDOW_S` rows.
+
+The parity checks pair each result the app logged with the window of the same last-sample time
+(`pair_with_reference`). Running a scenario to get these inputs is `harness.run.contract`.
 """
 from __future__ import annotations
 
@@ -13,17 +26,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from firmware_sim.phone.app import SampleAssembler, WindowBuffer
 from harness.inference.features import CONTEXT_S, WINDOW_S
 from harness.wire.events import Event
-from harness.wire.link import get_codec
+from harness.wire.link import CanFrame, SampleRecord, get_codec
+from harness.wire.signals import SIGNALS
 
 if TYPE_CHECKING:
     from harness.judge.result import RunResult
 
 __all__ = [
     "DIAGNOSIS_WINDOWS", "MAX_UNMATCHED_FRACTION", "ContractRun", "ReferenceWindows", "pair_with_reference",
-    "reference_windows", "swap",
+    "reference_windows", "sample_count", "swap",
 ]
 
 #: Windows the app scored that the harness cannot find in its rebuild, beyond which parity is not judged.
@@ -51,21 +64,73 @@ class ReferenceWindows:
         return len(self.contexts)
 
 
+#: OBD-II service 01 (J1979): the request and answer IDs, the PID that opens a poll cycle, and each PID's signal
+#: and formula on the answer's data bytes A, B (docs/link.md; DESIGN.md "Interfaces and contracts").
+OBD_REQUEST_ID, OBD_ANSWER_ID, FIRST_PID = 0x7DF, 0x7E8, 0x0D
+OBD_FORMULAS: dict[int, tuple[str, object]] = {
+    0x0D: ("vehicle_speed", lambda a, b: float(a)),
+    0x0C: ("engine_rpm", lambda a, b: (256 * a + b) / 4.0),
+    0x11: ("throttle_position", lambda a, b: 100.0 * a / 255.0),
+    0x05: ("coolant_temp", lambda a, b: a - 40.0),
+    0x2F: ("fuel_level", lambda a, b: 100.0 * a / 255.0),
+}
+_COLUMN = {name: i for i, name in enumerate(SIGNALS)}
+
+
+def _obd_samples(records: list) -> dict[int, tuple[int, np.ndarray]]:
+    """raw-can-v1: second (the poll cycle's number) -> (its time in ms, its sample), from the OBD-II requests and
+    answers."""
+    samples: dict[int, tuple[int, np.ndarray]] = {}
+    cycle, row = -1, None
+    for record in records:
+        if not isinstance(record, CanFrame) or record.is_extended:
+            continue
+        data = record.data
+        if record.can_id == OBD_REQUEST_ID and len(data) >= 3 and data[2] == FIRST_PID:
+            if row is not None:
+                samples[cycle] = (cycle * 1000, row)
+            cycle += 1
+            row = np.full(len(SIGNALS), np.nan)
+        elif (row is not None and record.can_id == OBD_ANSWER_ID and len(data) >= 4 and data[1] == 0x41
+              and data[2] in OBD_FORMULAS and data[0] >= 2 + (2 if data[2] == 0x0C else 1)):
+            name, formula = OBD_FORMULAS[data[2]]
+            row[_COLUMN[name]] = formula(data[3], data[4] if len(data) > 4 else 0)
+    return samples
+
+
+def _link_samples(records: list) -> dict[int, tuple[int, np.ndarray]]:
+    """dtg-link-v2: second (the record's `t_ms`, rounded) -> (`t_ms`, the firmware's sample); a later record of the
+    same second replaces an earlier one."""
+    return {int(round(r.t_ms / 1000.0)): (r.t_ms, np.array([np.nan if v is None else v for v in r.values], dtype=float))
+            for r in records if isinstance(r, SampleRecord)}
+
+
 def reference_windows(uart: bytes, codec: str, profile: str) -> ReferenceWindows:
-    """Rebuild the app's inputs from the UART's bytes: decode with the declared codec, rebuild 1 Hz samples and
-    slide the windows with stride 1 s, by the rule every app follows (docs/events.md; `firmware_sim.phone.app` holds
-    its implementation, `SampleAssembler` and `WindowBuffer`, which the app simulator runs as well)."""
+    """Rebuild the app's inputs from the UART's bytes by the documented rule (the module docstring): decode with the
+    declared codec, rebuild the 1 Hz samples, and cut a window at every sample from the `WINDOW_S`-th second on."""
     decoder = get_codec(codec).decoder()
     records = [item.record for item in decoder.feed(uart)] + [item.record for item in decoder.finish()]
-    assembler = SampleAssembler(codec, profile)
-    buffer = WindowBuffer(WINDOW_S, 1, CONTEXT_S)
-    contexts = {}
-    for record in records:
-        for t_s, row in assembler.feed(record):
-            context = buffer.add(t_s, row)
-            if context is not None:
-                contexts[int(round(t_s * 1000))] = context
-    return ReferenceWindows(contexts, f"the UART tap's bytes decoded as {codec}")
+    samples = _obd_samples(records) if codec == "raw-can-v1" else _link_samples(records)
+    contexts: dict[int, np.ndarray] = {}
+    if samples:
+        first, last = min(samples), max(samples)
+        # Every second from CONTEXT_S before the first sample to the last, NaN where no sample came.
+        series = np.full((last - first + CONTEXT_S, len(SIGNALS)), np.nan, dtype=np.float32)
+        for second, (_, row) in samples.items():
+            series[second - first + CONTEXT_S - 1] = row
+        for second, (t_ms, _) in samples.items():
+            if second - first + 1 >= WINDOW_S:
+                end = second - first + CONTEXT_S  # exclusive: the row of `second` is end - 1
+                contexts[t_ms] = series[end - CONTEXT_S:end].copy()
+    return ReferenceWindows(contexts, f"the UART tap's bytes decoded as {codec}, samples and windows rebuilt by "
+                                      f"the documented rule")
+
+
+def sample_count(uart: bytes, codec: str) -> int:
+    """How many 1 Hz samples the tap's bytes carry, by the same rule (the app's `samples_received` should agree)."""
+    decoder = get_codec(codec).decoder()
+    records = [item.record for item in decoder.feed(uart)] + [item.record for item in decoder.finish()]
+    return len(_obd_samples(records) if codec == "raw-can-v1" else _link_samples(records))
 
 
 @dataclass
