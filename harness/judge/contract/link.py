@@ -36,7 +36,8 @@ def _crc_candidates(uart: bytes, codec: str) -> list[tuple[bytes, int, int]]:
 
 
 def _expected_crc(codec: str) -> str:
-    return "crc16-modbus" if codec == "raw-can-v1" else "crc32-iso-hdlc"
+    """The key in CRC_VARIANTS of the CRC `codec` carries."""
+    return get_codec(codec).crc_variant
 
 
 def _name_crc(uart: bytes, codec: str) -> str:

@@ -151,6 +151,7 @@ class DtgLinkV2Decoder(StreamDecoder):
     """
 
     name = V2_NAME
+    crc_variant = "crc32-iso-hdlc"  # the key of its CRC in CRC_VARIANTS
     _sof = _V2_SOF[0]
 
     def __init__(self, first_seq: int | None = None) -> None:

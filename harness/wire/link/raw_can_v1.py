@@ -44,6 +44,7 @@ class RawCanV1Decoder(StreamDecoder):
     """Streaming raw-can-v1 decoder. A frame is accepted only when 0xAA, the end 0x55 AND the CRC agree."""
 
     name = V1_NAME
+    crc_variant = "crc16-modbus"  # the key of its CRC in CRC_VARIANTS
     _sof = _V1_SOF
 
     def _examine(self, buf: bytearray, pos: int, end: int) -> tuple[int, Received | None] | None:
