@@ -121,7 +121,7 @@ def test_link_passes_a_conforming_firmware_and_app():
     assert verdict.passed, verdict.message
 
 
-def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: float = 1.0,
+def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: float = 1.0, fuel_wobble: float = 0.0,
                    speed_offset_kmh: float = 0.0) -> ContractRun:
     """A run whose 'app' scored every window of a synthetic drive with the models themselves (then altered)."""
     rng = np.random.default_rng(5)
@@ -143,7 +143,7 @@ def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: floa
         features = behaviour_features(window)
         label, probabilities = models.behaviour(features)
         anomaly = models.anomaly(context)
-        events += [FuelResult(t_s, 0.1, ref["fuel"], models.fuel(window) * fuel_scale),
+        events += [FuelResult(t_s, 0.1, ref["fuel"], models.fuel(window) * fuel_scale * (1 + fuel_wobble * np.sin(t_s))),
                    AnomalyResult(t_s, 0.1, ref["anomaly"], anomaly.score, models.threshold, anomaly.alarm),
                    FeatureDebug(t_s, 0.1, t_s - 59, tuple(float(f) for f in features), 60),
                    BehaviourResult(t_s, 0.1, ref["behaviour"], label, ("normal", "eco", "aggressive")[label],
@@ -164,8 +164,13 @@ def test_model_parity_names_a_stale_model_file(models):
 
 
 def test_model_parity_names_a_drifted_copy_of_the_model(models):
-    verdict = check_model_parity(_synthetic_run(models, fuel_scale=1.02), models)
+    verdict = check_model_parity(_synthetic_run(models, fuel_wobble=0.02), models)
     assert verdict.failed and verdict.cause == "drift" and "float16/int8" in verdict.message
+
+
+def test_model_parity_names_a_scale_factor_by_its_size(models):
+    verdict = check_model_parity(_synthetic_run(models, fuel_scale=1.02), models)
+    assert verdict.failed and verdict.cause == "scale-factor" and "scaled by 1.02" in verdict.message
 
 
 def test_liveness_passes_outputs_that_follow_the_input(models):

@@ -18,7 +18,17 @@ from harness.judge.contract.reference import (
     pair_with_reference,
     swap,
 )
-from harness.judge.contract.verdict import FAIL, INCONCLUSIVE, PASS, Tolerance, Verdict, blocked_by_link, events_of, fmt
+from harness.judge.contract.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Tolerance,
+    Verdict,
+    blocked_by_link,
+    blocked_by_tap,
+    events_of,
+    fmt,
+)
 from harness.wire.events import FeatureDebug
 
 __all__ = ["FEATURE_TOLERANCE", "check_feature_parity"]
@@ -30,7 +40,7 @@ FEATURE_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-4, unit="feature units")
 def check_feature_parity(run: ContractRun, tolerance: Tolerance = FEATURE_TOLERANCE) -> Verdict:
     """The 18 features the app logged, against the harness's extractor on the harness's window."""
     check = "feature-parity"
-    blocked = blocked_by_link(check, run.events)
+    blocked = blocked_by_link(check, run.events) or blocked_by_tap(check, run)
     if blocked:
         return blocked
     if run.reference is None:

@@ -20,23 +20,24 @@ The parity checks pair each result the app logged with the window of the same la
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.inference.features import CONTEXT_S, WINDOW_S
-from harness.wire.events import Event
-from harness.wire.link import CanFrame, SampleRecord, get_codec
+from harness.wire.events import AppStatus, Event
+from harness.wire.link import CanFrame, DecoderStats, SampleRecord, get_codec
 from harness.wire.signals import SIGNALS
 
 if TYPE_CHECKING:
     from harness.judge.result import RunResult
 
 __all__ = [
-    "DIAGNOSIS_WINDOWS", "MAX_UNMATCHED_FRACTION", "ContractRun", "ReferenceWindows", "pair_with_reference",
-    "reference_windows", "sample_count", "swap",
+    "DIAGNOSIS_WINDOWS", "MAX_UNMATCHED_FRACTION", "ContractRun", "ReferenceWindows", "lost_samples",
+    "pair_with_reference", "reference_windows", "swap",
 ]
 
 #: Windows the app scored that the harness cannot find in its rebuild, beyond which parity is not judged.
@@ -52,6 +53,12 @@ class ReferenceWindows:
 
     contexts: dict[int, np.ndarray]
     source: str
+    sample_times_ms: list[int] = field(default_factory=list)  # every sample the tap carried, in order
+    tap_stats: DecoderStats | None = None  # the tap decoder's counters (CRC errors, bytes skipped, ...)
+
+    def samples_until(self, t_s: float) -> int:
+        """How many samples the tap carried up to scenario time `t_s` (the app's `samples_received` then)."""
+        return bisect.bisect_right(self.sample_times_ms, int(round(t_s * 1000)))
 
     def context(self, t_s: float) -> np.ndarray | None:
         return self.contexts.get(int(round(t_s * 1000)))
@@ -108,8 +115,7 @@ def _link_samples(records: list) -> dict[int, tuple[int, np.ndarray]]:
 def reference_windows(uart: bytes, codec: str, profile: str) -> ReferenceWindows:
     """Rebuild the app's inputs from the UART's bytes by the documented rule (the module docstring): decode with the
     declared codec, rebuild the 1 Hz samples, and cut a window at every sample from the `WINDOW_S`-th second on."""
-    decoder = get_codec(codec).decoder()
-    records = [item.record for item in decoder.feed(uart)] + [item.record for item in decoder.finish()]
+    records, stats = _decode(uart, codec)
     samples = _obd_samples(records) if codec == "raw-can-v1" else _link_samples(records)
     contexts: dict[int, np.ndarray] = {}
     if samples:
@@ -123,14 +129,13 @@ def reference_windows(uart: bytes, codec: str, profile: str) -> ReferenceWindows
                 end = second - first + CONTEXT_S  # exclusive: the row of `second` is end - 1
                 contexts[t_ms] = series[end - CONTEXT_S:end].copy()
     return ReferenceWindows(contexts, f"the UART tap's bytes decoded as {codec}, samples and windows rebuilt by "
-                                      f"the documented rule")
+                                      f"the documented rule", sorted(t_ms for t_ms, _ in samples.values()), stats)
 
 
-def sample_count(uart: bytes, codec: str) -> int:
-    """How many 1 Hz samples the tap's bytes carry, by the same rule (the app's `samples_received` should agree)."""
+def _decode(uart: bytes, codec: str) -> tuple[list, DecoderStats]:
     decoder = get_codec(codec).decoder()
     records = [item.record for item in decoder.feed(uart)] + [item.record for item in decoder.finish()]
-    return len(_obd_samples(records) if codec == "raw-can-v1" else _link_samples(records))
+    return records, decoder.stats
 
 
 @dataclass
@@ -143,12 +148,26 @@ class ContractRun:
     codec: str
     reference: ReferenceWindows | None
     result: RunResult | None = None  # when it came from run_scenario
+    error: str | None = None  # why the run ended early (the silence watchdog, data loss), when it did
 
     @classmethod
     def from_events(cls, name: str, events: Sequence[Event], uart: bytes | None, codec: str,
                     profile: str = "obd2") -> ContractRun:
         reference = reference_windows(uart, codec, profile) if uart is not None else None
         return cls(name, list(events), uart, codec, reference)
+
+
+def lost_samples(run: ContractRun) -> str | None:
+    """The app counted fewer samples (its last status line) than the tap carried up to that time."""
+    status = next((e for e in reversed(run.events) if isinstance(e, AppStatus)), None)
+    if run.reference is None or status is None or status.t_s is None:
+        return None
+    carried = run.reference.samples_until(status.t_s)
+    lost = carried - status.samples_received
+    if lost <= max(1, 0.001 * carried):
+        return None
+    return (f"the app lost {lost} samples: its status at t={status.t_s:g} s counts {status.samples_received} "
+            f"received where the tap carried {carried} by then (the link decoded them: the app drops samples)")
 
 
 def pair_with_reference(results: list, reference: ReferenceWindows) -> tuple[list, list, int]:

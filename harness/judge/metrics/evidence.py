@@ -27,7 +27,8 @@ from harness.wire.signals import LabelledEvent
 __all__ = [
     "DEFAULT_BEHAVIOUR_ACCURACY_MIN", "DEFAULT_COVERAGE_MIN", "DEFAULT_FUEL_MAE_LPH_MAX", "DEFAULT_FUEL_R2_MIN",
     "DEFAULT_RESULT_LATE_S_MAX", "FUEL_R2_MIN_WINDOWS", "MIN_STYLE_PURITY", "MODEL_KINDS", "behaviour_criterion",
-    "coverage_criterion", "model_identity_criterion", "model_identity_problems", "tap_criterion", "timing_criterion",
+    "coverage_criterion", "model_identity_criterion", "model_identity_problems", "tap_criterion", "threshold_problems",
+    "timing_criterion",
 ]
 
 #: Share of the drive's seconds after the first full window with each model's result (`expect.coverage_min`).
@@ -164,12 +165,18 @@ def model_identity_problems(events: Sequence[Event], sha256_by_model: Mapping[st
                 problems.append(f"{name}: the app reports models version {ref.version}, the manifest's is "
                                 f"{version}: a stale manifest")
     if threshold is not None:
-        applied = sorted({e.threshold for e in events if isinstance(e, AnomalyResult)})
-        wrong = [t for t in applied if abs(t - threshold) > 1e-6 * max(abs(threshold), 1.0)]
-        if wrong:
-            problems.append(f"anomaly: the app applies threshold(s) {', '.join(f'{t:.4g}' for t in wrong)}, the "
-                            f"manifest's is {threshold:.4g}: a wrong or stale threshold")
+        problems += threshold_problems(events, threshold)
     return problems
+
+
+def threshold_problems(events: Sequence[Event], threshold: float) -> list[str]:
+    """The anomaly thresholds the app reports applying that are not the manifest's `threshold`."""
+    applied = sorted({e.threshold for e in events if isinstance(e, AnomalyResult)})
+    wrong = [t for t in applied if abs(t - threshold) > 1e-6 * max(abs(threshold), 1.0)]
+    if not wrong:
+        return []
+    return [f"anomaly: the app applies threshold(s) {', '.join(f'{t:.4g}' for t in wrong)}, the manifest's is "
+            f"{threshold:.4g}: a wrong or stale threshold"]
 
 
 def model_identity_criterion(events: Sequence[Event], sha256_by_model: Mapping[str, str], version: str | None,
