@@ -121,8 +121,8 @@ def test_link_passes_a_conforming_firmware_and_app():
     assert verdict.passed, verdict.message
 
 
-def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: float = 1.0, fuel_wobble: float = 0.0,
-                   speed_offset_kmh: float = 0.0) -> ContractRun:
+def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: float = 1.0,
+                   fuel_wobble: float = 0.0, speed_offset_kmh: float = 0.0) -> ContractRun:
     """A run whose 'app' scored every window of a synthetic drive with the models themselves (then altered)."""
     rng = np.random.default_rng(5)
     n = 140
@@ -143,7 +143,8 @@ def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: floa
         features = behaviour_features(window)
         label, probabilities = models.behaviour(features)
         anomaly = models.anomaly(context)
-        events += [FuelResult(t_s, 0.1, ref["fuel"], models.fuel(window) * fuel_scale * (1 + fuel_wobble * np.sin(t_s))),
+        fuel = models.fuel(window) * fuel_scale * (1 + fuel_wobble * np.sin(t_s))
+        events += [FuelResult(t_s, 0.1, ref["fuel"], fuel),
                    AnomalyResult(t_s, 0.1, ref["anomaly"], anomaly.score, models.threshold, anomaly.alarm),
                    FeatureDebug(t_s, 0.1, t_s - 59, tuple(float(f) for f in features), 60),
                    BehaviourResult(t_s, 0.1, ref["behaviour"], label, ("normal", "eco", "aggressive")[label],

@@ -247,8 +247,10 @@ def test_no_results_at_all_means_false_alarms_are_not_measured():
     report = detection([ev("overheating", 100, 400)], [], span=None)
     assert report.false_alarms.per_h is None
     assert observed_span_s([]) is None
+    # status heartbeats extend nothing: the span is that of the results (here one rule event)
     assert observed_span_s([AppStatus(None, 0, 0), AppStatus(30.0, 30, 0), RuleEvent(12.0, "low_fuel", 5, 10)]) \
-        == (12.0, 30.0)
+        == (12.0, 12.0)
+    assert observed_span_s([AppStatus(10.0, 10, 0), AppStatus(600.0, 600, 0)]) is None
 
 
 def test_unjudged_rule_sources_raise_no_false_alarms():

@@ -87,6 +87,7 @@ from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.artifacts import write_artifacts, write_error_result
 from harness.run.watch import Watch, run_stepped, run_threaded
 from harness.wire.events import AppStatus, EventCollector, ParseProblem
+from harness.wire.link import get_codec
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
 from harness.world.bus_faults import SILENCING_TYPES
@@ -405,8 +406,10 @@ def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, ar
     of the drive with model results, each result's timing (on virtual time, where arrival times are exact), fuel and
     behaviour accuracy against the ground truth, the models as installed, and the UART tap's cross-check."""
     expect = scenario.expect
+    # A device fault's outage, and the seconds the link needs to come back, are no seconds the unit could report.
+    outages = [(f.at_s, f.at_s + (f.duration_s or 0.0) + 5.0) for f in faults]
     out = [coverage_criterion(events, WINDOW_S - 1, trace.duration_s,
-                              _or(expect.coverage_min, DEFAULT_COVERAGE_MIN))]
+                              _or(expect.coverage_min, DEFAULT_COVERAGE_MIN), outages)]
     if rig.on_virtual_time:
         out.append(timing_criterion(events, arrival_t_s, _or(expect.result_late_s_max, DEFAULT_RESULT_LATE_S_MAX)))
     fuel = metrics.fuel
@@ -415,13 +418,17 @@ def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, ar
     if fuel is not None and fuel.r2 is not None and fuel.n >= FUEL_R2_MIN_WINDOWS and expect.fuel_r2_min is None:
         out.append(criterion("fuel_r2", fuel.r2, DEFAULT_FUEL_R2_MIN, ">=", note=f"n={fuel.n}; default"))
     # The style is known where the route generator drove it; a drive cycle's or a recording's speed is replayed.
-    style = None
-    if scenario.route.generated_duration_s is not None:
+    # raw-can-v1 carries no brake, acceleration or position: half the behaviour features are missing there.
+    style, not_judged = None, "the route's driving style is not known (a drive cycle or a recording is replayed)"
+    if "sample" not in get_codec(rig.codec).capabilities.record_types:
+        not_judged = f"{rig.codec} carries no samples: the behaviour features lack brake, acceleration and position"
+    elif scenario.route.generated_duration_s is not None:
         style = trace.resample().style
         if style is None:
             style = np.zeros(int(trace.duration_s) + 1, dtype=np.int64)  # no styles asked: all normal
     out.append(behaviour_criterion(events, style, trace.events,
-                                   _or(expect.behaviour_accuracy_min, DEFAULT_BEHAVIOUR_ACCURACY_MIN)))
+                                   _or(expect.behaviour_accuracy_min, DEFAULT_BEHAVIOUR_ACCURACY_MIN),
+                                   not_judged=not_judged))
     manifest = getattr(models, "manifest", None)
     if manifest is not None:
         out.append(model_identity_criterion(events, {n: e.sha256 for n, e in manifest.models.items()},

@@ -124,7 +124,7 @@ def silence_cause(watch: Watch) -> str:
                 f"a CRC or byte-order mismatch between firmware and app, or a corrupted link")
     if app.stats.samples_received == 0:
         return f"{sent}{counters}: the app rebuilds no samples from what it decodes"
-    return f"{sent}{counters}: the app receives data but stopped logging"
+    return f"{sent}{counters}: the app receives data, the device stopped logging"
 
 
 def run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch: Watch,

@@ -6,7 +6,7 @@ codec the bytes really are when it is another one.
 """
 from __future__ import annotations
 
-from harness.judge.contract.reference import ContractRun, lost_samples
+from harness.judge.contract.reference import ContractRun, lost_samples, sample_value_mismatches
 from harness.judge.contract.verdict import FAIL, PASS, Verdict, blocked_by_tap, last_status
 from harness.wire.link import CRC_VARIANTS, codec_names, crc16_modbus, get_codec, identify_crc
 
@@ -136,6 +136,12 @@ def check_link(run: ContractRun) -> Verdict:
             return Verdict(check, FAIL, f"the firmware's frames on the UART tap fail the declared {codec} "
                                         f"({expected}): {stats.frames_decoded} decoded, {stats.crc_errors} CRC "
                                         f"errors; {found}{where}", "firmware-crc")
+        if stats.bytes_skipped > max(64, 0.01 * stats.frames_decoded):
+            return Verdict(check, FAIL, f"{stats.bytes_skipped} of the {len(run.uart)} bytes on the UART tap belong to "
+                                        f"no valid {codec} frame ({stats.crc_errors} CRC errors) while "
+                                        f"{stats.frames_decoded} frames pass the link's {expected}: the firmware's "
+                                        f"frames are corrupted on the line (noise, a baud-rate or framing error), "
+                                        f"not sent with another CRC", "link-corruption")
         if stats.malformed_frames:
             return Verdict(check, FAIL, f"{stats.malformed_frames} of the firmware's frames pass the CRC but are "
                                         f"malformed for {codec} (e.g. an ID wider than the codec's ID field, "
@@ -168,6 +174,13 @@ def check_link(run: ContractRun) -> Verdict:
     forwarding = _forwarding(run)
     if forwarding:
         return Verdict(check, FAIL, forwarding, "firmware-forwarding")
+    sampling = sample_value_mismatches(run.uart, codec, run.profile) if run.uart is not None else {}
+    if sampling:
+        what = "; ".join(f"{name}: {bad} of {n} samples differ from the CAN answer they were taken from (median "
+                         f"ratio {ratio:.4g}{', a scale factor' if abs(ratio - 1) > 1e-3 else ''})"
+                         for name, (bad, n, ratio) in sampling.items())
+        return Verdict(check, FAIL, f"the firmware's sample records do not carry what the bus said: {what}",
+                       "firmware-sampling")
     lost = lost_samples(run)
     if lost:
         return Verdict(check, FAIL, lost, "lost-samples")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIAGNOSIS_WINDOWS", "MAX_UNMATCHED_FRACTION", "ContractRun", "ReferenceWindows", "lost_samples",
-    "pair_with_reference", "reference_windows", "swap",
+    "pair_with_reference", "reference_windows", "sample_value_mismatches", "swap",
 ]
 
 #: Windows the app scored that the harness cannot find in its rebuild, beyond which parity is not judged.
@@ -132,6 +132,40 @@ def reference_windows(uart: bytes, codec: str, profile: str) -> ReferenceWindows
                                       f"the documented rule", sorted(t_ms for t_ms, _ in samples.values()), stats)
 
 
+def sample_value_mismatches(uart: bytes, codec: str, profile: str, max_age_s: float = 1.5) -> dict[str, tuple]:
+    """dtg-link-v2 on OBD-II: each bus signal of the firmware's sample records against the last OBD-II answer the
+    same stream forwarded before it (at most `max_age_s` older). Signal -> (mismatching samples, compared samples,
+    median of sample / answer); only signals with a mismatch. Tolerance: the sample field's resolution (docs/link.md).
+    """
+    if codec == "raw-can-v1" or profile != "obd2":
+        return {}
+    records, _ = _decode(uart, codec)
+    latest: dict[str, tuple[float, float]] = {}  # signal -> (time s, value)
+    compared: dict[str, list[tuple[float, float]]] = {}
+    for record in records:
+        if isinstance(record, CanFrame):
+            data = record.data
+            if (record.can_id == OBD_ANSWER_ID and not record.is_extended and len(data) >= 4 and data[1] == 0x41
+                    and data[2] in OBD_FORMULAS):
+                name, formula = OBD_FORMULAS[data[2]]
+                latest[name] = (record.timestamp_s or 0.0, formula(data[3], data[4] if len(data) > 4 else 0))
+        elif isinstance(record, SampleRecord):
+            t_s = record.t_ms / 1000.0
+            for name, (seen_s, value) in latest.items():
+                sampled = record.values[_COLUMN[name]]
+                if sampled is not None and t_s - seen_s <= max_age_s:
+                    compared.setdefault(name, []).append((sampled, value))
+    out = {}
+    for name, pairs in compared.items():
+        got = np.array(pairs, dtype=float)
+        bad = np.abs(got[:, 0] - got[:, 1]) > 0.02 + 1e-4 * np.abs(got[:, 1])
+        if bad.sum() > max(1, 0.01 * len(got)):
+            nonzero = got[bad & (np.abs(got[:, 1]) > 1e-9)]
+            ratio = float(np.median(nonzero[:, 0] / nonzero[:, 1])) if len(nonzero) else float("nan")
+            out[name] = (int(bad.sum()), len(got), ratio)
+    return out
+
+
 def _decode(uart: bytes, codec: str) -> tuple[list, DecoderStats]:
     decoder = get_codec(codec).decoder()
     records = [item.record for item in decoder.feed(uart)] + [item.record for item in decoder.finish()]
@@ -149,12 +183,13 @@ class ContractRun:
     reference: ReferenceWindows | None
     result: RunResult | None = None  # when it came from run_scenario
     error: str | None = None  # why the run ended early (the silence watchdog, data loss), when it did
+    profile: str = "obd2"  # the vehicle profile the bus spoke
 
     @classmethod
     def from_events(cls, name: str, events: Sequence[Event], uart: bytes | None, codec: str,
                     profile: str = "obd2") -> ContractRun:
         reference = reference_windows(uart, codec, profile) if uart is not None else None
-        return cls(name, list(events), uart, codec, reference)
+        return cls(name, list(events), uart, codec, reference, profile=profile)
 
 
 def lost_samples(run: ContractRun) -> str | None:

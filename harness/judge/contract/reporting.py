@@ -12,8 +12,9 @@ from harness.judge.contract.verdict import FAIL, INCONCLUSIVE, PASS, Verdict, bl
 
 __all__ = ["check_reporting"]
 
-#: Criterion of the run's judgement -> the cause a failure of it names.
-_CAUSES = {"coverage": "coverage", "result_late_s": "late-results"}
+#: Criterion of the run's judgement -> the cause a failure of it names, the first failing one named (results held
+#: back also leave the last windows unreported: their timing is the cause).
+_CAUSES = {"result_late_s": "late-results", "coverage": "coverage"}
 
 
 def check_reporting(run: ContractRun) -> Verdict:
@@ -27,7 +28,7 @@ def check_reporting(run: ContractRun) -> Verdict:
     if run.result is None:
         return Verdict(check, INCONCLUSIVE, "no run judgement to read (the run did not come from run_scenario)")
     criteria = {c.name: c for c in run.result.judgement.criteria if c.name in _CAUSES}
-    failed = [c for c in criteria.values() if not c.passed]
+    failed = [criteria[name] for name in _CAUSES if name in criteria and not criteria[name].passed]
     if failed:
         return Verdict(check, FAIL, "; ".join(c.describe() for c in failed), _CAUSES[failed[0].name])
     if not criteria:

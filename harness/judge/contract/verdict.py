@@ -89,21 +89,27 @@ def fmt(value: float) -> str:
 
 
 
+def _damaged(crc_errors: int, bytes_skipped: int, frames_decoded: int) -> bool:
+    """A decoder's counters show a damaged byte stream: CRC errors or bytes in no valid frame beyond a trace."""
+    return crc_errors > max(2, 0.001 * frames_decoded) or bytes_skipped > max(64, 0.01 * frames_decoded)
+
+
 def tap_noise(events: Sequence[Event], tap_stats) -> str | None:
-    """Why the UART tap's bytes, not the link, are at fault, or None: the tap decoded CRC errors where the app's own
-    decoder (its last status line's counters decide) read the same link almost clean."""
-    if tap_stats is None or tap_stats.crc_errors <= max(2, 0.001 * tap_stats.frames_decoded):
+    """Why the UART tap's bytes, not the link, are at fault, or None: the tap's decoder found a damaged stream where
+    the app's own decoder (its last status line's counters decide) read the same link clean."""
+    if tap_stats is None or not _damaged(tap_stats.crc_errors, tap_stats.bytes_skipped, tap_stats.frames_decoded):
         return None
     status = last_status(events)
     if status is None or "crc_errors" not in status.link or "frames_decoded" not in status.link:
         return None
-    app_errors, app_decoded = status.link["crc_errors"], status.link["frames_decoded"]
-    if app_decoded == 0 or app_errors > max(2, 0.1 * tap_stats.crc_errors):
+    link = status.link
+    app_errors, app_decoded = link["crc_errors"], link["frames_decoded"]
+    if app_decoded == 0 or _damaged(app_errors, link.get("bytes_skipped", 0), app_decoded):
         return None
-    return (f"the UART tap's bytes have {tap_stats.crc_errors} CRC errors ({tap_stats.bytes_skipped} bytes skipped) "
-            f"where the app's own decoder counted {app_errors} in {app_decoded} frames: the tap (the harness's "
-            f"capture) is noisy, not the link; not a verdict on the unit (check the tap's wiring, ground and baud "
-            f"rate)")
+    return (f"the UART tap's bytes have {tap_stats.crc_errors} CRC errors and {tap_stats.bytes_skipped} bytes in no "
+            f"valid frame where the app's own decoder counted {app_errors} CRC errors in {app_decoded} frames: the "
+            f"tap (the harness's capture) is noisy, not the link; not a verdict on the unit (check the tap's wiring, "
+            f"ground and baud rate)")
 
 
 def blocked_by_tap(check: str, run) -> Verdict | None:

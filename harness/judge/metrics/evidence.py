@@ -53,8 +53,10 @@ MODEL_KINDS: dict[str, type] = {"fuel": FuelResult, "anomaly": AnomalyResult, "b
 _TIMED = (FuelResult, AnomalyResult, BehaviourResult, FeatureDebug, RuleEvent)
 
 
-def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: float, required: float) -> Criterion:
-    """The least share, over the three models, of the whole seconds in [first_window_s, end_s) with a result.
+def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: float, required: float,
+                       excluded: Sequence[tuple[float, float]] = ()) -> Criterion:
+    """The least share, over the three models, of the whole seconds in [first_window_s, end_s) with a result,
+    less the seconds of `excluded` intervals [start, end] (device faults that cut the unit's data on purpose).
 
     Status heartbeats count for nothing: minutes with no model result are minutes the unit was not watching.
 
@@ -65,6 +67,8 @@ def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: fl
     'coverage 0.00 < required 0.99 (fuel 0.41, anomaly 0.00, behaviour 0.00 of 100 s; no anomaly result at all)'
     """
     seconds = np.arange(int(np.ceil(first_window_s)), int(np.ceil(end_s)))
+    for start, stop in excluded:
+        seconds = seconds[(seconds < start) | (seconds > stop)]
     if len(seconds) == 0:
         return Criterion("coverage", None, required, ">=", "not applicable", "the drive is shorter than a window")
     shares, last_seen = {}, {}
@@ -75,6 +79,8 @@ def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: fl
         last_seen[name] = float(times.max()) if len(times) else None
     worst = min(shares, key=shares.get)
     note = ", ".join(f"{name} {share:.2f}" for name, share in shares.items()) + f" of {len(seconds)} s"
+    if excluded:
+        note += f" ({len(excluded)} device fault window(s) excluded)"
     if shares[worst] < required:
         last = last_seen[worst]
         if last is None:
@@ -112,16 +118,17 @@ def timing_criterion(events: Sequence[Event], arrival_t_s: Sequence[float], boun
 
 
 def behaviour_criterion(events: Sequence[Event], style_by_second: np.ndarray | None,
-                        labels: Sequence[LabelledEvent], required: float, window_s: int = 60) -> Criterion:
+                        labels: Sequence[LabelledEvent], required: float, window_s: int = 60,
+                        not_judged: str = "the route's driving style is not known (a drive cycle or a recording is "
+                                          "replayed)") -> Criterion:
     """Accuracy of the behaviour class over the windows whose style is known (`MIN_STYLE_PURITY`, no anomaly).
 
     `style_by_second[s]` is the style index driven in second s (None: the style is not known, e.g. a recorded
-    drive): then "not applicable".
+    drive, or a link without the signals the features need): then "not applicable", for the reason `not_judged`.
     """
     name = "behaviour_accuracy"
     if style_by_second is None:
-        return Criterion(name, None, required, ">=", "not applicable", "the route's driving style is not known (a "
-                                                                     "drive cycle or a recording is replayed)")
+        return Criterion(name, None, required, ">=", "not applicable", not_judged)
     results = [e for e in events if isinstance(e, BehaviourResult)]
     judged = correct = 0
     confused: dict[tuple[int, int], int] = {}
