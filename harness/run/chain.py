@@ -406,12 +406,19 @@ def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, ar
     of the drive with model results, each result's timing (on virtual time, where arrival times are exact), fuel and
     behaviour accuracy against the ground truth, the models as installed, and the UART tap's cross-check."""
     expect = scenario.expect
-    # A device fault's outage, and the seconds the link needs to come back, are no seconds the unit could report.
+    # A fault's outage, and the seconds the link needs to come back, are no seconds the unit could report.
     outages = [(f.at_s, f.at_s + (f.duration_s or 0.0) + 5.0) for f in faults]
+    outages += [(f.at_s, f.at_s + f.duration_s + 5.0) for f in scenario.bus_faults]
     out = [coverage_criterion(events, WINDOW_S - 1, trace.duration_s,
                               _or(expect.coverage_min, DEFAULT_COVERAGE_MIN), outages)]
-    if rig.on_virtual_time:
-        out.append(timing_criterion(events, arrival_t_s, _or(expect.result_late_s_max, DEFAULT_RESULT_LATE_S_MAX)))
+    late_max = _or(expect.result_late_s_max, DEFAULT_RESULT_LATE_S_MAX)
+    untimed = ("the rig is paced by the wall clock: arrival times carry its transport's delays" if not
+               rig.on_virtual_time else f"{rig.codec} carries no time: `t` is a sample count"
+               if not get_codec(rig.codec).capabilities.has_timestamp else
+               "the scenario's faults hold the unit's data back on purpose (a firmware catching up stamps late)"
+               if faults or scenario.bus_faults else None)
+    out.append(timing_criterion(events, arrival_t_s, late_max) if untimed is None else
+               Criterion("result_late_s", None, late_max, "<=", "not applicable", untimed))
     fuel = metrics.fuel
     if fuel is not None and fuel.n and expect.fuel_mae_lph_max is None:
         out.append(criterion("fuel_mae_lph", fuel.mae_lph, DEFAULT_FUEL_MAE_LPH_MAX, "<=", note=f"n={fuel.n}; default"))
