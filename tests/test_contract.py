@@ -58,6 +58,8 @@ def test_broken_variant_fails_exactly_its_contract_check(variant, models, tmp_pa
                                                                  tmp_path / "b", options)
     verdicts = evaluate(run_a, run_b, models, CHANGE)
     if run_b is None:
+        # the app fell silent: the watchdog's message quotes the app's counters and the CRC the link really uses
+        assert run_a.error and "CRC errors" in run_a.error and "raw-can-v1 carries CRC-16/MODBUS" in run_a.error
         verdicts["liveness"] = check_liveness(run_a, run_a, CHANGE)
         assert verdicts["liveness"].status == "inconclusive", verdicts["liveness"]
     check, cause, words = EXPECTED[variant]
@@ -122,7 +124,7 @@ def test_link_passes_a_conforming_firmware_and_app():
 
 
 def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: float = 1.0,
-                   speed_offset_kmh: float = 0.0) -> ContractRun:
+                   fuel_wobble: float = 0.0, speed_offset_kmh: float = 0.0) -> ContractRun:
     """A run whose 'app' scored every window of a synthetic drive with the models themselves (then altered)."""
     rng = np.random.default_rng(5)
     n = 140
@@ -143,7 +145,8 @@ def _synthetic_run(models: ModelSet, *, sha: str | None = None, fuel_scale: floa
         features = behaviour_features(window)
         label, probabilities = models.behaviour(features)
         anomaly = models.anomaly(context)
-        events += [FuelResult(t_s, 0.1, ref["fuel"], models.fuel(window) * fuel_scale),
+        fuel = models.fuel(window) * fuel_scale * (1 + fuel_wobble * np.sin(t_s))
+        events += [FuelResult(t_s, 0.1, ref["fuel"], fuel),
                    AnomalyResult(t_s, 0.1, ref["anomaly"], anomaly.score, models.threshold, anomaly.alarm),
                    FeatureDebug(t_s, 0.1, t_s - 59, tuple(float(f) for f in features), 60),
                    BehaviourResult(t_s, 0.1, ref["behaviour"], label, ("normal", "eco", "aggressive")[label],
@@ -164,8 +167,13 @@ def test_model_parity_names_a_stale_model_file(models):
 
 
 def test_model_parity_names_a_drifted_copy_of_the_model(models):
-    verdict = check_model_parity(_synthetic_run(models, fuel_scale=1.02), models)
+    verdict = check_model_parity(_synthetic_run(models, fuel_wobble=0.02), models)
     assert verdict.failed and verdict.cause == "drift" and "float16/int8" in verdict.message
+
+
+def test_model_parity_names_a_scale_factor_by_its_size(models):
+    verdict = check_model_parity(_synthetic_run(models, fuel_scale=1.02), models)
+    assert verdict.failed and verdict.cause == "scale-factor" and "scaled by 1.02" in verdict.message
 
 
 def test_liveness_passes_outputs_that_follow_the_input(models):

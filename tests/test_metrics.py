@@ -247,8 +247,10 @@ def test_no_results_at_all_means_false_alarms_are_not_measured():
     report = detection([ev("overheating", 100, 400)], [], span=None)
     assert report.false_alarms.per_h is None
     assert observed_span_s([]) is None
+    # status heartbeats extend nothing: the span is that of the results (here one rule event)
     assert observed_span_s([AppStatus(None, 0, 0), AppStatus(30.0, 30, 0), RuleEvent(12.0, "low_fuel", 5, 10)]) \
-        == (12.0, 30.0)
+        == (12.0, 12.0)
+    assert observed_span_s([AppStatus(10.0, 10, 0), AppStatus(600.0, 600, 0)]) is None
 
 
 def test_unjudged_rule_sources_raise_no_false_alarms():
@@ -561,3 +563,66 @@ def test_empty_inputs_and_mismatched_lengths():
         alarm_episodes([1, 2, 3], [True, False])
     with pytest.raises(ValueError, match="finite"):
         alarm_episodes([math.inf], [True])
+
+
+# --- the criteria judged on every run (harness.judge.metrics.evidence) ------------------------------------------
+
+def _results(times, label: int = 0) -> list:
+    from harness.wire.events import BehaviourResult
+
+    fuel, anomaly, behaviour = (ModelRef(n, "ab", "1") for n in ("fuel", "anomaly", "behaviour"))
+    out = []
+    for t in times:
+        out += [FuelResult(float(t), 0.1, fuel, 3.0), AnomalyResult(float(t), 0.1, anomaly, 0.5, 2.0, False),
+                BehaviourResult(float(t), 0.1, behaviour, label, ("normal", "eco", "aggressive")[label],
+                                (0.8, 0.1, 0.1))]
+    return out
+
+
+def test_coverage_counts_model_results_not_heartbeats_and_leaves_out_fault_windows():
+    from harness.judge.metrics.evidence import coverage_criterion
+
+    heartbeats = [AppStatus(float(t), t, t) for t in range(59, 600)]
+    stopped = coverage_criterion(_results(range(59, 300)) + heartbeats, 59, 600, 0.99)
+    assert not stopped.passed and "no fuel result after t=299 s" in stopped.note
+    gap = coverage_criterion(_results([t for t in range(59, 600) if not 200 <= t < 260]), 59, 600, 0.99)
+    assert not gap.passed and "missing for 60 s" in gap.note
+    assert coverage_criterion(_results([t for t in range(59, 600) if not 200 <= t < 260]), 59, 600, 0.99,
+                              [(195.0, 265.0)]).passed
+
+
+def test_timing_finds_results_late_or_stamped_in_the_future():
+    from harness.judge.metrics.evidence import timing_criterion
+
+    events = _results(range(59, 70))
+    on_time = timing_criterion(events, [e.t_s + 0.2 for e in events], 1.5)
+    assert on_time.passed and on_time.measured == pytest.approx(0.2)
+    late = timing_criterion(events, [e.t_s + 3.0 for e in events], 1.5)
+    assert not late.passed and "3.00 s after the sample time" in late.note
+    future = timing_criterion(events, [e.t_s - 2.0 for e in events], 1.5)
+    assert not future.passed and "a time in the future" in future.note
+
+
+def test_behaviour_accuracy_judges_pure_windows_outside_anomalies():
+    from harness.judge.metrics.evidence import behaviour_criterion
+
+    style = np.zeros(400, dtype=np.int64)
+    style[200:] = 2  # aggressive from 200 s
+    events = _results(range(59, 400), label=0)  # the app always says normal
+    got = behaviour_criterion(events, style, [ev("harsh_braking", 100, 140)], 0.85)
+    # judged: windows >= 80 % of one style (48 of 60 s) that overlap no anomaly (those ending 100..199 do): ends
+    # 59..99 and 200..211 (normal: right), 247..399 (aggressive: wrong)
+    assert got.measured == pytest.approx((41 + 12) / (41 + 12 + 153)) and not got.passed
+    assert "aggressive reported as normal (153)" in got.note
+    assert behaviour_criterion(events, None, [], 0.85).status == "not applicable"
+
+
+def test_model_identity_names_another_hash_and_another_threshold():
+    from harness.judge.metrics.evidence import model_identity_criterion
+
+    events = _results(range(59, 62))
+    ok = model_identity_criterion(events, {"fuel": "ab12", "anomaly": "ab34", "behaviour": "ab56"}, "1", 2.0)
+    assert ok.passed
+    wrong = model_identity_criterion(events, {"fuel": "cd12", "anomaly": "ab34", "behaviour": "ab56"}, "1", 2.5)
+    assert not wrong.passed and "stale or different model file" in wrong.note and "wrong or stale threshold" in \
+        wrong.note

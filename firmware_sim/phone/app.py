@@ -217,6 +217,7 @@ class AppSim:
                  log_payload: Callable[[str], None] | None = None, options: AppOptions | None = None):
         options = options or AppOptions(debug_features=debug_features)
         self.options = options
+        self.codec = codec
         self._variant = options.variant
         self._models = models
         manifest = models.manifest

@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import can
+import numpy as np
 
 from firmware_sim.gnss_input import GnssInput
 from firmware_sim.phone.app import AppOptions, AppSim
@@ -49,8 +50,10 @@ from firmware_sim.uart import PtyPair
 from firmware_sim.uart_sinks import TeeSink
 from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.stats import percentiles
+from harness.inference.features import WINDOW_S
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
+    Criterion,
     Judgement,
     ScenarioMetrics,
     default_sources_for_type,
@@ -59,6 +62,20 @@ from harness.judge.metrics import (
     scenario_metrics,
     stale_data_criterion,
 )
+from harness.judge.metrics.evidence import (
+    DEFAULT_BEHAVIOUR_ACCURACY_MIN,
+    DEFAULT_COVERAGE_MIN,
+    DEFAULT_FUEL_MAE_LPH_MAX,
+    DEFAULT_FUEL_R2_MIN,
+    DEFAULT_RESULT_LATE_S_MAX,
+    FUEL_R2_MIN_WINDOWS,
+    behaviour_criterion,
+    coverage_criterion,
+    model_identity_criterion,
+    tap_criterion,
+    timing_criterion,
+)
+from harness.judge.metrics.expect import criterion
 from harness.judge.result import (
     Accounting,
     LossError,
@@ -78,7 +95,8 @@ from harness.rig.rigfile import RigConfig, time_scale_problem
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
 from harness.run.watch import RunProgress, Watch, run_stepped, run_threaded, signals_interrupt
-from harness.wire.events import AppStatus, EventCollector
+from harness.wire.events import AppStatus, EventCollector, ParseProblem
+from harness.wire.link import get_codec
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
 from harness.wire.virtual_bus import SimBus
@@ -232,15 +250,19 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     log_file = stack.enter_context((artifacts / "events.log").open("w", encoding="utf-8"))
     logger_stopped = threading.Event()  # the fault logging_stopped on the simulated app: the logger takes nothing
 
+    arrivals = watch.arrival_t_s  # the scenario time each event reached the harness (result timing)
+
     def logcat(line: str) -> None:  # EdgeAI lines, from the simulated app or from adb logcat
         if logger_stopped.is_set():
             return
         with lock:
             log_file.write(line + "\n")
-            collector.feed_line(line)
+            got = collector.feed_line(line)
             watch.last_line_wall_s = time.monotonic()
             if watch.clock is not None:
                 watch.last_line_t_s = watch.clock.now_s()
+            if got is not None and not isinstance(got, ParseProblem):
+                arrivals.append(watch.last_line_t_s)
 
     frozen = gc.isenabled()
     switch_interval = sys.getswitchinterval()
@@ -361,11 +383,13 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
     started_metrics_cpu_s = time.process_time()
+    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
     metrics, judgement, types = _judge(scenario, rig, trace, collector, bus_log, model_types)
+    judgement = Judgement(judgement.criteria + _evidence(scenario, rig, trace, collector.events, watch.arrival_t_s,
+                                                         models, tap_report, faults, metrics))
     if cpu_profile is not None:
         cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
     accounting = _accounting(rig, firmware, app, rest_bus, bus_injector, feed, line, collector, simulated_can)
-    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
     result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
                        tap_report, bus_faults=bus_injector.stats if bus_injector is not None else None,
                        faults=tuple(watch.injector.fired) if watch.injector is not None else ())
@@ -406,6 +430,56 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
         judgement = Judgement(judgement.criteria + (stale_data_criterion(
             scenario.expect.stale_data_flagged, events, silenced, max_delay_s=scenario.expect.max_delay_s),))
     return metrics, judgement, types
+
+
+def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, arrival_t_s, models: ModelSet,
+              tap_report, faults: tuple[DeviceFault, ...], metrics: ScenarioMetrics) -> tuple[Criterion, ...]:
+    """The criteria every run is judged on whatever its `expect:` asks (`harness.judge.metrics.evidence`): coverage
+    of the drive with model results, each result's timing (on virtual time, where arrival times are exact), fuel and
+    behaviour accuracy against the ground truth, the models as installed, and the UART tap's cross-check."""
+    expect = scenario.expect
+    # A fault's outage, and the seconds the link needs to come back, are no seconds the unit could report.
+    outages = [(f.at_s, f.at_s + (f.duration_s or 0.0) + 5.0) for f in faults]
+    outages += [(f.at_s, f.at_s + f.duration_s + 5.0) for f in scenario.bus_faults]
+    out = [coverage_criterion(events, WINDOW_S - 1, trace.duration_s,
+                              _or(expect.coverage_min, DEFAULT_COVERAGE_MIN), outages)]
+    late_max = _or(expect.result_late_s_max, DEFAULT_RESULT_LATE_S_MAX)
+    untimed = ("the rig is paced by the wall clock: arrival times carry its transport's delays" if not
+               rig.on_virtual_time else f"{rig.codec} carries no time: `t` is a sample count"
+               if not get_codec(rig.codec).capabilities.has_timestamp else
+               "the scenario's faults hold the unit's data back on purpose (a firmware catching up stamps late)"
+               if faults or scenario.bus_faults else None)
+    out.append(timing_criterion(events, arrival_t_s, late_max) if untimed is None else
+               Criterion("result_late_s", None, late_max, "<=", "not applicable", untimed))
+    fuel = metrics.fuel
+    if fuel is not None and fuel.n and expect.fuel_mae_lph_max is None:
+        out.append(criterion("fuel_mae_lph", fuel.mae_lph, DEFAULT_FUEL_MAE_LPH_MAX, "<=", note=f"n={fuel.n}; default"))
+    if fuel is not None and fuel.r2 is not None and fuel.n >= FUEL_R2_MIN_WINDOWS and expect.fuel_r2_min is None:
+        out.append(criterion("fuel_r2", fuel.r2, DEFAULT_FUEL_R2_MIN, ">=", note=f"n={fuel.n}; default"))
+    # The style is known where the route generator drove it; a drive cycle's or a recording's speed is replayed.
+    # raw-can-v1 carries no brake, acceleration or position: half the behaviour features are missing there.
+    style, not_judged = None, "the route's driving style is not known (a drive cycle or a recording is replayed)"
+    if "sample" not in get_codec(rig.codec).capabilities.record_types:
+        not_judged = f"{rig.codec} carries no samples: the behaviour features lack brake, acceleration and position"
+    elif scenario.route.generated_duration_s is not None:
+        style = trace.resample().style
+        if style is None:
+            style = np.zeros(int(trace.duration_s) + 1, dtype=np.int64)  # no styles asked: all normal
+    out.append(behaviour_criterion(events, style, trace.events,
+                                   _or(expect.behaviour_accuracy_min, DEFAULT_BEHAVIOUR_ACCURACY_MIN),
+                                   not_judged=not_judged))
+    manifest = getattr(models, "manifest", None)
+    if manifest is not None:
+        out.append(model_identity_criterion(events, {n: e.sha256 for n, e in manifest.models.items()},
+                                            manifest.version, models.threshold))
+    if tap_report is not None:
+        out.append(tap_criterion(tap_report.problems(), not faults,
+                                 "device faults cut or restart the link on purpose"))
+    return tuple(out)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _accounting(rig: RigConfig, firmware: Stm32Sim, app: AppSim | None, rest_bus: RestBus,

@@ -21,26 +21,30 @@ def contract_rig(rig: RigConfig) -> RigConfig:
 def run_for_contract(scenario, rig: RigConfig, models: ModelSet, artifacts: Path,
                      app_options: AppOptions | None = None) -> ContractRun:
     """Run `scenario` on `contract_rig(rig)` with the app logging `features` lines (or as `app_options` says)."""
-    from harness.judge.result import DataLossError
+    from harness.judge.result import LossError, RunError
     from harness.run.chain import run_scenario
     from harness.wire.events import EventCollector
 
     rig = contract_rig(rig)
     options = app_options or AppOptions(debug_features=True)
-    result = None
+    result, error = None, None
     try:
-        # An app whose decoder rejects every frame logs nothing at all: check_link's finding, not a hung run.
-        result = run_scenario(scenario, rig, models, artifacts, app_options=options, max_silence_s=1e9)
+        # The silence watchdog stays on (DEFAULT_MAX_SILENCE_S): an app that stops logging ends the run, and the
+        # reporting check names it; the checks still judge what the app logged before and what the tap saw.
+        result = run_scenario(scenario, rig, models, artifacts, app_options=options)
         events = result.collector.events
-    except DataLossError:
-        # The app lost the link's data (e.g. it rejects every frame by CRC). The run's artifacts are complete:
-        # the checks judge what the app logged and what the tap saw, and check_link names the cause.
+    except RunError as failed:
+        # The app lost the link's data (a LossError: e.g. it rejects every frame by CRC) or went silent. The run's
+        # artifacts are kept: the checks judge what the app logged and what the tap saw, and name the cause.
+        error = str(failed).split("\n")[0]
+        result = failed.result if isinstance(failed, LossError) else None
         collector = EventCollector()
-        collector.feed((artifacts / "events.log").read_bytes())
+        log = artifacts / "events.log"
+        collector.feed(log.read_bytes() if log.is_file() else b"")
         collector.flush()
         events = collector.events
     tap_file = artifacts / "uart.bin"
     uart = tap_file.read_bytes() if rig.uart_tap and tap_file.is_file() else None
     run = ContractRun.from_events(scenario.name, events, uart, rig.codec, rig.profile)
-    run.result = result
+    run.result, run.error = result, error
     return run

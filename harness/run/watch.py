@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from firmware_sim.phone.app import AppSim
 from firmware_sim.stm32 import Stm32Sim
@@ -23,6 +23,7 @@ from harness.rig.phone import PhoneSession
 from harness.rig.rigfile import RigConfig
 from harness.run.scheduler import Scheduler, SchedulerError, Stage
 from harness.wire.events import EventCollector
+from harness.wire.link import CRC_VARIANTS, codec_names, get_codec
 from harness.wire.virtual_bus import recv_now
 
 #: Wall seconds a run may take beyond its scenario time at the rig's time scale before it is called hung.
@@ -128,6 +129,7 @@ class Watch:
     clock: ScenarioClock | VirtualClock | None = None
     last_line_wall_s: float | None = None
     last_line_t_s: float = 0.0  # on virtual time: the scenario time of the last EdgeAI line
+    arrival_t_s: list = field(default_factory=list)  # the scenario time each event reached the harness
     firmware: Stm32Sim | None = None
     app: AppSim | None = None
     line: UartLine | None = None
@@ -192,8 +194,31 @@ def _check_run(watch: Watch, parts: list, phone: PhoneSession | None, max_silenc
     if silent_wall_s * clock.time_scale > max_silence_s and silent_wall_s >= SILENCE_MIN_WALL_S:
         since_s = watch.scenario_s(watch.last_line_wall_s)
         return (f"no EdgeAI lines since t={since_s:.0f} s: {t_s - since_s:.0f} s of scenario time without one "
-                f"(limit {max_silence_s:g} s); the app's process is alive, the device stopped logging")
+                f"(limit {max_silence_s:g} s); the app's process is alive; " + silence_cause(watch))
     return None
+
+
+def silence_cause(watch: Watch) -> str:
+    """Why the app went silent, from the counters the harness can read: the app's own decoder and samples (the
+    simulated app) and the firmware's output. A decoder rejecting frames by CRC is named with the link's CRC."""
+    app, firmware = watch.app, watch.firmware
+    sent = ""
+    if firmware is not None:
+        fw = firmware.stats
+        sent = f"the firmware forwarded {fw.frames_forwarded} CAN frames and sent {fw.samples_sent} samples; "
+    if app is None:
+        return sent + "the app's counters cannot be read here (its status lines are the only report)"
+    link, codec = app.link_stats, getattr(app, "codec", "")
+    counters = (f"the app's decoder: {link.frames_decoded} frames decoded, {link.crc_errors} CRC errors, "
+                f"{link.bytes_skipped} bytes skipped; {app.stats.samples_received} samples received, "
+                f"{app.stats.windows_scored} windows scored")
+    if link.crc_errors > max(2, link.frames_decoded):
+        crc = CRC_VARIANTS[get_codec(codec).crc_variant].title if codec in codec_names() else "its CRC"
+        return (f"{sent}{counters}: the app rejects the firmware's frames by their CRC ({codec} carries {crc}): "
+                f"a CRC or byte-order mismatch between firmware and app, or a corrupted link")
+    if app.stats.samples_received == 0:
+        return f"{sent}{counters}: the app rebuilds no samples from what it decodes"
+    return f"{sent}{counters}: the app receives data, the device stopped logging"
 
 
 def run_threaded(clock, parts, firmware, rest_bus, bus_injector, app, tap, phone, collector, watch: Watch,
@@ -295,8 +320,8 @@ def run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, ap
                     f"longer reads the UART or logs ({last})")
         if now_s - watch.last_line_t_s > max_silence_s:
             return (f"no EdgeAI lines since t={watch.last_line_t_s:.0f} s: {now_s - watch.last_line_t_s:.0f} s of "
-                    f"scenario time without one (limit {max_silence_s:g} s); the app's process is alive, the device "
-                    f"stopped logging")
+                    f"scenario time without one (limit {max_silence_s:g} s); the app's process is alive; "
+                    + silence_cause(watch))
         return None
 
     try:

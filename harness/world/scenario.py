@@ -68,6 +68,9 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
     "latency_ms_p50_max": (0.0, None),
     "latency_ms_p99_max": (0.0, None),
     "data_loss_max_pct": (0.0, 100.0),
+    "coverage_min": (0.0, 1.0),
+    "result_late_s_max": (0.0, None),
+    "behaviour_accuracy_min": (0.0, 1.0),
 }
 #: `expect:` keys that take true or false.
 EXPECT_FLAGS = ("stale_data_flagged",)
@@ -110,6 +113,10 @@ class Expectations:
     # error (harness.judge.result.DataLossError), not a verdict. Always applied: 0 unless the scenario says otherwise.
     data_loss_max_pct: float = 0.0
     stale_data_flagged: bool | None = None  # the app must (true) / must not (false) report stale_data
+    # Judged on every run (harness.judge.metrics.evidence); None: the default there (docs/scenarios.md).
+    coverage_min: float | None = None
+    result_late_s_max: float | None = None
+    behaviour_accuracy_min: float | None = None
 
 
 @dataclass(frozen=True)

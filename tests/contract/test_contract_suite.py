@@ -15,6 +15,7 @@ import pytest
 
 from harness.inference.models import ModelSet
 from harness.judge.contract import (
+    ERROR,
     INCONCLUSIVE,
     ContractRun,
     Verdict,
@@ -23,7 +24,10 @@ from harness.judge.contract import (
     check_liveness,
     check_model_parity,
     check_readability,
+    check_reporting,
 )
+from harness.judge.contract.verdict import tap_noise
+from harness.judge.result import RunError
 from harness.run.contract import run_for_contract
 from harness.world.scenario import load_scenario
 
@@ -40,8 +44,11 @@ def contract_runs(dtg_rig, dtg_models, dtg_artifacts) -> tuple[ContractRun, Cont
     models, _ = dtg_models
     runs = []
     for name in ("styles_a", "styles_b"):
-        runs.append(run_for_contract(load_scenario(HERE / f"{name}.yaml"), dtg_rig, models,
-                                     dtg_artifacts / "contract" / name))
+        run = run_for_contract(load_scenario(HERE / f"{name}.yaml"), dtg_rig, models, dtg_artifacts / "contract" / name)
+        noise = tap_noise(run.events, run.reference.tap_stats if run.reference is not None else None)
+        if noise:  # the harness's capture is at fault: an ERROR of the suite, never a verdict on the unit
+            raise RunError(f"{name}: {noise}")
+        runs.append(run)
     return runs[0], runs[1]
 
 
@@ -53,6 +60,8 @@ def installed_models(dtg_rig):
 
 
 def _judge(verdict: Verdict) -> None:
+    if verdict.status == ERROR:
+        raise RunError(str(verdict))
     if verdict.status == INCONCLUSIVE:
         pytest.skip(str(verdict))
     assert verdict.passed, str(verdict)
@@ -72,6 +81,10 @@ def test_feature_parity(contract_runs):
 
 def test_output_readability(contract_runs, installed_models):
     _judge(check_readability(contract_runs[0], installed_models))
+
+
+def test_reporting(contract_runs):
+    _judge(check_reporting(contract_runs[0]))
 
 
 def test_liveness(contract_runs):

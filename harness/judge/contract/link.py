@@ -6,8 +6,8 @@ codec the bytes really are when it is another one.
 """
 from __future__ import annotations
 
-from harness.judge.contract.reference import ContractRun
-from harness.judge.contract.verdict import FAIL, PASS, Verdict, last_status
+from harness.judge.contract.reference import ContractRun, lost_samples, sample_value_mismatches
+from harness.judge.contract.verdict import FAIL, PASS, Verdict, blocked_by_tap, last_status
 from harness.wire.link import CRC_VARIANTS, codec_names, crc16_modbus, get_codec, identify_crc
 
 __all__ = ["check_link"]
@@ -36,7 +36,8 @@ def _crc_candidates(uart: bytes, codec: str) -> list[tuple[bytes, int, int]]:
 
 
 def _expected_crc(codec: str) -> str:
-    return "crc16-modbus" if codec == "raw-can-v1" else "crc32-iso-hdlc"
+    """The key in CRC_VARIANTS of the CRC `codec` carries."""
+    return get_codec(codec).crc_variant
 
 
 def _name_crc(uart: bytes, codec: str) -> str:
@@ -75,6 +76,35 @@ def _v1_padding_and_ids(uart: bytes) -> tuple[int, int, int]:
     return short, padded_wrong, wide
 
 
+def _altered(report) -> str:
+    """An example of a frame that reached the UART altered: a sent and an unexpected frame of the same ID."""
+    unexpected = {}
+    for item in report.unexpected:
+        record = item.received.record
+        unexpected.setdefault(getattr(record, "can_id", None), record)
+    for sent in report.missing:
+        got = unexpected.get(sent.can_id)
+        if got is not None and len(got.data) == len(sent.data):
+            differ = [i for i in range(len(sent.data)) if sent.data[i] != got.data[i]]
+            swapped = (len(differ) == 2 and sent.data[differ[0]] == got.data[differ[1]]
+                       and sent.data[differ[1]] == got.data[differ[0]])
+            how = f"data bytes {differ[0]} and {differ[1]} swapped" if swapped else \
+                f"data byte(s) {', '.join(map(str, differ))} changed"
+            return (f"; altered in the firmware: e.g. ID 0x{sent.can_id:X} sent [{sent.data.hex(' ')}], on the UART "
+                    f"[{got.data.hex(' ')}] ({how})")
+    return ""
+
+
+def _forwarding(run: ContractRun) -> str | None:
+    """The UART tap's cross-check against the CAN log (the run's `TapReport`), when it found frames missing,
+    unexpected or altered: what the firmware forwarded is not what the bus carried."""
+    report = getattr(run.result, "tap", None) if run.result is not None else None
+    if report is None or not (report.missing or report.unexpected):
+        return None
+    return (f"the firmware's UART output does not match the CAN log: {'; '.join(report.problems())}"
+            + _altered(report))
+
+
 def check_link(run: ContractRun) -> Verdict:
     """The firmware's frames decode with the declared codec, and the app's decoder accepts them as well."""
     check, codec = "link", run.codec
@@ -84,6 +114,9 @@ def check_link(run: ContractRun) -> Verdict:
     if run.uart is None:
         notes.append("no UART tap on this rig: the firmware's side is not checked")
     else:
+        blocked = blocked_by_tap(check, run)
+        if blocked:
+            return blocked
         decoder = get_codec(codec).decoder()
         decoder.feed(run.uart)
         decoder.finish()
@@ -103,6 +136,12 @@ def check_link(run: ContractRun) -> Verdict:
             return Verdict(check, FAIL, f"the firmware's frames on the UART tap fail the declared {codec} "
                                         f"({expected}): {stats.frames_decoded} decoded, {stats.crc_errors} CRC "
                                         f"errors; {found}{where}", "firmware-crc")
+        if stats.bytes_skipped > max(64, 0.01 * stats.frames_decoded):
+            return Verdict(check, FAIL, f"{stats.bytes_skipped} of the {len(run.uart)} bytes on the UART tap belong to "
+                                        f"no valid {codec} frame ({stats.crc_errors} CRC errors) while "
+                                        f"{stats.frames_decoded} frames pass the link's {expected}: the firmware's "
+                                        f"frames are corrupted on the line (noise, a baud-rate or framing error), "
+                                        f"not sent with another CRC", "link-corruption")
         if stats.malformed_frames:
             return Verdict(check, FAIL, f"{stats.malformed_frames} of the firmware's frames pass the CRC but are "
                                         f"malformed for {codec} (e.g. an ID wider than the codec's ID field, "
@@ -132,6 +171,19 @@ def check_link(run: ContractRun) -> Verdict:
         return Verdict(check, FAIL, f"the app rebuilt no samples from the link (its status: {status.samples_received} "
                                     f"samples, link counters {link or 'not reported'}); " + "; ".join(notes),
                        "app-no-samples")
+    forwarding = _forwarding(run)
+    if forwarding:
+        return Verdict(check, FAIL, forwarding, "firmware-forwarding")
+    sampling = sample_value_mismatches(run.uart, codec, run.profile) if run.uart is not None else {}
+    if sampling:
+        what = "; ".join(f"{name}: {bad} of {n} samples differ from the CAN answer they were taken from (median "
+                         f"ratio {ratio:.4g}{', a scale factor' if abs(ratio - 1) > 1e-3 else ''})"
+                         for name, (bad, n, ratio) in sampling.items())
+        return Verdict(check, FAIL, f"the firmware's sample records do not carry what the bus said: {what}",
+                       "firmware-sampling")
+    lost = lost_samples(run)
+    if lost:
+        return Verdict(check, FAIL, lost, "lost-samples")
     if decoded is None:
         notes.append("the app's status lines carry no link counters (frames_decoded, crc_errors): its decoder is "
                      "judged by its samples only")

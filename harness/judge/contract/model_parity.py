@@ -11,7 +11,7 @@ installed model".
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,11 +21,23 @@ from harness.judge.contract.reference import (
     DIAGNOSIS_WINDOWS,
     MAX_UNMATCHED_FRACTION,
     ContractRun,
+    lost_samples,
     pair_with_reference,
     swap,
 )
-from harness.judge.contract.verdict import FAIL, INCONCLUSIVE, PASS, Tolerance, Verdict, blocked_by_link, events_of, fmt
-from harness.wire.events import AnomalyResult, BehaviourResult, Event, FeatureDebug, FuelResult
+from harness.judge.contract.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Tolerance,
+    Verdict,
+    blocked_by_link,
+    blocked_by_tap,
+    events_of,
+    fmt,
+)
+from harness.judge.metrics.evidence import model_identity_problems, threshold_problems
+from harness.wire.events import AnomalyResult, BehaviourResult, FeatureDebug, FuelResult
 from harness.wire.signals import SIGNALS
 
 __all__ = ["PARITY_TOLERANCES", "check_model_parity"]
@@ -68,15 +80,49 @@ def _window_mistakes() -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray
     return out
 
 
+#: Time shifts (s) the diagnosis tries: an app scoring the window of another second than the one it claims.
+MAX_SHIFT_S = 30
+
+
 def _diagnose_outputs(reported: np.ndarray, expected: np.ndarray, inputs: list[np.ndarray],
                       run_model: Callable[[np.ndarray], float], tolerance: Tolerance,
-                      mistakes: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]]) -> tuple[str, str]:
-    """Why the app's outputs differ from the model's on the same inputs: (cause tag, explanation)."""
+                      mistakes: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]],
+                      shifted: Callable[[int, int], np.ndarray | None] | None = None) -> tuple[str, str]:
+    """Why the app's outputs differ from the model's on the same inputs: (cause tag, explanation).
+
+    Tried in order: a known input mistake; one scale factor or offset on every output; the model's output on the
+    window of another second (`shifted(k, d)`: result k's input d seconds later, None where there is none); then
+    the shape of the error (a small drift, or no pattern: a stub).
+    """
     bad = np.flatnonzero(~tolerance.close(reported, expected))
     picks = bad[np.linspace(0, len(bad) - 1, min(DIAGNOSIS_WINDOWS, len(bad))).astype(int)]
     for cause, text, transform in mistakes:
         if all(tolerance.close(reported[k], run_model(transform(inputs[k]))) for k in picks):
             return cause, f"consistent with {text} (matches on {len(picks)}/{len(picks)} windows tried)"
+    usable = np.abs(expected) > 1e-6
+    if usable.sum() >= 3:
+        factor = float(np.median(reported[usable] / expected[usable]))
+        if abs(factor - 1.0) > 1e-3 and tolerance.close(reported, factor * expected).mean() >= 0.95:
+            return "scale-factor", (f"the app's outputs are the model's scaled by {factor:.4g} (a scale factor on "
+                                    f"the output, e.g. a unit conversion: matches on "
+                                    f"{int(tolerance.close(reported, factor * expected).sum())}/{len(reported)} "
+                                    f"windows)")
+    offset = float(np.median(reported - expected))
+    if abs(offset) > tolerance.atol and tolerance.close(reported, expected + offset).mean() >= 0.95:
+        return "offset", f"the app's outputs are the model's plus {offset:.4g} (a constant offset on the output)"
+    if shifted is not None:
+        for d in sorted(range(-MAX_SHIFT_S, MAX_SHIFT_S + 1), key=abs):
+            if d == 0:
+                continue
+            # the windows that have a window d seconds away (none before the first or after the last)
+            have = [(int(k), x) for k in bad if (x := shifted(int(k), d)) is not None]
+            if len(have) < min(3, len(bad)):
+                continue
+            tried = [have[i] for i in np.linspace(0, len(have) - 1, min(DIAGNOSIS_WINDOWS, len(have))).astype(int)]
+            if all(tolerance.close(reported[k], run_model(x)) for k, x in tried):
+                return "time-shift", (f"a time shift of {d:+d} s: the app's output for the window it stamps t is "
+                                      f"the model's output on the window ending at t{d:+d} s (matches on "
+                                      f"{len(tried)}/{len(tried)} windows tried)")
     error = reported - expected
     # "small": a few per cent of the output's typical size (a quantised copy moves it that much, a stub far more)
     scale = max(float(np.median(np.abs(expected))), float(np.std(expected)), 1e-9)
@@ -93,33 +139,20 @@ def _diagnose_outputs(reported: np.ndarray, expected: np.ndarray, inputs: list[n
                     f"a heuristic, or another model)")
 
 
-def _model_identity(events: Sequence[Event], models: ModelSet) -> list[str]:
-    problems = []
-    manifest = models.manifest
-    for cls, name in ((FuelResult, "fuel"), (AnomalyResult, "anomaly"), (BehaviourResult, "behaviour")):
-        installed = manifest.models[name].sha256
-        for ref in {e.model for e in events_of(events, cls)}:
-            if ref.name != name or not installed.startswith(ref.sha256):
-                problems.append(f"{name}: the app reports model '{ref.name}' sha256 {ref.sha256}, the harness "
-                                f"installed {installed[:16]}: a stale or different model file")
-            elif ref.version is not None and ref.version != manifest.version:
-                problems.append(f"{name}: the app reports models version {ref.version}, the manifest's is "
-                                f"{manifest.version}: a stale manifest")
-    return problems
-
-
 def check_model_parity(run: ContractRun, models: ModelSet,
                        tolerances: dict[str, Tolerance] = PARITY_TOLERANCES) -> Verdict:
     """Every window the app scored, rerun by the harness on the installed ONNX files: the outputs must agree."""
     check = "model-parity"
-    blocked = blocked_by_link(check, run.events)
+    blocked = blocked_by_link(check, run.events) or blocked_by_tap(check, run)
     if blocked:
         return blocked
     if run.reference is None:
         return Verdict(check, INCONCLUSIVE, "no UART tap on this rig: the harness cannot rebuild the windows the app "
                                             "scored (add a tap: rig file stm32.uart_tap)")
     problems, causes, summary = [], [], []
-    for problem in _model_identity(run.events, models):
+    manifest = models.manifest
+    for problem in model_identity_problems(run.events, {n: e.sha256 for n, e in manifest.models.items()},
+                                           manifest.version):
         problems.append(problem)
         causes.append("stale-model")
     fuel_events = events_of(run.events, FuelResult)
@@ -149,7 +182,15 @@ def check_model_parity(run: ContractRun, models: ModelSet,
                            f"{tolerance.unit})")
             return
         k = int(np.flatnonzero(~ok)[0])
-        cause, why = _diagnose_outputs(reported, expected, inputs, run_model, tolerance, mistakes)
+        lost = lost_samples(run)
+        if lost:
+            cause, why = "lost-samples", f"the app's windows miss data: {lost}"
+        else:
+            def shifted(i: int, d: int) -> np.ndarray | None:
+                context = run.reference.context(kept[i].t_s + d)
+                return None if context is None else get_input(kept[i], context)
+
+            cause, why = _diagnose_outputs(reported, expected, inputs, run_model, tolerance, mistakes, shifted)
         problems.append(f"{name}: {int((~ok).sum())}/{len(kept)} windows outside the tolerance "
                         f"({tolerance.atol:g} + {tolerance.rtol:g} x |expected| {tolerance.unit}); e.g. at "
                         f"t={kept[k].t_s:g} s the app reported {fmt(reported[k])}, the model gives "
@@ -162,10 +203,8 @@ def check_model_parity(run: ContractRun, models: ModelSet,
     judge("anomaly", anomaly_events, lambda r: r.score, lambda c: models.anomaly(c).score,
           lambda r, c: c, lambda c: models.anomaly(c).score, window_mistakes)
     threshold = models.threshold
-    thresholds = {e.threshold for e in anomaly_events}
-    if any(abs(t - threshold) > 1e-6 * max(abs(threshold), 1.0) for t in thresholds):
-        problems.append(f"anomaly: the app applies threshold(s) {', '.join(map(fmt, sorted(thresholds)))}, the "
-                        f"manifest's is {fmt(threshold)}: a wrong or stale threshold")
+    for problem in threshold_problems(anomaly_events, threshold):
+        problems.append(problem)
         causes.append("threshold")
     wrong_alarm = [e for e in anomaly_events if e.alarm != (e.score > threshold)]
     if wrong_alarm:

@@ -8,6 +8,7 @@ from harness.judge.contract.liveness import check_liveness
 from harness.judge.contract.model_parity import check_model_parity
 from harness.judge.contract.readability import check_readability
 from harness.judge.contract.reference import ContractRun
+from harness.judge.contract.reporting import check_reporting
 from harness.judge.contract.verdict import Verdict
 
 __all__ = ["evaluate"]
@@ -20,6 +21,7 @@ def evaluate(run_a: ContractRun, run_b: ContractRun | None, models: ModelSet, ch
         "model-parity": check_model_parity(run_a, models),
         "feature-parity": check_feature_parity(run_a),
         "readability": check_readability(run_a, models),
+        "reporting": check_reporting(run_a),
     }
     if run_b is not None:
         verdicts["liveness"] = check_liveness(run_a, run_b, change)

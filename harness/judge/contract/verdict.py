@@ -14,12 +14,13 @@ import numpy as np
 from harness.wire.events import AnomalyResult, AppStatus, BehaviourResult, Event, FeatureDebug, FuelResult
 
 __all__ = [
-    "CHECKS", "FAIL", "INCONCLUSIVE", "PASS", "Tolerance", "Verdict", "blocked_by_link", "events_of", "fmt",
-    "last_status",
+    "CHECKS", "ERROR", "FAIL", "INCONCLUSIVE", "PASS", "Tolerance", "Verdict", "blocked_by_link", "blocked_by_tap",
+    "events_of", "fmt", "last_status", "tap_noise",
 ]
 
-CHECKS: tuple[str, ...] = ("link", "model-parity", "feature-parity", "readability", "liveness")
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+CHECKS: tuple[str, ...] = ("link", "model-parity", "feature-parity", "readability", "reporting", "liveness")
+#: ERROR: the harness's own evidence is at fault (e.g. a noisy UART tap): no verdict on the unit.
+PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Verdict:
     """One contract check's finding. `cause` is a short tag of the diagnosed cause (None when it passed)."""
 
     check: str
-    status: str  # PASS, FAIL or INCONCLUSIVE
+    status: str  # PASS, FAIL, INCONCLUSIVE or ERROR
     message: str
     cause: str | None = None
 
@@ -86,3 +87,33 @@ def fmt(value: float) -> str:
     """A figure in a verdict's message: 4 significant digits."""
     return f"{value:.4g}"
 
+
+
+def _damaged(crc_errors: int, bytes_skipped: int, frames_decoded: int) -> bool:
+    """A decoder's counters show a damaged byte stream: CRC errors or bytes in no valid frame beyond a trace."""
+    return crc_errors > max(2, 0.001 * frames_decoded) or bytes_skipped > max(64, 0.01 * frames_decoded)
+
+
+def tap_noise(events: Sequence[Event], tap_stats) -> str | None:
+    """Why the UART tap's bytes, not the link, are at fault, or None: the tap's decoder found a damaged stream where
+    the app's own decoder (its last status line's counters decide) read the same link clean."""
+    if tap_stats is None or not _damaged(tap_stats.crc_errors, tap_stats.bytes_skipped, tap_stats.frames_decoded):
+        return None
+    status = last_status(events)
+    if status is None or "crc_errors" not in status.link or "frames_decoded" not in status.link:
+        return None
+    link = status.link
+    app_errors, app_decoded = link["crc_errors"], link["frames_decoded"]
+    if app_decoded == 0 or _damaged(app_errors, link.get("bytes_skipped", 0), app_decoded):
+        return None
+    return (f"the UART tap's bytes have {tap_stats.crc_errors} CRC errors and {tap_stats.bytes_skipped} bytes in no "
+            f"valid frame where the app's own decoder counted {app_errors} CRC errors in {app_decoded} frames: the "
+            f"tap (the harness's capture) is noisy, not the link; not a verdict on the unit (check the tap's wiring, "
+            f"ground and baud rate)")
+
+
+def blocked_by_tap(check: str, run) -> Verdict | None:
+    """An ERROR verdict when the tap's bytes, which the check would judge the unit by, are at fault; else None."""
+    reference = getattr(run, "reference", None)
+    noise = tap_noise(run.events, reference.tap_stats if reference is not None else None)
+    return Verdict(check, ERROR, noise, "tap-noise") if noise else None

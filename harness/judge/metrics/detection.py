@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from harness.core.stats import Percentiles, percentiles
 from harness.judge.metrics.episodes import AlarmEpisode, default_sources_for_type
 from harness.judge.metrics.series import check_types, in_type_order
-from harness.wire.events import Event
+from harness.wire.events import AnomalyResult, BehaviourResult, Event, FuelResult, RuleEvent
 from harness.wire.signals import LabelledEvent
 
 __all__ = [
@@ -180,9 +180,15 @@ class DetectionReport:
         return TypeRecall("all types", self.n_events, sum(d.detected for d in self.detections))
 
 
+#: The events that are results: what makes a span of the drive observed.
+_RESULT_KINDS = (FuelResult, AnomalyResult, BehaviourResult, RuleEvent)
+
+
 def observed_span_s(events: Iterable[Event]) -> tuple[float, float] | None:
-    """First and last result time the app reported (any kind; a status before the first sample is skipped)."""
-    times = [e.t_s for e in events if e.t_s is not None]
+    """First and last time the app reported a result (a model's result or a rule event). Status heartbeats and
+    `features` debug lines do not count: minutes with heartbeats but no result are minutes the unit did not watch,
+    not clean driving."""
+    times = [e.t_s for e in events if isinstance(e, _RESULT_KINDS) and e.t_s is not None]
     return (min(times), max(times)) if times else None
 
 

@@ -15,7 +15,7 @@ from harness.judge.metrics.scenario import ScenarioMetrics
 from harness.wire.events import Event, RuleEvent
 from harness.world.scenario import Expectations
 
-__all__ = ["Criterion", "Judgement", "judge", "stale_data_criterion"]
+__all__ = ["Criterion", "Judgement", "criterion", "judge", "stale_data_criterion"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Judgement:
         return "\n".join(f"{'PASS' if c.passed else 'FAIL'}  {c.describe()}" for c in self.criteria)
 
 
-def _criterion(name: str, measured: float | None, required: float, comparison: str, missing_note: str = "",
+def criterion(name: str, measured: float | None, required: float, comparison: str, missing_note: str = "",
                note: str = "") -> Criterion:
     if measured is None:
         return Criterion(name, None, required, comparison, "not measured", missing_note)
@@ -121,42 +121,42 @@ def judge(expect: Expectations, metrics: ScenarioMetrics) -> Judgement:
             for anomaly_type, required in expect.recall_min.items():
                 got = by_type.get(anomaly_type)
                 detections = [x for x in d.detections if x.event.type == anomaly_type]
-                out.append(_criterion(f"recall ({anomaly_type})", got.recall if got else None, float(required),
+                out.append(criterion(f"recall ({anomaly_type})", got.recall if got else None, float(required),
                                       ">=", f"no {anomaly_type} events in the scenario",
                                       f"{got.n_detected}/{got.n_events}; {_missed_note(detections)}".rstrip("; ")
                                       if got else ""))
         else:
             overall = d.overall
-            out.append(_criterion("recall (all types)", overall.recall, float(expect.recall_min), ">=",
+            out.append(criterion("recall (all types)", overall.recall, float(expect.recall_min), ">=",
                                   note=f"{overall.n_detected}/{overall.n_events}; {_missed_note(d.detections)}"
                                   .rstrip("; ")))
     if expect.false_alarms_per_h_max is not None:
         fa = d.false_alarms
-        out.append(_criterion("false_alarms_per_h", fa.per_h, expect.false_alarms_per_h_max, "<=",
+        out.append(criterion("false_alarms_per_h", fa.per_h, expect.false_alarms_per_h_max, "<=",
                               "no normal driving observed: no results outside event windows",
                               f"{fa.n_false_alarms} in {fa.normal_driving_h:.2f} h"))
     no_delay = "the scenario injects no events" if d.n_events == 0 else "no event was detected"
     if expect.detection_delay_s_p50_max is not None:
-        out.append(_criterion("detection_delay_s_p50", d.delay.p50, expect.detection_delay_s_p50_max, "<=",
+        out.append(criterion("detection_delay_s_p50", d.delay.p50, expect.detection_delay_s_p50_max, "<=",
                               no_delay, f"n={d.delay.n}"))
     if expect.detection_delay_s_p90_max is not None:
-        out.append(_criterion("detection_delay_s_p90", d.delay.p90, expect.detection_delay_s_p90_max, "<=",
+        out.append(criterion("detection_delay_s_p90", d.delay.p90, expect.detection_delay_s_p90_max, "<=",
                               no_delay, f"n={d.delay.n}"))
     fuel = metrics.fuel
     no_fuel = "no fuel results or no ground truth" if fuel is None or fuel.n == 0 else \
         "the true fuel rate is constant, R² undefined"
     if expect.fuel_r2_min is not None:
-        out.append(_criterion("fuel_r2", fuel.r2 if fuel else None, expect.fuel_r2_min, ">=", no_fuel,
+        out.append(criterion("fuel_r2", fuel.r2 if fuel else None, expect.fuel_r2_min, ">=", no_fuel,
                               f"n={fuel.n}" if fuel else ""))
     if expect.fuel_mae_lph_max is not None:
-        out.append(_criterion("fuel_mae_lph", fuel.mae_lph if fuel else None, expect.fuel_mae_lph_max, "<=",
+        out.append(criterion("fuel_mae_lph", fuel.mae_lph if fuel else None, expect.fuel_mae_lph_max, "<=",
                               "no fuel results or no ground truth", f"n={fuel.n}" if fuel else ""))
     latency = metrics.latency
     for key, attr, label in (("latency_ms_p50_max", "p50", "latency_ms_p50"),
                              ("latency_ms_p99_max", "p99", "latency_ms_p99")):
         required = getattr(expect, key)
         if required is not None:
-            out.append(_criterion(f"{label} ({metrics.latency_label})",
+            out.append(criterion(f"{label} ({metrics.latency_label})",
                                   getattr(latency, attr) if latency else None, required, "<=",
                                   "no latencies reported", f"n={latency.n}" if latency else ""))
     return Judgement(tuple(out))
@@ -178,7 +178,7 @@ def stale_data_criterion(flagged: bool, events: Iterable[Event], windows: Sequen
     stale = sorted(e.t_s for e in events if isinstance(e, RuleEvent) and e.type == "stale_data")
     if not flagged:
         first = f"first at {stale[0]:g} s" if stale else ""
-        return _criterion("stale_data_flagged (none expected)", float(len(stale)), 0.0, "<=", note=first)
+        return criterion("stale_data_flagged (none expected)", float(len(stale)), 0.0, "<=", note=first)
     if not windows:
         return Criterion("stale_data_flagged", None, 1.0, ">=", "not measured",
                          "the scenario silences no data: no id_silent or bus_off fault")
@@ -186,4 +186,4 @@ def stale_data_criterion(flagged: bool, events: Iterable[Event], windows: Sequen
     missed = [f"{lo:g}-{hi:g} s" for (lo, hi), hit in zip(windows, flagged_windows, strict=False) if not hit]
     note = f"{sum(flagged_windows)}/{len(windows)} faults flagged" + (f"; missed: {', '.join(missed)}" if missed
                                                                       else "")
-    return _criterion("stale_data_flagged", sum(flagged_windows) / len(windows), 1.0, ">=", note=note)
+    return criterion("stale_data_flagged", sum(flagged_windows) / len(windows), 1.0, ">=", note=note)

@@ -219,6 +219,7 @@ class DtgLinkV2Codec:
     """This project's link: 29-bit IDs, sequence numbers, timestamps, samples and status records."""
 
     name = V2_NAME
+    crc_variant = "crc32-iso-hdlc"  # the key of its CRC in CRC_VARIANTS
     capabilities = LinkCapabilities(
         max_id_bits=29,
         has_sequence=True,

@@ -65,6 +65,7 @@ class RawCanV1Codec:
     """The reference firmware's 15-byte frame. 11-bit IDs only; no sequence number, no timestamp."""
 
     name = V1_NAME
+    crc_variant = "crc16-modbus"  # the key of its CRC in CRC_VARIANTS
     capabilities = LinkCapabilities(
         max_id_bits=11, has_sequence=False, has_timestamp=False, record_types=("can",), max_frame_bytes=_V1_LEN
     )
