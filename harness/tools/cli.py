@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.tools import firmware as firmware_cli
 from harness.tools.bench import link as bench_link
 from harness.tools.bench import plant as bench_plant
 from harness.tools.bench import sim as bench_sim
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "on an undocumented exception or a hang")
     fuzzing.add_fuzz_arguments(fuzz)
     fuzz.set_defaults(func=fuzzing.cmd_bench_fuzz)
+    firmware_cli.add_firmware_commands(commands)
     return parser
 
 
