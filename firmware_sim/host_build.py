@@ -134,7 +134,7 @@ def build_firmware(src_dir: Path, *, defines: tuple[str, ...] = (), out_dir: Pat
     flags = [*_CFLAGS, *SANITIZER_FLAGS, *(f"-D{d}" for d in defines), f"-I{HOST_HAL_DIR / 'Inc'}",
              *(f"-I{folder}" for folder in includes)]
     digest = hashlib.sha256(" ".join([compiler, *flags]).encode())
-    for path in [*sources, *hal_sources, *sorted(src_dir.rglob("*.h")), *sorted((HOST_HAL_DIR / "Inc").glob("*.h"))]:
+    for path in [*sources, *hal_sources, *sorted(src_dir.rglob("*.h")), *sorted(HOST_HAL_DIR.rglob("*.h"))]:
         digest.update(str(path).encode() + b"\0" + path.read_bytes())
     folder = Path(out_dir) if out_dir is not None else cache_dir() / digest.hexdigest()[:20]
     executable = folder / "firmware"

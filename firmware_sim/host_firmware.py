@@ -192,6 +192,11 @@ class HostFirmware(Worker):
                    DTG_HOST_USART1_FD=str(link_master), DTG_HOST_USART2_FD=str(gnss_master),
                    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:handle_abort=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        # The harness's ends first: pyserial flushes a port's input when it opens it, which would lose what a quick
+        # firmware wrote at boot.
+        self._link = serial.Serial(link_port, 921600, timeout=HANG_WALL_S)
+        self._gnss = serial.Serial(gnss_port, 9600, timeout=HANG_WALL_S, write_timeout=HANG_WALL_S)
+        self._slcan = can.Bus(interface="slcan", channel=can_port, bitrate=self._can_bitrate, sleep_after_open=0)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("wb") as log:
             try:
@@ -204,9 +209,6 @@ class HostFirmware(Worker):
         for fd in (can_master, link_master, gnss_master):  # the process holds them now
             os.close(fd)
             self._fds.remove(fd)
-        self._link = serial.Serial(link_port, 921600, timeout=HANG_WALL_S)
-        self._gnss = serial.Serial(gnss_port, 9600, timeout=HANG_WALL_S, write_timeout=HANG_WALL_S)
-        self._slcan = can.Bus(interface="slcan", channel=can_port, bitrate=self._can_bitrate, sleep_after_open=0)
         self._take_report(self._read_report(0))  # boot: the firmware's first idle
 
     def _fault(self, what: str, t_ms: int) -> FirmwareFault:
@@ -348,8 +350,8 @@ class HostFirmware(Worker):
         how it ended; release the ports."""
         try:
             if self._proc is not None and self._proc.poll() is None:
-                self._due_ms = min(self._due_ms, self._firmware_ms)  # the frames still on the wire, now
-                self.step(self._clock.now_s())
+                # the frames still on the wire, at the firmware's last instant (no timer of a later one fires)
+                self.step(self._firmware_ms / 1000)
                 self._ctrl.shutdown(socket.SHUT_RDWR)
                 try:
                     self._proc.wait(HANG_WALL_S)
