@@ -22,6 +22,7 @@
 #include "host_hal_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,6 +117,11 @@ void host_setup(void) {
     host.ports[i].fd = env_fd(name);
   }
   host.delay_until_ms = UINT64_MAX;
+  int fds[1 + HOST_PORTS];
+  fds[0] = host.can_fd;
+  for (int i = 0; i < HOST_PORTS; i++) fds[1 + i] = host.ports[i].fd;
+  for (int i = 0; i < 1 + HOST_PORTS; i++) /* writes that would block wait in poll(): see write_all, read_byte */
+    if (fds[i] >= 0) fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
 }
 
 static uint64_t next_due_ms(void) {
@@ -125,13 +131,28 @@ static uint64_t next_due_ms(void) {
   return due;
 }
 
-static void flush_outputs(void) {
-  if (host.can_out.len) write_all(host.can_fd, host.can_out.data, host.can_out.len, "CAN1 (slcan)");
-  host.can_out.len = 0;
+/* Hand the ports what they take without blocking (`partial`), or all of it; what is written leaves the buffer. */
+static void flush_buffer(int fd, host_buffer *b, const char *what, int partial) {
+  size_t done = 0;
+  while (partial && done < b->len) {
+    ssize_t n = write(fd, b->data + done, b->len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += (size_t)n;
+  }
+  if (!partial) {
+    write_all(fd, b->data, b->len, what);
+    done = b->len;
+  }
+  memmove(b->data, b->data + done, b->len - done);
+  b->len -= done;
+}
+
+static void flush_outputs(int partial) {
+  if (host.can_out.len) flush_buffer(host.can_fd, &host.can_out, "CAN1 (slcan)", partial);
   for (int i = 0; i < HOST_PORTS; i++) {
     host_port *p = &host.ports[i];
-    if (p->out.len) write_all(p->fd, p->out.data, p->out.len, port_names[i]);
-    p->out.len = 0;
+    if (p->out.len) flush_buffer(p->fd, &p->out, port_names[i], partial);
   }
 }
 
@@ -148,8 +169,11 @@ void host_idle(void) {
   }
   host.can_frames_pending = 0;
   line[n++] = '\n';
+  /* The ports first, as far as their buffers take it without blocking, so the harness finds the bytes there when it
+   * reads the report; then the report; then the rest, while the harness reads. */
+  flush_outputs(1);
   write_all(host.ctrl_fd, (const uint8_t *)line, (size_t)n, "control channel");
-  flush_outputs();
+  flush_outputs(0);
   size_t len = 0;
   for (;;) {
     int c = read_byte(host.ctrl_fd, "control channel");
