@@ -124,6 +124,7 @@ class HostFirmware(Worker):
         self._clock = clock
         self._codec_name = codec
         self._decoder = get_codec(codec).decoder()
+        self._resync = False  # the link's frames stopped lining up: counted through the decoder from then on
         self._end_ms = math.inf if math.isinf(end_s) else round(end_s * 1000)
         self._gnss_sentences = gnss_sentences
         self._next_epoch = 0
@@ -290,8 +291,13 @@ class HostFirmware(Worker):
         return bool(can_frames or any(port_bytes))
 
     def _account(self, data: bytes) -> None:
+        """Count what the firmware wrote: by the frames' headers while they line up (the firmware writes whole frames;
+        the app and the tap check the CRCs), else through the codec's decoder."""
         stats = self._stats
         stats.bytes_written += len(data)
+        if not self._resync and self._walk(data):
+            return
+        self._resync = True
         for item in self._decoder.feed(data):
             record = item.record
             if isinstance(record, CanFrame):
@@ -302,6 +308,36 @@ class HostFirmware(Worker):
             else:
                 stats.status_sent += 1
                 self._last_status = record
+
+    def _walk(self, data: bytes) -> bool:
+        """Count `data` by the frames' headers; False (nothing counted) when they do not line up."""
+        frames, pos, end = [], 0, len(data)
+        v2 = self._codec_name == "dtg-link-v2"
+        while pos < end:
+            if v2:
+                if data[pos:pos + 3] != b"\xd7\x47\x02" or pos + 5 > end or pos + 17 + data[pos + 4] > end:
+                    return False
+                kind, size = data[pos + 3], 17 + data[pos + 4]
+                if kind not in (1, 2, 3) or (kind == 3 and size != 33):
+                    return False
+            else:
+                kind, size = 1, 15
+                if data[pos] != 0xAA or pos + size > end or data[pos + size - 1] != 0x55:
+                    return False
+            frames.append((pos, kind))
+            pos += size
+        stats = self._stats
+        for pos, kind in frames:
+            if kind == 1:
+                stats.frames_forwarded += 1
+            elif kind == 2:
+                stats.samples_sent += 1
+                self._sample_times_s.append(int.from_bytes(data[pos + 9:pos + 13], "big") / 1000)
+            else:
+                stats.status_sent += 1
+                self._last_status = StatusRecord(int.from_bytes(data[pos + 9:pos + 13], "big"), *(
+                    int.from_bytes(data[pos + 13 + 4 * i:pos + 17 + 4 * i], "big") for i in range(4)))
+        return True
 
     # -- virtual time --------------------------------------------------------------------------------------------
 

@@ -180,9 +180,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
-    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated; the app's only
-    on the simulated app or the adb stand-in."""
-    kinds = ["firmware_restart", "uart_disconnect"]
+    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated (a host build of the
+    firmware is not restarted); the app's only on the simulated app or the adb stand-in."""
+    kinds = ["firmware_restart", "uart_disconnect"] if rig.stm32_kind != "host" else ["uart_disconnect"]
     if rig.android_kind == "simulated" or "adb" in rig.standins:
         kinds += ["app_killed", "logging_stopped"]
     return tuple(kinds)

@@ -85,11 +85,26 @@ static void write_all(int fd, const uint8_t *data, size_t n, const char *what) {
   }
 }
 
+/* Reads are buffered per file descriptor: one system call takes whatever the harness has written. */
+static struct {
+  int fd;
+  size_t pos, len;
+  uint8_t data[4096];
+} readers[1 + 1 + HOST_PORTS];
+
 int read_byte(int fd, const char *what) {
-  uint8_t byte;
+  size_t r = 0;
+  while (r < sizeof readers / sizeof readers[0] && readers[r].fd != fd && readers[r].fd != 0) r++;
+  if (r == sizeof readers / sizeof readers[0]) host_fatal("%s: too many ports", what);
+  readers[r].fd = fd; /* fd 0 is stdin, which the HAL never reads: 0 marks a free slot */
+  if (readers[r].pos < readers[r].len) return readers[r].data[readers[r].pos++];
   for (;;) {
-    ssize_t got = read(fd, &byte, 1);
-    if (got == 1) return byte;
+    ssize_t got = read(fd, readers[r].data, sizeof readers[r].data);
+    if (got > 0) {
+      readers[r].len = (size_t)got;
+      readers[r].pos = 1;
+      return readers[r].data[0];
+    }
     if (got == 0) return -1;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) host_fatal("%s: read failed: %s", what, strerror(errno));
