@@ -56,7 +56,7 @@ PORTS = ("USART1", "USART2", "USART3", "UART4", "UART5", "USART6")
 _LINK_PORT, _GNSS_PORT = 0, 1
 #: Report lines that start a sanitizer's or the host HAL's finding.
 _FINDING = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|host HAL:"
-                      r"|AddressSanitizer:DEADLYSIGNAL|ERROR: UndefinedBehaviorSanitizer")
+                      r"|ERROR: UndefinedBehaviorSanitizer")
 _FRAME = re.compile(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S+?):(\d+)")
 
 

@@ -260,3 +260,18 @@ def test_a_firmware_that_stops_polling_after_60_s_fails_liveness(tmp_path, model
             for name, style in (("mixed", "normal: 1, eco: 1, aggressive: 1"), ("eco", "eco: 1"))]
     verdict = check_liveness(*runs, "driving style: a mix -> eco only")
     assert verdict.status == FAIL and "windows scored" in verdict.message, str(verdict)
+
+
+def test_a_firmware_that_hangs_fails_the_run_naming_where_it_spins(tmp_path, models, monkeypatch):
+    monkeypatch.setattr("firmware_sim.host_firmware.HANG_WALL_S", 3.0)
+    tree = _variant(tmp_path, "hang", "Core/Src/dtg_obd.c", "void obd_run(uint32_t now_ms) {\n",
+                    "void obd_run(uint32_t now_ms) {\n  while (now_ms >= 30000U) __NOP();\n")
+    artifacts = tmp_path / "run"
+    with pytest.raises(FirmwareFault) as caught:
+        run_scenario(load_scenario(_short_drive(tmp_path, "hang", 120, "normal: 1")), _host_rig(tree), models,
+                     artifacts)
+    message = str(caught.value)
+    assert "hung: no idle report within 3 s of wall time" in message and "at t=30.000 s" in message, message
+    assert "ERROR: AddressSanitizer: ABRT" in message and "Core/Src/dtg_obd.c:" in message, message
+    assert "in obd_run" in message, message
+    assert json.loads((artifacts / "result.json").read_text())["outcome"] == "FAIL"
