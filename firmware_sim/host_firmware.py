@@ -330,6 +330,10 @@ class HostFirmware(Worker):
         for pos, kind in frames:
             if kind == 1:
                 stats.frames_forwarded += 1
+                if not v2 and data[pos + 1:pos + 3] == b"\x07\xdf":  # raw-can-v1 has no status: its own requests
+                    stats.requests_sent += 1
+                elif not v2:
+                    stats.frames_received += 1
             elif kind == 2:
                 stats.samples_sent += 1
                 self._sample_times_s.append(int.from_bytes(data[pos + 9:pos + 13], "big") / 1000)
@@ -367,7 +371,6 @@ class HostFirmware(Worker):
             return False
         counts = [0] * len(PORTS)
         counts[_GNSS_PORT] = len(nmea)
-        self._stats.frames_received += frames
         try:
             self._ctrl.sendall(f"A {now_ms} {frames} {' '.join(map(str, counts))}\n".encode())
         except OSError:

@@ -275,3 +275,15 @@ def test_a_firmware_that_hangs_fails_the_run_naming_where_it_spins(tmp_path, mod
     assert "ERROR: AddressSanitizer: ABRT" in message and "Core/Src/dtg_obd.c:" in message, message
     assert "in obd_run" in message, message
     assert json.loads((artifacts / "result.json").read_text())["outcome"] == "FAIL"
+
+
+def test_a_raw_can_v1_rig_builds_the_firmware_for_that_codec_and_its_frames_pass_link_conformance(tmp_path, models):
+    rig = parse_rig({"name": "host-v1", "stm32": {"kind": "host", "sources": str(SAMPLE_FIRMWARE_DIR),
+                                                  "codec": "raw-can-v1"}}, {}, "host-v1")
+    run = run_for_contract(load_scenario(_short_drive(tmp_path, "v1", 120, "normal: 1")), rig, models, tmp_path / "run")
+    verdict = check_link(run)
+    assert verdict.passed and "pass raw-can-v1 (CRC-16/MODBUS), 0 CRC errors" in verdict.message, str(verdict)
+    counts = run.result.accounting
+    # 9 requests a second, each forwarded next to its answer
+    assert counts.firmware_frames_forwarded == 2 * counts.restbus_frames_sent > 0
+    assert counts.can_frames_sent == counts.firmware_frames_forwarded

@@ -19,8 +19,10 @@ from harness.wire.nmea import LINE_END
 from harness.wire.signals import Trace
 from harness.world.scenario import Scenario
 
-__all__ = ["FIRMWARE_LOG", "host_firmware", "unit_fault", "write_fault_result"]
+__all__ = ["FIRMWARE_LOG", "HOST_DEFINES", "host_firmware", "unit_fault", "write_fault_result"]
 
+#: Preprocessor definitions a host build gets for the rig's link codec.
+HOST_DEFINES = {"raw-can-v1": ("DTG_LINK_RAW_CAN_V1",), "dtg-link-v2": ("DTG_LINK_DTG_LINK_V2",)}
 #: The firmware process's output (a sanitizer's report among it), in the run's folder.
 FIRMWARE_LOG = "firmware.log"
 
@@ -33,7 +35,8 @@ def host_firmware(rig: RigConfig, bus, uart, clock, trace: Trace, duration_s: fl
         raise RunError(f"rig '{rig.name}': a host build of the firmware runs on virtual time only (can: {{interface: "
                        f"virtual}}, android: {{kind: simulated}}); a bench with real parts takes stm32: {{kind: real}}")
     try:
-        build = build_firmware(rig.stm32_sources)
+        # The rig's codec is told to the build (the sample firmware speaks raw-can-v1 with DTG_LINK_RAW_CAN_V1)
+        build = build_firmware(rig.stm32_sources, defines=HOST_DEFINES.get(rig.codec, ()))
     except BuildError as error:
         raise RunError(f"rig '{rig.name}': the firmware {rig.stm32_sources} does not build: {error}") from error
     gnss = None
