@@ -287,3 +287,12 @@ def test_a_raw_can_v1_rig_builds_the_firmware_for_that_codec_and_its_frames_pass
     # 9 requests a second, each forwarded next to its answer
     assert counts.firmware_frames_forwarded == 2 * counts.restbus_frames_sent > 0
     assert counts.can_frames_sent == counts.firmware_frames_forwarded
+
+
+def test_a_firmware_that_busy_waits_on_hal_gettick_instead_of_wfi_sends_the_same_bytes(tmp_path, models):
+    spinning = _variant(tmp_path, "spin", "Core/Src/main.c", "    if (rx.tail == rx.head) __WFI();", "")
+    scenario = load_scenario(_short_drive(tmp_path, "spin", 120, "normal: 1"))
+    for name, sources in (("wfi", SAMPLE_FIRMWARE_DIR), ("spin", spinning)):
+        run_for_contract(scenario, _host_rig(sources), models, tmp_path / name)
+    wfi, spin = ((tmp_path / name / "uart.bin").read_bytes() for name in ("wfi", "spin"))
+    assert len(wfi) > 50_000 and spin == wfi

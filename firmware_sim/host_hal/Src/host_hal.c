@@ -174,9 +174,10 @@ static void flush_outputs(int partial) {
 /* The firmware is idle: report, wait for the harness to move time on, deliver what it sent and the timers due. */
 void host_idle(void) {
   char line[256];
-  host.spins = 0;
   if (deliver_tx_complete()) return; /* a pending interrupt wakes the core at once */
   uint64_t due = next_due_ms();
+  if (host.spins >= HOST_SPIN_LIMIT && host.now_ms + HOST_SPIN_STEP_MS < due)
+    due = host.now_ms + HOST_SPIN_STEP_MS; /* a busy-wait on HAL_GetTick() waits for time itself to move */
   int n = snprintf(line, sizeof line, "I %lld %u", due == UINT64_MAX ? -1LL : (long long)due, host.can_frames_pending);
   for (int i = 0; i < HOST_PORTS; i++) {
     n += snprintf(line + n, sizeof line - (size_t)n, " %u", host.ports[i].out_pending);
@@ -187,6 +188,7 @@ void host_idle(void) {
   /* The ports first, as far as their buffers take it without blocking, so the harness finds the bytes there when it
    * reads the report; then the report; then the rest, while the harness reads. */
   flush_outputs(1);
+  host.spins = 0;
   write_all(host.ctrl_fd, (const uint8_t *)line, (size_t)n, "control channel");
   flush_outputs(0);
   size_t len = 0;

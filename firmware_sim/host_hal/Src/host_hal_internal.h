@@ -14,6 +14,7 @@
 #define HOST_TX_MAILBOXES 3
 #define HOST_FILTER_BANKS 28
 #define HOST_SPIN_LIMIT 10000         /* HAL_GetTick() calls in a row that count as a busy-wait: the firmware is idle */
+#define HOST_SPIN_STEP_MS 10          /* how far time moves for a firmware that busy-waits on HAL_GetTick() */
 #define HOST_READ_TIMEOUT_MS 10000    /* bytes the harness announced must arrive within this (wall ms) */
 #define HOST_TIM_CLOCK_HZ 84000000ULL /* APB1 timer clock of an STM32F407 at 168 MHz */
 
