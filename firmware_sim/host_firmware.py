@@ -47,10 +47,13 @@ from harness.core.worker import Worker, WorkerError
 from harness.wire.link import CanFrame, SampleRecord, StatusRecord, get_codec
 from harness.wire.virtual_bus import Frame, recv_now
 
-__all__ = ["HANG_WALL_S", "PORTS", "FirmwareFault", "HostFirmware", "HostFirmwareError", "summarise_report"]
+__all__ = ["HANG_WALL_S", "MAX_FRAMES_PER_ADVANCE", "PORTS", "FirmwareFault", "HostFirmware", "HostFirmwareError",
+           "summarise_report"]
 
 #: Wall seconds the firmware may take to report idle after it was moved on before it counts as hung.
 HANG_WALL_S = 10.0
+#: Most CAN frames handed to the firmware in one move of its clock (about 7 KiB of slcan lines: a pty buffers more).
+MAX_FRAMES_PER_ADVANCE = 256
 #: The UART instances of the host HAL, in the order of the control channel's counts.
 PORTS = ("USART1", "USART2", "USART3", "UART4", "UART5", "USART6")
 _LINK_PORT, _GNSS_PORT = 0, 1
@@ -351,12 +354,15 @@ class HostFirmware(Worker):
         if self._proc is None:
             self._boot()
         now_ms = math.floor(now_s * 1000 + 1e-6)
-        frames = 0
+        frames, burst = 0, False
         message = recv_now(self._bus)
         while message is not None:
             if not message.is_error_frame:
                 self._slcan.send(message)
                 frames += 1
+                if frames == MAX_FRAMES_PER_ADVANCE:  # a burst: handed over in parts, so the pty never fills up
+                    self._advance(now_ms, frames, b"")
+                    frames, burst = 0, True
             else:
                 self._stats.error_frames += 1
             message = recv_now(self._bus)
@@ -368,7 +374,12 @@ class HostFirmware(Worker):
             if nmea:
                 self._gnss.write(nmea)
         if not frames and not nmea and self._due_ms > now_ms:
-            return False
+            return burst
+        self._advance(now_ms, frames, nmea)
+        return True
+
+    def _advance(self, now_ms: int, frames: int, nmea: bytes) -> None:
+        """Move the firmware to `now_ms` with `frames` CAN frames and `nmea` bytes written to its ports."""
         counts = [0] * len(PORTS)
         counts[_GNSS_PORT] = len(nmea)
         try:
@@ -377,7 +388,6 @@ class HostFirmware(Worker):
             raise self._fault("its control channel closed", now_ms) from None
         self._firmware_ms = now_ms
         self._take_report(self._read_report(now_ms))
-        return True
 
     def next_due_s(self) -> float:
         if self._proc is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.host_build import HOST_HAL_DIR, SAMPLE_FIRMWARE_DIR, build_firmware
-from firmware_sim.host_firmware import FirmwareFault, summarise_report
+from firmware_sim.host_firmware import MAX_FRAMES_PER_ADVANCE, FirmwareFault, HostFirmware, summarise_report
 from harness.inference.models import ModelSet
 from harness.judge.contract import FAIL, check_link, check_liveness
 from harness.rig.rigfile import RigError, load_rig, parse_rig
@@ -296,3 +296,42 @@ def test_a_firmware_that_busy_waits_on_hal_gettick_instead_of_wfi_sends_the_same
         run_for_contract(scenario, _host_rig(sources), models, tmp_path / name)
     wfi, spin = ((tmp_path / name / "uart.bin").read_bytes() for name in ("wfi", "spin"))
     assert len(wfi) > 50_000 and spin == wfi
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
+def test_a_burst_of_frames_at_one_instant_reaches_the_firmware_in_parts_and_is_all_forwarded(tmp_path):
+    from harness.core.clock import VirtualClock
+    from harness.wire.virtual_bus import Frame, SimBus
+
+    executable = build_firmware(SAMPLE_FIRMWARE_DIR).executable
+    sink, clock = _Sink(), VirtualClock()
+    with SimBus(channel="burst-i19", preserve_timestamps=True) as wire, \
+            SimBus(channel="burst-i19", preserve_timestamps=True) as vehicle:
+        firmware = HostFirmware(executable, wire, sink, clock, end_s=0.5, log_path=tmp_path / "firmware.log")
+        firmware.start_stepped()
+        try:
+            burst = 3 * MAX_FRAMES_PER_ADVANCE + 7  # more frames than one move of the clock carries
+            for i in range(burst):
+                vehicle.send(Frame(arbitration_id=0x100 + i % 0x600, is_extended_id=False, data=bytes([i % 256] * 8),
+                                   timestamp=0.0))
+            assert firmware.step(0.0)
+            requests = []
+            message = vehicle.recv(timeout=0)
+            while message is not None:
+                requests.append(message)
+                message = vehicle.recv(timeout=0)
+        finally:
+            firmware.stop()
+    # the firmware's first request (boot, t=0) went on the wire; every frame of the burst was forwarded, after it
+    assert [m.arbitration_id for m in requests] == [0x7DF] and bytes(requests[0].data)[:3] == b"\x02\x01\x0d"
+    frames = [r.record for r in get_codec("dtg-link-v2").decoder().feed(bytes(sink.data))]
+    forwarded = [f for f in frames if isinstance(f, CanFrame) and f.can_id != 0x7DF]
+    assert len(forwarded) == burst and [f.data[0] for f in forwarded] == [i % 256 for i in range(burst)]

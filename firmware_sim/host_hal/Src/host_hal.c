@@ -175,6 +175,11 @@ static void flush_outputs(int partial) {
 void host_idle(void) {
   char line[256];
   if (deliver_tx_complete()) return; /* a pending interrupt wakes the core at once */
+  if (host.can_owed > 0) { /* frames of a burst arrive one interrupt at a time: the main loop runs between them */
+    host.can_owed--;
+    can_read_frames(1);
+    return;
+  }
   uint64_t due = next_due_ms();
   if (host.spins >= HOST_SPIN_LIMIT && host.now_ms + HOST_SPIN_STEP_MS < due)
     due = host.now_ms + HOST_SPIN_STEP_MS; /* a busy-wait on HAL_GetTick() waits for time itself to move */
@@ -209,7 +214,7 @@ void host_idle(void) {
   host.now_ms = t_ms;
   uwTick = (uint32_t)t_ms;
   if (counts[0] && host.can_fd < 0) host_fatal("CAN1 has no port (DTG_HOST_CAN1_FD)");
-  can_read_frames(counts[0]);
+  host.can_owed = counts[0]; /* delivered one per wake, after the bytes and the timers below */
   for (int i = 0; i < HOST_PORTS; i++) {
     for (unsigned int k = 0; k < counts[1 + i]; k++) {
       int c = read_byte(host.ports[i].fd, port_names[i]);
@@ -222,6 +227,10 @@ void host_idle(void) {
       host.timer_next_ms[i] += host.timer_period_ms[i];
       HAL_TIM_PeriodElapsedCallback(host.timers[i]);
     }
+  }
+  if (host.can_owed > 0) {
+    host.can_owed--;
+    can_read_frames(1);
   }
 }
 

@@ -43,6 +43,7 @@ typedef struct host_state {
   host_port ports[HOST_PORTS];
   host_buffer can_out;
   uint32_t can_frames_pending;
+  uint32_t can_owed; /* frames the harness announced that are not delivered yet */
   char can_line[64];
   size_t can_line_len;
   CAN_HandleTypeDef *can;
