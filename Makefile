@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: sim test lint clean chromium
+.PHONY: sim test lint clean chromium gcc firmware-arm
 
 $(BIN)/dtg-hil: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
 	$(BIN)/python -m pytest -m sim scenarios/ -n $(SIM_WORKERS) --dist loadfile
 
-test: lint chromium
+test: lint chromium gcc firmware-arm
 	$(BIN)/python -m pytest
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle, isort, pyupgrade, bugbear; zero findings. The import
@@ -38,6 +38,33 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	else echo "chromium is missing and this is not a root Debian shell: the HTML report's browser test skips" \
 		"(apt-get install --no-install-recommends chromium)"; fi
+
+# The unit's own C firmware built for the host (docs/firmware.md: tests/test_host_firmware.py, rigs/host-firmware.yaml)
+# needs the system C compiler with AddressSanitizer and UBSan: Debian's gcc, installed when missing and root;
+# otherwise those tests skip (and fail when CI is set).
+gcc:
+	@if command -v cc >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's gcc for the host build of the unit's firmware"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev; \
+	else echo "no C compiler and this is not a root Debian shell: the host-firmware tests skip" \
+		"(apt-get install --no-install-recommends gcc libc6-dev)"; fi
+
+# The sample firmware's sources compiled for the STM32F4's Cortex-M4 against the host HAL's header, with Debian's
+# gcc-arm-none-eabi (installed when missing and root): proves no host-only code leaked into the application.
+FIRMWARE := firmware_sim/dtg_firmware
+ARM_CFLAGS := -mcpu=cortex-m4 -mthumb -std=c11 -Wall -Wextra -Werror -I $(FIRMWARE)/Core/Inc -I firmware_sim/host_hal/Inc
+firmware-arm:
+	@if ! command -v arm-none-eabi-gcc >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's gcc-arm-none-eabi for the Cortex-M4 build check of the sample firmware"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			gcc-arm-none-eabi libnewlib-arm-none-eabi; fi
+	@if command -v arm-none-eabi-gcc >/dev/null 2>&1; then \
+		for source in $(FIRMWARE)/Core/Src/*.c; do \
+			arm-none-eabi-gcc $(ARM_CFLAGS) -c $$source -o /dev/null || exit 1; done; \
+		echo "the sample firmware compiles for Cortex-M4 (arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -c)"; \
+	else echo "arm-none-eabi-gcc is missing and this is not a root Debian shell: the Cortex-M4 build check is" \
+		"skipped (apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi)"; fi
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info

@@ -47,7 +47,7 @@ from harness.world.anomalies import SENSOR_FAULT_TYPES
 from harness.world.scenario import Scenario
 
 PROFILES = ("obd2", "j1939")
-STM32_KINDS = ("simulated", "real")
+STM32_KINDS = ("simulated", "real", "host")
 ANDROID_KINDS = ("simulated", "adb")
 GNSS_KINDS = ("none", "simulated", "nmea")
 POSITION = ("latitude", "longitude", "altitude")
@@ -86,6 +86,8 @@ class RigConfig:
     profile: str = "obd2"
     can: dict[str, Any] = field(default_factory=lambda: {"interface": "virtual"})
     stm32_kind: str = "simulated"
+    #: kind host: the folder of the unit's C firmware, built for the host (`firmware_sim.host_build`)
+    stm32_sources: Path | None = None
     codec: str = "dtg-link-v2"
     uart_tap: str | None = None
     uart_baudrate: int = 921600
@@ -140,7 +142,9 @@ class RigConfig:
     def on_virtual_time(self) -> bool:
         """True when a run on this rig goes on virtual time (`harness.run.scheduler`): every part of it is simulated
         in this process (no stand-in behind a real driver but the UART tap's pty, read in the same thread)."""
-        return self.simulated and set(self.standins) <= {"uart_tap"} and self.uart_tap in (None, SIMULATED)
+        in_process = self.simulated or (self.stm32_kind == "host" and self.android_kind == "simulated"
+                                        and self.can.get("interface") == "virtual")
+        return in_process and set(self.standins) <= {"uart_tap"} and self.uart_tap in (None, SIMULATED)
 
     @property
     def paced_by_wall_clock(self) -> bool:
@@ -202,7 +206,7 @@ def time_scale_problem(rig: RigConfig) -> str | None:
     return None
 
 TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale", "rig_loss_max_pct")
-STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate")
+STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate", "sources")
 ANDROID_KEYS = ("kind", "serial", "apk", "package")
 GNSS_KEYS = ("kind", "port", "baudrate")
 
@@ -224,9 +228,9 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     stm32_kind = c.choice(stm32, "kind", "stm32", STM32_KINDS, "simulated", "STM32 kind")
     codec = c.choice(stm32, "codec", "stm32", tuple(codec_names()), "dtg-link-v2", "link codec")
     android_kind = c.choice(android, "kind", "android", ANDROID_KINDS, "simulated", "Android device kind")
-    gnss_kind = c.choice(gnss, "kind", "gnss", GNSS_KINDS, "simulated" if stm32_kind == "simulated" else "none",
+    gnss_kind = c.choice(gnss, "kind", "gnss", GNSS_KINDS, "none" if stm32_kind == "real" else "simulated",
                          "GNSS feed kind")
-    all_simulated = (stm32_kind == "simulated" and android_kind == "simulated"
+    all_simulated = (stm32_kind in ("simulated", "host") and android_kind == "simulated"
                      and can_section.get("interface", "virtual") == "virtual" and not stm32.get("uart_tap"))
     time_scale = c.number(top, "time_scale", "", DEFAULT_SIM_TIME_SCALE if all_simulated else
                           DEFAULT_STANDIN_TIME_SCALE if stm32_kind == "simulated" else 1.0, lo=0.0, lo_open=True)
@@ -248,6 +252,9 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
                              integer=True)
     rig_name = c.text(top, "name", "", name)
     _check_can(c, can_section)
+    sources = _host_sources(c, stm32, stm32_kind, base_dir)
+    if stm32_kind == "real" and time_scale != 1.0:
+        c.report("time_scale", f"a rig with a real STM32 runs at 1x real time; got {time_scale:g}")
     if android_kind == "adb" and not text["package"]:
         c.report("android.package", "is required for an adb device (the DTG app's package name)")
     if gnss_kind == "nmea" and not text["port"]:
@@ -262,7 +269,7 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
         c.report("can.bitrate", f"{bitrate} does not match the {profile} profile's {wanted} bit/s")
     rig = RigConfig(
         name=rig_name, path=Path(file) if file else None, profile=profile,
-        can=dict(can_section), stm32_kind=stm32_kind, codec=codec, uart_tap=text["uart_tap"],
+        can=dict(can_section), stm32_kind=stm32_kind, stm32_sources=sources, codec=codec, uart_tap=text["uart_tap"],
         uart_baudrate=int(uart_baudrate), android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"],
         package=text["package"], gnss_kind=gnss_kind, gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
         models=models_path, time_scale=float(time_scale), rig_loss_max_pct=float(rig_loss_max_pct),
@@ -286,6 +293,25 @@ def _check_can(c: Checker, can_section: dict) -> None:
         c.report("can.channel", f"expected text or a channel number; got {kind_of(channel)} {channel!r}")
     if "bitrate" in can_section:
         c.number(can_section, "bitrate", "can", None, lo=CAN_BITRATE_RANGE[0], hi=CAN_BITRATE_RANGE[1], integer=True)
+
+
+def _host_sources(c: Checker, stm32: dict, kind: str, base_dir: Path | None) -> Path | None:
+    """stm32.sources: required for kind host (a folder, relative to the rig file), refused for the other kinds."""
+    text = c.text(stm32, "sources", "stm32", "") or None
+    if kind != "host":
+        if text:
+            c.report("stm32.sources", f"only a host build has sources (stm32.kind: host), not kind {kind}")
+        return None
+    if not text:
+        c.report("stm32.sources", "is required for kind host: the folder of the firmware's C sources (Core/Src, "
+                                  "Core/Inc), e.g. ../firmware_sim/dtg_firmware")
+        return None
+    path = Path(text)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_dir():
+        c.report("stm32.sources", f"{text}: no such folder")
+    return path
 
 
 def load_rig(path: str | Path | None) -> RigConfig:

@@ -42,6 +42,7 @@ import can
 import numpy as np
 
 from firmware_sim.gnss_input import GnssInput
+from firmware_sim.host_firmware import FirmwareFault
 from firmware_sim.phone.app import AppOptions, AppSim
 from firmware_sim.phone.rules import RuleLimits
 from firmware_sim.slcan import SlcanAdapter
@@ -94,6 +95,7 @@ from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig, time_scale_problem
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
+from harness.run.host_stage import host_firmware, unit_fault, write_fault_result
 from harness.run.watch import RunProgress, Watch, run_stepped, run_threaded, signals_interrupt
 from harness.wire.events import AppStatus, EventCollector, ParseProblem
 from harness.wire.link import get_codec
@@ -176,7 +178,7 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
     its broken variants (`firmware_sim.phone.app.AppOptions`; the contract suite, `harness.judge.contract`, uses both).
     """
-    if rig.stm32_kind != "simulated":
+    if rig.stm32_kind == "real":
         raise RunError(f"rig '{rig.name}' has a real STM32: this version drives a simulated STM32 only "
                        "(docs/rig.md, 'Bring-up of a real bench')")
     reason = rig.unsupported(scenario)
@@ -208,7 +210,11 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
                               app_options, cpu_profile)
     except LossError:  # it comes after the full result.json
         raise
-    except RunError as error:
+    except (RunError, FirmwareFault) as error:
+        fault = unit_fault(error)  # the unit's own firmware failed (stm32 kind host): a FAIL of the unit
+        if fault is not None:
+            write_fault_result(scenario, rig, artifacts, fault, watch)
+            raise fault from None
         write_error_result(scenario, rig, artifacts, error, watch)
         raise
     except KeyboardInterrupt as interrupt:
@@ -224,9 +230,9 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
-    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated; the app's only
-    on the simulated app or the adb stand-in."""
-    kinds = ["firmware_restart", "uart_disconnect"]
+    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated (a host build of the
+    firmware is not restarted); the app's only on the simulated app or the adb stand-in."""
+    kinds = ["firmware_restart", "uart_disconnect"] if rig.stm32_kind != "host" else ["uart_disconnect"]
     if rig.android_kind == "simulated" or "adb" in rig.standins:
         kinds += ["app_killed", "logging_stopped"]
     return tuple(kinds)
@@ -347,9 +353,13 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             parts.append(("bus fault injector", bus_injector))
         rest_bus = RestBus(bus_injector or harness_bus, trace, rig.profile, clock, end_s=duration_s,
                            answer_at_request_stamp=simulated_can)
-        firmware = watch.firmware = Stm32Sim(firmware_bus, line, clock, profile=rig.profile, codec=rig.codec,
-                                             local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
-                                             catch_up_polls=True)
+        if rig.stm32_kind == "host":  # the unit's own C firmware as its own process (harness.run.host_stage)
+            firmware = watch.firmware = host_firmware(rig, firmware_bus, line, clock, trace, duration_s, artifacts,
+                                                      GNSS_START_UTC)
+        else:
+            firmware = watch.firmware = Stm32Sim(firmware_bus, line, clock, profile=rig.profile, codec=rig.codec,
+                                                 local_sensors=local_sensors, end_s=duration_s, max_value_age_s=1.5,
+                                                 catch_up_polls=True)
         parts += [("rest-bus", rest_bus), ("STM32 simulator", firmware)]
         if faults:
             watch.injector = _device_fault_injector(faults, clock, rig, firmware, line, app, phone, logger_stopped)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.inference.models import BUNDLED_MANIFEST
 from harness.rig.rigfile import DEFAULT_STANDIN_TIME_SCALE
+from harness.tools import firmware as firmware_cli
 from harness.tools.bench import link as bench_link
 from harness.tools.bench import plant as bench_plant
 from harness.tools.bench import sim as bench_sim
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "on an undocumented exception or a hang")
     fuzzing.add_fuzz_arguments(fuzz)
     fuzz.set_defaults(func=fuzzing.cmd_bench_fuzz)
+    firmware_cli.add_firmware_commands(commands)
     return parser
 
 
