@@ -10,6 +10,9 @@ through the interfaces a bench has.
 - USART1 (the link to the phone): a pty; the harness reads it with pyserial and writes the bytes on to `uart` (the
   app's and the tap's ptys, through the rig's `UartLine`), decoding a copy for the run's accounting.
 - USART2 (the GNSS receiver): a pty the harness writes each epoch's NMEA sentences to (`gnss_sentences`).
+- ADC1 and I2C1 (the unit's own sensors): before each move of the clock, what they read then (`sensors`, e.g.
+  `firmware_sim.host_sensors.sensor_commands` of the plant's readings) as ``V``/``R``/``D`` lines on the control
+  channel, those that changed since they were last sent.
 - Time: a control channel (a socketpair). The host HAL (``firmware_sim/host_hal``) reports ``I <next_due_ms>
   <can_frames_out> <usart1_bytes> ... <usart6_bytes>`` when the firmware is idle; the harness answers ``A <t_ms>
   <can_frames_in> <usart1_bytes> ... <usart6_bytes>`` to move the firmware's tick to `t_ms` and say what it wrote to
@@ -35,7 +38,7 @@ import socket
 import subprocess
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import can
@@ -119,7 +122,8 @@ class HostFirmware(Worker):
 
     def __init__(self, executable: Path, bus: can.BusABC, uart, clock, *, codec: str = "dtg-link-v2",
                  end_s: float = math.inf, gnss_sentences: Callable[[int], bytes] | None = None,
-                 log_path: Path, source_root: Path | None = None, can_bitrate: int = 500000) -> None:
+                 log_path: Path, source_root: Path | None = None, can_bitrate: int = 500000,
+                 sensors: Callable[[float], Mapping[str, str]] | None = None) -> None:
         super().__init__(f"host-firmware-{Path(executable).name}")
         self._executable = Path(executable)
         self._bus = bus
@@ -130,6 +134,8 @@ class HostFirmware(Worker):
         self._resync = False  # the link's frames stopped lining up: counted through the decoder from then on
         self._end_ms = math.inf if math.isinf(end_s) else round(end_s * 1000)
         self._gnss_sentences = gnss_sentences
+        self._sensors = sensors
+        self._sensors_sent: dict[str, str] = {}  # what the firmware was last told of each sensor input
         self._next_epoch = 0
         self._log_path = Path(log_path)
         self._source_root = source_root
@@ -382,8 +388,15 @@ class HostFirmware(Worker):
         """Move the firmware to `now_ms` with `frames` CAN frames and `nmea` bytes written to its ports."""
         counts = [0] * len(PORTS)
         counts[_GNSS_PORT] = len(nmea)
+        command = ""
+        if self._sensors is not None:  # what the unit's own sensors read now: only what changed
+            for key, line in self._sensors(now_ms / 1000).items():
+                if self._sensors_sent.get(key) != line:
+                    command += line + "\n"
+                    self._sensors_sent[key] = line
+        command += f"A {now_ms} {frames} {' '.join(map(str, counts))}\n"
         try:
-            self._ctrl.sendall(f"A {now_ms} {frames} {' '.join(map(str, counts))}\n".encode())
+            self._ctrl.sendall(command.encode())
         except OSError:
             raise self._fault("its control channel closed", now_ms) from None
         self._firmware_ms = now_ms

@@ -26,6 +26,7 @@ from harness.run.chain import run_scenario
 from harness.run.contract import run_for_contract
 from harness.tools.cli import main as cli_main
 from harness.wire.link import CanFrame, SampleRecord, StatusRecord, get_codec
+from harness.wire.signals import SIGNALS
 from harness.world.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,8 +167,8 @@ def test_the_host_firmware_rig_file():
     rig = load_rig(RIG)
     assert rig.stm32_kind == "host" and rig.stm32_sources.resolve() == SAMPLE_FIRMWARE_DIR
     assert rig.on_virtual_time and not rig.simulated and math.isinf(rig.time_scale)
-    # the unit's own brake and acceleration sensors are not on the host build: not injectable
-    assert "brake_pressure" not in rig.injectable_signals and "latitude" in rig.injectable_signals
+    # the unit's own brake and acceleration sensors are the host build's ADC inputs, which the harness sets
+    assert set(rig.injectable_signals) == set(SIGNALS)
     with pytest.raises(RigError, match=r"stm32.sources: is required for kind host"):
         parse_rig({"stm32": {"kind": "host"}}, {}, "x.yaml")
     with pytest.raises(RigError, match=r"stm32.sources: nowhere: no such folder"):

@@ -12,6 +12,7 @@ from harness.core.datafile import JSON_SCHEMA_DIALECT, number_schema, object_sch
 from harness.rig.rigfile import (
     ANDROID_KEYS,
     ANDROID_KINDS,
+    BAUDRATE_RANGE,
     GNSS_KEYS,
     GNSS_KINDS,
     PROFILES,
@@ -31,14 +32,18 @@ def _pick(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 def rig_schema() -> dict[str, Any]:
     """The rig file format as a JSON Schema (draft 2020-12)."""
     text = {"type": "string"}
+    baudrate = number_schema(lo=BAUDRATE_RANGE[0], hi=BAUDRATE_RANGE[1], integer=True)
     stm32 = object_schema(_pick({"kind": {"enum": list(STM32_KINDS)}, "codec": {"enum": list(codec_names())},
-                                 "uart_tap": text, "baudrate": number_schema(lo=1, integer=True)}, STM32_KEYS))
+                                 "uart_tap": text, "baudrate": baudrate,
+                                 "sources": {"type": "string", "description": "kind host: the folder of the "
+                                             "firmware's C sources, relative to the rig file"}}, STM32_KEYS),
+                          **{"if": {"properties": {"kind": {"const": "host"}}, "required": ["kind"]},
+                             "then": {"required": ["sources"]}})
     android = object_schema(_pick({"kind": {"enum": list(ANDROID_KINDS)}, "serial": text, "apk": text,
                                    "package": text}, ANDROID_KEYS),
                             **{"if": {"properties": {"kind": {"const": "adb"}}, "required": ["kind"]},
                                "then": {"required": ["package"]}})
-    gnss = object_schema(_pick({"kind": {"enum": list(GNSS_KINDS)}, "port": text,
-                                "baudrate": number_schema(lo=1, integer=True)}, GNSS_KEYS),
+    gnss = object_schema(_pick({"kind": {"enum": list(GNSS_KINDS)}, "port": text, "baudrate": baudrate}, GNSS_KEYS),
                          **{"if": {"properties": {"kind": {"const": "nmea"}}, "required": ["kind"]},
                             "then": {"required": ["port"]}})
     top = object_schema(_pick({

@@ -29,6 +29,7 @@ from typing import Any
 
 import can
 
+from firmware_sim.host_sensors import SENSED as HOST_SENSED
 from harness.core.datafile import (
     Checker,
     DataFileError,
@@ -159,6 +160,8 @@ class RigConfig:
         if self.stm32_kind == "simulated":
             return SIGNALS  # the simulated unit's own sensors are fed by the harness too
         carried = set(get_profile(self.profile).carried)
+        if self.stm32_kind == "host":
+            carried |= set(HOST_SENSED)  # a host build's own sensors: the harness sets its ADC inputs
         if self.gnss_kind != "none":
             carried |= set(POSITION)
         return tuple(name for name in SIGNALS if name in carried)

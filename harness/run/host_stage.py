@@ -9,6 +9,7 @@ from pathlib import Path
 
 from firmware_sim.host_build import BuildError, build_firmware
 from firmware_sim.host_firmware import FirmwareFault, HostFirmware
+from firmware_sim.host_sensors import sensor_commands
 from harness.judge.result import RunError
 from harness.rig.gnss_feed import NmeaFeed
 from harness.rig.rigfile import RigConfig
@@ -30,7 +31,8 @@ FIRMWARE_LOG = "firmware.log"
 def host_firmware(rig: RigConfig, bus, uart, clock, trace: Trace, duration_s: float, artifacts: Path,
                   gnss_start_utc: datetime) -> HostFirmware:
     """The rig's firmware built (or taken from the build cache) and ready to start on virtual time; its GNSS input
-    gets the drive's position as the rig's NMEA feed would write it (RMC and GGA, one epoch a second)."""
+    gets the drive's position as the rig's NMEA feed would write it (RMC and GGA, one epoch a second), its ADC and I2C
+    bus the plant's brake pressure and acceleration through the board's sensors (`firmware_sim.host_sensors`)."""
     if not rig.on_virtual_time:
         raise RunError(f"rig '{rig.name}': a host build of the firmware runs on virtual time only (can: {{interface: "
                        f"virtual}}, android: {{kind: simulated}}); a bench with real parts takes stm32: {{kind: real}}")
@@ -46,9 +48,12 @@ def host_firmware(rig: RigConfig, bus, uart, clock, trace: Trace, duration_s: fl
 
         def gnss(epoch: int) -> bytes:
             return "".join(sentence + LINE_END for sentence in feed.epoch_sentences(float(epoch))).encode("ascii")
+    def sensors(t_s: float) -> dict[str, str]:  # the unit's own brake-pressure sensor and accelerometer
+        return sensor_commands(trace.reading_at(t_s))
+
     return HostFirmware(build.executable, bus, uart, clock, codec=rig.codec, end_s=duration_s, gnss_sentences=gnss,
                         log_path=artifacts / FIRMWARE_LOG, source_root=rig.stm32_sources,
-                        can_bitrate=get_profile(rig.profile).bitrate_bps)
+                        can_bitrate=get_profile(rig.profile).bitrate_bps, sensors=sensors)
 
 
 def unit_fault(error: BaseException) -> FirmwareFault | None:

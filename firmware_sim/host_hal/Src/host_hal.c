@@ -15,6 +15,9 @@
  * harness moves time to t_ms and says how many frames (slcan lines t/T/r/R) and bytes it wrote to each port, which the
  * HAL reads and delivers as interrupts (HAL_CAN_RxFifo0MsgPendingCallback, HAL_UART_RxCpltCallback) before the timers
  * due by t_ms (HAL_TIM_PeriodElapsedCallback). next_due_ms is the earliest timer expiry or HAL_Delay end (-1: none).
+ * Before the "A" line the harness may send the unit's sensors at the new time: "V <channel> <counts>", what ADC1's
+ * input IN<channel> reads from then on (host_hal_adc.c); "R <address> <register> <value>" and "D <address> <0|1>",
+ * an I2C device's register and whether the device answers (host_hal_i2c.c).
  * End of the control channel ends the process (exit 0).
  */
 #include "stm32f4xx_hal.h"
@@ -196,14 +199,27 @@ void host_idle(void) {
   host.spins = 0;
   write_all(host.ctrl_fd, (const uint8_t *)line, (size_t)n, "control channel");
   flush_outputs(0);
-  size_t len = 0;
-  for (;;) {
-    int c = read_byte(host.ctrl_fd, "control channel");
-    if (c < 0) exit(0); /* the harness ended the run */
-    if (c == '\n') break;
-    if (len + 1 < sizeof line) line[len++] = (char)c;
+  for (;;) { /* the unit's sensors at the new time ("V", "R", "D" lines), then the "A" line */
+    size_t len = 0;
+    for (;;) {
+      int c = read_byte(host.ctrl_fd, "control channel");
+      if (c < 0) exit(0); /* the harness ended the run */
+      if (c == '\n') break;
+      if (len + 1 < sizeof line) line[len++] = (char)c;
+    }
+    line[len] = '\0';
+    unsigned int a, b, c;
+    if (line[0] == 'V' && sscanf(line, "V %u %u", &a, &b) == 2)
+      adc_set_input(a, b);
+    else if (line[0] == 'R' && sscanf(line, "R %u %u %u", &a, &b, &c) == 3)
+      i2c_set_register(a, b, c);
+    else if (line[0] == 'D' && sscanf(line, "D %u %u", &a, &b) == 2)
+      i2c_set_present(a, b);
+    else if (line[0] == 'A')
+      break;
+    else
+      host_fatal("control channel: malformed command '%s'", line);
   }
-  line[len] = '\0';
   unsigned long long t_ms = 0;
   unsigned int counts[1 + HOST_PORTS] = {0};
   if (sscanf(line, "A %llu %u %u %u %u %u %u %u", &t_ms, &counts[0], &counts[1], &counts[2], &counts[3], &counts[4],

@@ -8,6 +8,8 @@ extern CAN_HandleTypeDef hcan1;   /* the vehicle bus (OBD-II 500 kbit/s) */
 extern UART_HandleTypeDef huart1; /* the link to the Android phone, 921600 8N1 */
 extern UART_HandleTypeDef huart2; /* the GNSS receiver's NMEA, 9600 8N1 */
 extern TIM_HandleTypeDef htim6;   /* the 500 ms tick: answer timeouts and poll cycles */
+extern ADC_HandleTypeDef hadc1;   /* the brake-pressure sensor (IN0) */
+extern I2C_HandleTypeDef hi2c1;   /* the accelerometer */
 
 void Error_Handler(void);
 

@@ -3,8 +3,8 @@
  * CAN1 (500 kbit/s, the OBD-II port): every frame received is forwarded to the phone; the engine ECU is polled once
  * a second (dtg_obd.c). USART1 (921600 8N1) to the phone: the link (dtg_link.c), dtg-link-v2 by default, raw-can-v1
  * when built with -DDTG_LINK_RAW_CAN_V1. USART2 (9600 8N1) from the GNSS receiver: NMEA (dtg_nmea.c). TIM6: the
- * 500 ms tick that wakes the main loop for timeouts and poll cycles. The brake pressure and acceleration sensors of
- * the real unit are not on this board: the sample carries them as not available. */
+ * 500 ms tick that wakes the main loop for timeouts and poll cycles. ADC1 and I2C1: the unit's own brake-pressure
+ * sensor and accelerometer, read once per sample (dtg_sensors.c). */
 #include "main.h"
 
 #include <string.h>
@@ -12,11 +12,14 @@
 #include "dtg_link.h"
 #include "dtg_nmea.h"
 #include "dtg_obd.h"
+#include "dtg_sensors.h"
 
 CAN_HandleTypeDef hcan1;
 UART_HandleTypeDef huart1;
 UART_HandleTypeDef huart2;
 TIM_HandleTypeDef htim6;
+ADC_HandleTypeDef hadc1;
+I2C_HandleTypeDef hi2c1;
 
 #ifdef DTG_LINK_RAW_CAN_V1
 static const link_codec codec = LINK_RAW_CAN_V1;
@@ -41,6 +44,8 @@ static void MX_CAN1_Init(void);
 static void MX_USART1_UART_Init(void);
 static void MX_USART2_UART_Init(void);
 static void MX_TIM6_Init(void);
+static void MX_ADC1_Init(void);
+static void MX_I2C1_Init(void);
 
 static void link_send(const uint8_t *frame, size_t n) {
   if (n == 0) {
@@ -73,6 +78,7 @@ void obd_cycle_complete(uint32_t cycle_ms) {
   link_sample sample;
   memset(&sample, 0, sizeof sample);
   obd_values(cycle_ms, &sample);
+  sensors_read(&sample);
   if (gnss.has_fix) {
     sample.value[7] = gnss.latitude_deg;
     sample.value[8] = gnss.longitude_deg;
@@ -131,6 +137,9 @@ int main(void) {
   MX_USART1_UART_Init();
   MX_USART2_UART_Init();
   MX_TIM6_Init();
+  MX_ADC1_Init();
+  MX_I2C1_Init();
+  sensors_init(&hadc1, &hi2c1);
 
   CAN_FilterTypeDef filter = {0}; /* accept every frame into FIFO 0 */
   filter.FilterBank = 0;
@@ -232,6 +241,36 @@ static void MX_TIM6_Init(void) {
   htim6.Init.Period = 4999;
   htim6.Init.AutoReloadPreload = TIM_AUTORELOAD_PRELOAD_DISABLE;
   if (HAL_TIM_Base_Init(&htim6) != HAL_OK) Error_Handler();
+}
+
+static void MX_ADC1_Init(void) {
+  /* single conversions on software start; the channel is chosen per conversion (dtg_sensors.c) */
+  hadc1.Instance = ADC1;
+  hadc1.Init.ClockPrescaler = ADC_CLOCK_SYNC_PCLK_DIV4;
+  hadc1.Init.Resolution = ADC_RESOLUTION_12B;
+  hadc1.Init.ScanConvMode = DISABLE;
+  hadc1.Init.ContinuousConvMode = DISABLE;
+  hadc1.Init.DiscontinuousConvMode = DISABLE;
+  hadc1.Init.ExternalTrigConvEdge = ADC_EXTERNALTRIGCONVEDGE_NONE;
+  hadc1.Init.ExternalTrigConv = ADC_SOFTWARE_START;
+  hadc1.Init.DataAlign = ADC_DATAALIGN_RIGHT;
+  hadc1.Init.NbrOfConversion = 1;
+  hadc1.Init.DMAContinuousRequests = DISABLE;
+  hadc1.Init.EOCSelection = ADC_EOC_SINGLE_CONV;
+  if (HAL_ADC_Init(&hadc1) != HAL_OK) Error_Handler();
+}
+
+static void MX_I2C1_Init(void) {
+  hi2c1.Instance = I2C1;
+  hi2c1.Init.ClockSpeed = 400000;
+  hi2c1.Init.DutyCycle = I2C_DUTYCYCLE_2;
+  hi2c1.Init.OwnAddress1 = 0;
+  hi2c1.Init.AddressingMode = I2C_ADDRESSINGMODE_7BIT;
+  hi2c1.Init.DualAddressMode = I2C_DUALADDRESS_DISABLE;
+  hi2c1.Init.OwnAddress2 = 0;
+  hi2c1.Init.GeneralCallMode = I2C_GENERALCALL_DISABLE;
+  hi2c1.Init.NoStretchMode = I2C_NOSTRETCH_DISABLE;
+  if (HAL_I2C_Init(&hi2c1) != HAL_OK) Error_Handler();
 }
 
 void Error_Handler(void) {
