@@ -21,8 +21,12 @@ sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
 	$(BIN)/python -m pytest -m sim scenarios/ -n $(SIM_WORKERS) --dist loadfile
 
+# The tests, one pytest-xdist worker per CPU (TEST_WORKERS=0 runs them in one process); a file's tests stay on one
+# worker, so a module's fixtures are built once. Tests paced by the wall clock take the other worker's load as a busy
+# machine's: they count the rig's lag, they do not fail on it (docs/rig.md, "Rig-side loss: when the rig falls behind").
+TEST_WORKERS ?= auto
 test: lint chromium gcc firmware-arm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle, isort, pyupgrade, bugbear; zero findings. The import
 # layers are checked by tests/test_layers.py.

@@ -10,9 +10,9 @@ through the interfaces a bench has.
 - USART1 (the link to the phone): a pty; the harness reads it with pyserial and writes the bytes on to `uart` (the
   app's and the tap's ptys, through the rig's `UartLine`), decoding a copy for the run's accounting.
 - USART2 (the GNSS receiver): a pty the harness writes each epoch's NMEA sentences to (`gnss_sentences`).
-- ADC1 and I2C1 (the unit's own sensors): before each move of the clock, what they read then (`sensors`, e.g.
-  `firmware_sim.host_sensors.sensor_commands` of the plant's readings) as ``V``/``R``/``D`` lines on the control
-  channel, those that changed since they were last sent.
+- I2C1 (the unit's own sensors): before each move of the clock, what they read then (`sensors`, e.g.
+  `firmware_sim.host_sensors.sensor_commands` of the plant's readings) as ``R``/``D`` lines on the control channel,
+  those that changed since they were last sent.
 - Time: a control channel (a socketpair). The host HAL (``firmware_sim/host_hal``) reports ``I <next_due_ms>
   <can_frames_out> <usart1_bytes> ... <usart6_bytes>`` when the firmware is idle; the harness answers ``A <t_ms>
   <can_frames_in> <usart1_bytes> ... <usart6_bytes>`` to move the firmware's tick to `t_ms` and say what it wrote to

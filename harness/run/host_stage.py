@@ -31,8 +31,8 @@ FIRMWARE_LOG = "firmware.log"
 def host_firmware(rig: RigConfig, bus, uart, clock, trace: Trace, duration_s: float, artifacts: Path,
                   gnss_start_utc: datetime) -> HostFirmware:
     """The rig's firmware built (or taken from the build cache) and ready to start on virtual time; its GNSS input
-    gets the drive's position as the rig's NMEA feed would write it (RMC and GGA, one epoch a second), its ADC and I2C
-    bus the plant's brake pressure and acceleration through the board's sensors (`firmware_sim.host_sensors`)."""
+    gets the drive's position as the rig's NMEA feed would write it (RMC and GGA, one epoch a second), its I2C bus
+    the plant's brake pressure and acceleration through the board's sensors (`firmware_sim.host_sensors`)."""
     if not rig.on_virtual_time:
         raise RunError(f"rig '{rig.name}': a host build of the firmware runs on virtual time only (can: {{interface: "
                        f"virtual}}, android: {{kind: simulated}}); a bench with real parts takes stm32: {{kind: real}}")

@@ -66,14 +66,12 @@ typedef struct { uint32_t host_index; } CAN_TypeDef;
 typedef struct { uint32_t host_index; } USART_TypeDef;
 typedef struct { uint32_t host_index; } TIM_TypeDef;
 typedef struct { uint32_t host_index; } GPIO_TypeDef;
-typedef struct { uint32_t host_index; } ADC_TypeDef;
 typedef struct { uint32_t host_index; } I2C_TypeDef;
 
 extern CAN_TypeDef host_CAN1, host_CAN2;
 extern USART_TypeDef host_USART1, host_USART2, host_USART3, host_UART4, host_UART5, host_USART6;
 extern TIM_TypeDef host_TIM2, host_TIM3, host_TIM4, host_TIM5, host_TIM6, host_TIM7;
 extern GPIO_TypeDef host_GPIOA, host_GPIOB, host_GPIOC, host_GPIOD, host_GPIOE, host_GPIOH;
-extern ADC_TypeDef host_ADC1, host_ADC2, host_ADC3;
 extern I2C_TypeDef host_I2C1, host_I2C2, host_I2C3;
 #define CAN1 (&host_CAN1)
 #define CAN2 (&host_CAN2)
@@ -95,9 +93,6 @@ extern I2C_TypeDef host_I2C1, host_I2C2, host_I2C3;
 #define GPIOD (&host_GPIOD)
 #define GPIOE (&host_GPIOE)
 #define GPIOH (&host_GPIOH)
-#define ADC1 (&host_ADC1)
-#define ADC2 (&host_ADC2)
-#define ADC3 (&host_ADC3)
 #define I2C1 (&host_I2C1)
 #define I2C2 (&host_I2C2)
 #define I2C3 (&host_I2C3)
@@ -343,69 +338,6 @@ HAL_StatusTypeDef HAL_TIM_ConfigClockSource(TIM_HandleTypeDef *htim, const TIM_C
 HAL_StatusTypeDef HAL_TIMEx_MasterConfigSynchronization(TIM_HandleTypeDef *htim,
                                                         const TIM_MasterConfigTypeDef *sMasterConfig);
 void HAL_TIM_PeriodElapsedCallback(TIM_HandleTypeDef *htim);
-
-/* ---------------------------------------------------------------------------------------------- ADC (polled) */
-/* One regular conversion at a time, started by software and polled (HAL_ADC_Start, _PollForConversion, _GetValue):
- * on the host the channel's input is what the harness last set for it (docs/firmware.md, "The unit's sensors"). */
-typedef struct {
-  uint32_t ClockPrescaler, Resolution, DataAlign, ScanConvMode, EOCSelection;
-  FunctionalState ContinuousConvMode;
-  uint32_t NbrOfConversion;
-  FunctionalState DiscontinuousConvMode;
-  uint32_t NbrOfDiscConversion, ExternalTrigConv, ExternalTrigConvEdge;
-  FunctionalState DMAContinuousRequests;
-} ADC_InitTypeDef;
-typedef struct { uint32_t Channel, Rank, SamplingTime, Offset; } ADC_ChannelConfTypeDef;
-typedef struct __ADC_HandleTypeDef {
-  ADC_TypeDef *Instance;
-  ADC_InitTypeDef Init;
-  __IO uint32_t NbrOfCurrentConversionRank;
-  HAL_LockTypeDef Lock;
-  __IO uint32_t State;
-  __IO uint32_t ErrorCode;
-} ADC_HandleTypeDef;
-#define HAL_ADC_STATE_RESET 0x00000000U
-#define HAL_ADC_STATE_READY 0x00000001U
-#define HAL_ADC_STATE_REG_BUSY 0x00000100U
-#define HAL_ADC_STATE_REG_EOC 0x00000200U
-#define ADC_CHANNEL_0 0x00000000U
-#define ADC_CHANNEL_1 0x00000001U
-#define ADC_CHANNEL_2 0x00000002U
-#define ADC_CHANNEL_3 0x00000003U
-#define ADC_CHANNEL_4 0x00000004U
-#define ADC_CHANNEL_5 0x00000005U
-#define ADC_CHANNEL_6 0x00000006U
-#define ADC_CHANNEL_7 0x00000007U
-#define ADC_CHANNEL_8 0x00000008U
-#define ADC_CHANNEL_9 0x00000009U
-#define ADC_CHANNEL_10 0x0000000AU
-#define ADC_CHANNEL_11 0x0000000BU
-#define ADC_CHANNEL_12 0x0000000CU
-#define ADC_CHANNEL_13 0x0000000DU
-#define ADC_CHANNEL_14 0x0000000EU
-#define ADC_CHANNEL_15 0x0000000FU
-#define ADC_CLOCK_SYNC_PCLK_DIV4 0x00010000U
-#define ADC_RESOLUTION_12B 0x00000000U
-#define ADC_DATAALIGN_RIGHT 0x00000000U
-#define ADC_SOFTWARE_START 0x0F000001U
-#define ADC_EXTERNALTRIGCONVEDGE_NONE 0x00000000U
-#define ADC_EOC_SINGLE_CONV 0x00000001U
-#define ADC_SAMPLETIME_3CYCLES 0x00000000U
-#define ADC_SAMPLETIME_15CYCLES 0x00000001U
-#define ADC_SAMPLETIME_28CYCLES 0x00000002U
-#define ADC_SAMPLETIME_56CYCLES 0x00000003U
-#define ADC_SAMPLETIME_84CYCLES 0x00000004U
-#define ADC_SAMPLETIME_112CYCLES 0x00000005U
-#define ADC_SAMPLETIME_144CYCLES 0x00000006U
-#define ADC_SAMPLETIME_480CYCLES 0x00000007U
-HAL_StatusTypeDef HAL_ADC_Init(ADC_HandleTypeDef *hadc);
-HAL_StatusTypeDef HAL_ADC_DeInit(ADC_HandleTypeDef *hadc);
-void HAL_ADC_MspInit(ADC_HandleTypeDef *hadc);
-HAL_StatusTypeDef HAL_ADC_ConfigChannel(ADC_HandleTypeDef *hadc, ADC_ChannelConfTypeDef *sConfig);
-HAL_StatusTypeDef HAL_ADC_Start(ADC_HandleTypeDef *hadc);
-HAL_StatusTypeDef HAL_ADC_PollForConversion(ADC_HandleTypeDef *hadc, uint32_t Timeout);
-uint32_t HAL_ADC_GetValue(ADC_HandleTypeDef *hadc);
-HAL_StatusTypeDef HAL_ADC_Stop(ADC_HandleTypeDef *hadc);
 
 /* ---------------------------------------------------------------------------------------------- I2C (blocking) */
 /* Register reads and writes of the devices on the bus (HAL_I2C_Mem_Read/_Write, HAL_I2C_IsDeviceReady): on the host

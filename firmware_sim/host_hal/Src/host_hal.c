@@ -15,9 +15,8 @@
  * harness moves time to t_ms and says how many frames (slcan lines t/T/r/R) and bytes it wrote to each port, which the
  * HAL reads and delivers as interrupts (HAL_CAN_RxFifo0MsgPendingCallback, HAL_UART_RxCpltCallback) before the timers
  * due by t_ms (HAL_TIM_PeriodElapsedCallback). next_due_ms is the earliest timer expiry or HAL_Delay end (-1: none).
- * Before the "A" line the harness may send the unit's sensors at the new time: "V <channel> <counts>", what ADC1's
- * input IN<channel> reads from then on (host_hal_adc.c); "R <address> <register> <value>" and "D <address> <0|1>",
- * an I2C device's register and whether the device answers (host_hal_i2c.c).
+ * Before the "A" line the harness may send the unit's sensors at the new time: "R <address> <register> <value>" and
+ * "D <address> <0|1>", an I2C device's register and whether the device answers (host_hal_i2c.c).
  * End of the control channel ends the process (exit 0).
  */
 #include "stm32f4xx_hal.h"
@@ -199,7 +198,7 @@ void host_idle(void) {
   host.spins = 0;
   write_all(host.ctrl_fd, (const uint8_t *)line, (size_t)n, "control channel");
   flush_outputs(0);
-  for (;;) { /* the unit's sensors at the new time ("V", "R", "D" lines), then the "A" line */
+  for (;;) { /* the unit's sensors at the new time ("R", "D" lines), then the "A" line */
     size_t len = 0;
     for (;;) {
       int c = read_byte(host.ctrl_fd, "control channel");
@@ -209,9 +208,7 @@ void host_idle(void) {
     }
     line[len] = '\0';
     unsigned int a, b, c;
-    if (line[0] == 'V' && sscanf(line, "V %u %u", &a, &b) == 2)
-      adc_set_input(a, b);
-    else if (line[0] == 'R' && sscanf(line, "R %u %u %u", &a, &b, &c) == 3)
+    if (line[0] == 'R' && sscanf(line, "R %u %u %u", &a, &b, &c) == 3)
       i2c_set_register(a, b, c);
     else if (line[0] == 'D' && sscanf(line, "D %u %u", &a, &b) == 2)
       i2c_set_present(a, b);

@@ -17,8 +17,6 @@
 #define HOST_SPIN_STEP_MS 10          /* how far time moves for a firmware that busy-waits on HAL_GetTick() */
 #define HOST_READ_TIMEOUT_MS 10000    /* bytes the harness announced must arrive within this (wall ms) */
 #define HOST_TIM_CLOCK_HZ 84000000ULL /* APB1 timer clock of an STM32F407 at 168 MHz */
-#define HOST_ADC_CHANNELS 16          /* ADC1's external inputs IN0..IN15 */
-#define HOST_ADC_MAX 4095U            /* 12 bits */
 
 typedef struct {
   uint8_t *data;
@@ -72,7 +70,6 @@ void host_idle(void);
 void can_read_frames(uint32_t frames);     /* host_hal_can.c: the slcan lines the harness announced */
 void uart_deliver(host_port *port, uint8_t byte); /* host_hal_uart.c: a byte received */
 int deliver_tx_complete(void);             /* host_hal_uart.c: pending Transmit_IT/_DMA completions */
-void adc_set_input(uint32_t channel, uint32_t counts); /* host_hal_adc.c: what ADC1's input now reads */
 void i2c_set_register(uint32_t address, uint32_t reg, uint32_t value); /* host_hal_i2c.c: a device's register */
 void i2c_set_present(uint32_t address, uint32_t present);              /* host_hal_i2c.c: a device (dis)connected */
 

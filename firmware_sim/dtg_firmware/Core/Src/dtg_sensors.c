@@ -1,16 +1,13 @@
-/* The unit's own sensors (dtg_sensors.h): a polled conversion for the brake pressure, a register read for the
- * acceleration, once per sample. */
+/* The unit's own sensors (dtg_sensors.h): a register read of each, once per sample. */
 #include "dtg_sensors.h"
 
 #define SIGNAL_BRAKE_PRESSURE 3 /* link order: docs/link.md */
 #define SIGNAL_ACCELERATION_X 6
 
-static ADC_HandleTypeDef *adc;
 static I2C_HandleTypeDef *i2c;
 static int accel_ready; /* found and set to +-2 g; a part that stops answering is looked for again */
 
-void sensors_init(ADC_HandleTypeDef *hadc, I2C_HandleTypeDef *hi2c) {
-  adc = hadc;
+void sensors_init(I2C_HandleTypeDef *hi2c) {
   i2c = hi2c;
   accel_ready = 0;
 }
@@ -22,13 +19,13 @@ static int accel_setup(void) {
          HAL_I2C_Mem_Write(i2c, ACCEL_I2C_ADDRESS << 1, ACCEL_CTRL1_XL, I2C_MEMADD_SIZE_8BIT, &config, 1, 5) == HAL_OK;
 }
 
-static int convert(uint32_t channel, uint32_t *counts) {
-  ADC_ChannelConfTypeDef config = {.Channel = channel, .Rank = 1, .SamplingTime = ADC_SAMPLETIME_84CYCLES};
-  if (adc == NULL || HAL_ADC_ConfigChannel(adc, &config) != HAL_OK || HAL_ADC_Start(adc) != HAL_OK) return 0;
-  int done = HAL_ADC_PollForConversion(adc, 2) == HAL_OK;
-  if (done) *counts = HAL_ADC_GetValue(adc);
-  HAL_ADC_Stop(adc);
-  return done;
+static int brake_volts(double *volts) {
+  uint8_t raw[2];
+  if (i2c == NULL ||
+      HAL_I2C_Mem_Read(i2c, BRAKE_I2C_ADDRESS << 1, BRAKE_CONVERSION, I2C_MEMADD_SIZE_8BIT, raw, 2, 5) != HAL_OK)
+    return 0;
+  *volts = (int16_t)(uint16_t)((raw[0] << 8) | raw[1]) * BRAKE_VOLTS_PER_COUNT;
+  return 1;
 }
 
 static int acceleration(double *ms2) {
@@ -45,9 +42,9 @@ static int acceleration(double *ms2) {
 }
 
 void sensors_read(link_sample *sample) {
-  uint32_t counts;
-  if (convert(BRAKE_ADC_CHANNEL, &counts) && counts >= BRAKE_FAULT_COUNTS) {
-    double bar = ((double)counts - BRAKE_ZERO_COUNTS) * BRAKE_BAR_PER_COUNT;
+  double volts;
+  if (brake_volts(&volts) && volts >= BRAKE_FAULT_VOLTS) {
+    double bar = (volts - BRAKE_ZERO_VOLTS) * BRAKE_BAR_PER_VOLT;
     sample->value[SIGNAL_BRAKE_PRESSURE] = bar > 0.0 ? bar : 0.0;
     sample->has[SIGNAL_BRAKE_PRESSURE] = 1;
   }

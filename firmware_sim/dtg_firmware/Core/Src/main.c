@@ -3,8 +3,8 @@
  * CAN1 (500 kbit/s, the OBD-II port): every frame received is forwarded to the phone; the engine ECU is polled once
  * a second (dtg_obd.c). USART1 (921600 8N1) to the phone: the link (dtg_link.c), dtg-link-v2 by default, raw-can-v1
  * when built with -DDTG_LINK_RAW_CAN_V1. USART2 (9600 8N1) from the GNSS receiver: NMEA (dtg_nmea.c). TIM6: the
- * 500 ms tick that wakes the main loop for timeouts and poll cycles. ADC1 and I2C1: the unit's own brake-pressure
- * sensor and accelerometer, read once per sample (dtg_sensors.c). */
+ * 500 ms tick that wakes the main loop for timeouts and poll cycles. I2C1: the unit's own brake-pressure sensor
+ * (through a 16-bit ADC) and accelerometer, read once per sample (dtg_sensors.c). */
 #include "main.h"
 
 #include <string.h>
@@ -18,7 +18,6 @@ CAN_HandleTypeDef hcan1;
 UART_HandleTypeDef huart1;
 UART_HandleTypeDef huart2;
 TIM_HandleTypeDef htim6;
-ADC_HandleTypeDef hadc1;
 I2C_HandleTypeDef hi2c1;
 
 #ifdef DTG_LINK_RAW_CAN_V1
@@ -44,7 +43,6 @@ static void MX_CAN1_Init(void);
 static void MX_USART1_UART_Init(void);
 static void MX_USART2_UART_Init(void);
 static void MX_TIM6_Init(void);
-static void MX_ADC1_Init(void);
 static void MX_I2C1_Init(void);
 
 static void link_send(const uint8_t *frame, size_t n) {
@@ -137,9 +135,8 @@ int main(void) {
   MX_USART1_UART_Init();
   MX_USART2_UART_Init();
   MX_TIM6_Init();
-  MX_ADC1_Init();
   MX_I2C1_Init();
-  sensors_init(&hadc1, &hi2c1);
+  sensors_init(&hi2c1);
 
   CAN_FilterTypeDef filter = {0}; /* accept every frame into FIFO 0 */
   filter.FilterBank = 0;
@@ -241,23 +238,6 @@ static void MX_TIM6_Init(void) {
   htim6.Init.Period = 4999;
   htim6.Init.AutoReloadPreload = TIM_AUTORELOAD_PRELOAD_DISABLE;
   if (HAL_TIM_Base_Init(&htim6) != HAL_OK) Error_Handler();
-}
-
-static void MX_ADC1_Init(void) {
-  /* single conversions on software start; the channel is chosen per conversion (dtg_sensors.c) */
-  hadc1.Instance = ADC1;
-  hadc1.Init.ClockPrescaler = ADC_CLOCK_SYNC_PCLK_DIV4;
-  hadc1.Init.Resolution = ADC_RESOLUTION_12B;
-  hadc1.Init.ScanConvMode = DISABLE;
-  hadc1.Init.ContinuousConvMode = DISABLE;
-  hadc1.Init.DiscontinuousConvMode = DISABLE;
-  hadc1.Init.ExternalTrigConvEdge = ADC_EXTERNALTRIGCONVEDGE_NONE;
-  hadc1.Init.ExternalTrigConv = ADC_SOFTWARE_START;
-  hadc1.Init.DataAlign = ADC_DATAALIGN_RIGHT;
-  hadc1.Init.NbrOfConversion = 1;
-  hadc1.Init.DMAContinuousRequests = DISABLE;
-  hadc1.Init.EOCSelection = ADC_EOC_SINGLE_CONV;
-  if (HAL_ADC_Init(&hadc1) != HAL_OK) Error_Handler();
 }
 
 static void MX_I2C1_Init(void) {
