@@ -13,8 +13,10 @@ and the path of the report.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +38,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dtg", "dtg-hil rig and scenarios")
     group.addoption("--rig", default=os.environ.get("DTG_RIG"), metavar="FILE",
-                    help="rig file (YAML) naming the bench to run on; default: $DTG_RIG, else the built-in "
-                         "simulated rig")
+                    help="rig file (YAML) naming the bench to run on, or labgrid:PLACE / labgrid:TAG=VALUE,... (a "
+                         "place of a labgrid lab, docs/lab.md); default: $DTG_RIG, else the built-in simulated rig")
+    group.addoption("--dtg-lab-wait", type=float, default=60.0, metavar="S",
+                    help="with a labgrid rig: wait up to S seconds for a place someone else holds; default: 60")
     group.addoption("--dtg-time-scale", type=float, default=None, metavar="X",
                     help="at most this many scenario seconds per wall second on a simulated rig (on virtual time "
                          "it only paces, for demos: results are the same at any value); default: the rig file's "
@@ -210,17 +214,23 @@ def pytest_report_teststatus(report, config: pytest.Config):
 
 
 def _session_rig(config: pytest.Config) -> RigConfig:
+    if getattr(config, "_dtg_rig_error", None):  # a lab place not acquired: once per session, not per item
+        raise pytest.UsageError(config._dtg_rig_error)
     if not hasattr(config, "_dtg_rig"):
+        from harness.rig.lab import LabError, acquire_rig, parse_lab_arg
+
         try:
-            rig = load_rig(config.getoption("--rig"))
-        except RigError as exc:
+            lab = parse_lab_arg(config.getoption("--rig"))
+            rig = acquire_rig(lab, config.getoption("--dtg-lab-wait")) if lab else load_rig(config.getoption("--rig"))
+        except (RigError, LabError) as exc:
+            config._dtg_rig_error = str(exc)
             raise pytest.UsageError(str(exc)) from None
         changes = {}
         if config.getoption("--dtg-time-scale") is not None:
             changes["time_scale"] = config.getoption("--dtg-time-scale")
         if config.getoption("--dtg-models") is not None:
             changes["models"] = Path(config.getoption("--dtg-models"))
-        config._dtg_rig = RigConfig(**{**rig.__dict__, **changes}) if changes else rig
+        config._dtg_rig = dataclasses.replace(rig, **changes) if changes else rig
     return config._dtg_rig
 
 
@@ -288,6 +298,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     A pytest-xdist worker instead hands its results to the controller (`pytest_testnodedown`), which reports
     the whole session."""
     config = session.config
+    if "harness.rig.lab" in sys.modules:  # a labgrid place this process acquired: released on every exit path
+        sys.modules["harness.rig.lab"].release_all()
     results = config.stash.get(_RESULTS, [])
     if hasattr(config, "workerinput"):
         if results:

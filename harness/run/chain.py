@@ -63,6 +63,8 @@ from harness.judge.result import Accounting, LossError, RunError, RunResult, che
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
+from harness.rig.lab import LabError, LabRig
+from harness.rig.lab_wiring import LabWiring
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig
@@ -229,11 +231,20 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 stack.callback(adapter.stop)
                 settings.update(channel=adapter.port, sleep_after_open=0)
             harness_bus = stack.enter_context(can.Bus(**settings))
+        lab = None
+        if isinstance(rig, LabRig):  # the STM32 plugs into the bench's unit-side lines (harness.rig.lab_wiring)
+            try:
+                lab = stack.enter_context(LabWiring(rig, channel,
+                                                    lambda ch: SimBus(channel=ch, preserve_timestamps=True)))
+            except LabError as error:
+                raise RunError(f"{error} (rig-side)") from None
+            parts += lab.parts()
         # The UART: the app's port, and the tap's when the rig has one (it sees the same bytes).
         app_pty = stack.enter_context(PtyPair())
         if rig.android_kind != "simulated":
             # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
-            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts,
+            phone = stack.enter_context(PhoneSession(rig, app_pty.port if lab is None else None,
+                                                     vehicle.redline_rpm, logcat, artifacts,
                                                      app_options=app_options))
             phone.start_app()
         gc.collect()
@@ -242,6 +253,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         virtual = rig.on_virtual_time
         clock = VirtualClock(rig.time_scale) if virtual else ScenarioClock(rig.wall_clock_scale)
         watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
+        if lab is not None:
+            lab.bridge.now_s = clock.now_s
         bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
@@ -251,7 +264,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
             stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
         # On virtual time the firmware's writes never block: the app reads in the same thread, between them.
-        sink = app_pty.backlog_writer() if virtual else app_pty.device
+        sink = app_pty.backlog_writer() if virtual else app_pty.device if lab is None else lab.uart
         hops = [(sink, "app")]  # on virtual time: (writer, reader) of each pty the UART stage moves bytes through
         if rig.uart_tap:
             tap_port = rig.uart_tap
@@ -261,6 +274,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 sink = TeeSink(sink, tap_sink, names=("app", "tap"))
                 hops.append((tap_sink, "tap"))
                 tap_port = tap_pty.port
+            elif lab is not None:
+                tap_port = lab.tap_port
             tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
                           record_path=artifacts / "uart.bin", now_s=clock.now_s,
                           **({"read_timeout_s": 10.0} if virtual else {}))
@@ -268,11 +283,12 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
 
         local_sensors = _local_sensors(trace)
-        if "gnss" in rig.standins:
-            gnss_pty = stack.enter_context(PtyPair())
-            gnss_in = GnssInput(gnss_pty.port, other=local_sensors, baudrate=rig.gnss_baudrate,
-                                now_s=clock.now_s, start_utc=GNSS_START_UTC)
-            feed = NmeaFeed(gnss_pty.device, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
+        if "gnss" in rig.standins or lab is not None:
+            gnss_pty = stack.enter_context(PtyPair()) if lab is None else None
+            gnss_in = GnssInput(gnss_pty.port if lab is None else lab.gnss_unit_port, other=local_sensors,
+                                baudrate=rig.gnss_baudrate, now_s=clock.now_s, start_utc=GNSS_START_UTC)
+            feed = NmeaFeed(gnss_pty.device if lab is None else lab.gnss_feed_port, trace_position_source(trace),
+                            clock, start_utc=GNSS_START_UTC,
                             baudrate=rig.gnss_baudrate, end_s=duration_s)
             parts += [("GNSS input", gnss_in), ("GNSS feed", feed)]
             local_sensors = gnss_in
