@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: sim test lint clean chromium
+.PHONY: sim test lint clean chromium ser2net
 
 $(BIN)/dtg-hil: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
 	$(BIN)/python -m pytest -m sim scenarios/ -p no:cacheprovider -n $(SIM_WORKERS) --dist loadfile
 
-test: lint chromium
+test: lint chromium ser2net
 	$(BIN)/python -m pytest
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle, isort, pyupgrade, bugbear; zero findings. The import
@@ -37,6 +37,16 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	else echo "chromium is missing and this is not a root Debian shell: the HTML report's browser test skips" \
 		"(apt-get install --no-install-recommends chromium)"; fi
+
+# The lab tests (tests/test_lab.py, docs/lab.md) run a labgrid exporter, which serves serial ports through Debian's
+# ser2net: installed when missing and root (as CI is); otherwise those tests skip.
+ser2net:
+	@if command -v ser2net >/dev/null 2>&1 || [ -x /usr/sbin/ser2net ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's ser2net for the lab tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ser2net; \
+	else echo "ser2net is missing and this is not a root Debian shell: the lab tests skip" \
+		"(apt-get install --no-install-recommends ser2net)"; fi
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info

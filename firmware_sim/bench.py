@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
     finally:
         bench.stop()
+        for relay in bench._relays:
+            print(f"{relay.name}: {relay.bytes_copied} bytes copied, {relay.bytes_dropped} dropped", file=sys.stderr)
     return 0
 
 

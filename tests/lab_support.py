@@ -70,8 +70,12 @@ class Lab:
         self.processes: list[subprocess.Popen] = []
         self.benches: dict[str, subprocess.Popen] = {}
         self.exporters: dict[str, subprocess.Popen] = {}
-        self.coordinator = self._start([str(BIN / "labgrid-coordinator"), "-l", self.address], "coordinator")
-        _wait_for(lambda: self.client("places", check=False).returncode == 0, 20, "labgrid-coordinator")
+        try:
+            self.coordinator = self._start([str(BIN / "labgrid-coordinator"), "-l", self.address], "coordinator")
+            _wait_for(lambda: self.client("places", check=False).returncode == 0, 20, "labgrid-coordinator")
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self, args: list[str], log: str, **kwargs) -> subprocess.Popen:
         with (self.folder / f"{log}.log").open("ab") as out:
