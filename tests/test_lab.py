@@ -87,6 +87,7 @@ def test_the_contract_suite_runs_on_a_lab_place_and_a_second_session_is_refused(
     # The second session never shared the bench: it ran nothing, and says in one line who holds the place.
     assert second.returncode != 0 and not _results(tmp_path / "second"), out_second[-2000:]
     refusal = [line for line in out_second.splitlines() if "not free after 1 s (--dtg-lab-wait)" in line]
+    print(refusal[:1])
     assert refusal and "'bench-a' is held by" in refusal[0] and "/ci-first since" in refusal[0], out_second[-2000:]
     # The first ran the contract suite through the lab's network serial ports and adb, and released the place.
     runs = _results(tmp_path / "first")
@@ -128,6 +129,7 @@ def test_an_exporter_lost_mid_run_ends_the_run_as_error_naming_the_resource_and_
                 pass
         lab.exporters["bench-b"] = lab.start_exporter("bench-b")
     result = _results(tmp_path / "art")["short_b"]
+    print(result["error"])
     assert session.returncode == 1 and " error" in out.splitlines()[-1], out[-2000:]
     assert result["outcome"] == "ERROR", result
     assert "of place 'bench-b' disappeared: its exporter 'exp-bench-b' is gone" in result["error"], result["error"]
@@ -159,7 +161,7 @@ def test_xdist_workers_each_take_their_own_place_among_those_tagged(lab, tmp_pat
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
     for name, seed in (("short_1", 1), ("short_2", 2)):
-        drive = SHORT_DRIVE.format(name=name.replace("_", "-"), seed=seed, duration_s=60)
+        drive = SHORT_DRIVE.format(name=name.replace("_", "-"), seed=seed, duration_s=120)
         (scenarios / f"{name}.yaml").write_text(drive)
     session = _pytest(lab, "ci-xdist", "-m", "hil", "--rig", "labgrid:bench=dtg", "-n", "2", "--dist", "loadfile",
                       "--dtg-artifacts", str(tmp_path / "art"), str(scenarios))

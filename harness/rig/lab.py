@@ -29,7 +29,6 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,10 +194,12 @@ class LabClient:
                            f"coordinator {self.coordinator}")
         return found
 
-    def acquire(self, spec: LabSpec, wait_s: float, on_request: Callable[[str], None] = lambda name: None) -> str:
+    def acquire(self, spec: LabSpec, wait_s: float, held: dict | None = None) -> str:
         """Acquire the place `spec` names (or the first idle one its tags match), waiting up to `wait_s` while
-        all are held; returns its name once its resources are ready (ser2net started on the exporter).
-        `on_request(name)` is called before each request, so that a session interrupted in it still releases."""
+        all are held; returns its name once its resources are ready (ser2net started on the exporter). `held`
+        (place -> client) has the place during each request, so that a session interrupted in it still releases
+        it, and loses it again when the coordinator refused it (another session, maybe as the same user, has it)."""
+        held = {} if held is None else held
         import grpc
         from labgrid.remote.generated import labgrid_coordinator_pb2
 
@@ -212,11 +213,12 @@ class LabClient:
                     self.session.check_matches(place)
                 except Exception as error:  # noqa: BLE001 - labgrid's UserError: a match without its resource
                     raise LabError(f"place '{place.name}': {error} (is its exporter running?)") from None
-                on_request(place.name)
+                held[place.name] = self
                 try:
                     self._call(self._rpc("AcquirePlace", labgrid_coordinator_pb2.AcquirePlaceRequest(
                         placename=place.name)))
                 except grpc.aio.AioRpcError:
+                    del held[place.name]
                     continue  # taken between our look and our request: try the next, or wait
                 self._wait_ready(place.name, deadline=time.monotonic() + self._timeout_s)
                 return place.name
@@ -240,9 +242,9 @@ class LabClient:
             role_name = match.rename if match is not None and match.rename else name
             entry = self.session.resources.get(exporter, {}).get(group, {}).get(name)
             where = f"resource '{role_name}' ({cls} {exporter}/{group}/{name}) of place '{place_name}'"
-            if entry is None:
+            if entry is None or "cls" not in entry.data:  # labgrid's client keeps a deleted resource's entry, empty
                 raise ResourceLost(f"{where} disappeared: its exporter '{exporter}' is gone")
-            if not entry.avail:
+            if not entry.data.get("avail"):
                 raise ResourceLost(f"{where} is no longer available on exporter '{exporter}'")
             found[role_name] = entry
         return found
@@ -331,7 +333,7 @@ def acquire_rig(spec: LabSpec, wait_s: float) -> LabRig:
         client = _clients.get(spec.coordinator)
         if client is None:
             client = _clients[spec.coordinator] = LabClient(spec.coordinator)
-        place = client.acquire(spec, wait_s, on_request=lambda name: _held.__setitem__(name, client))
+        place = client.acquire(spec, wait_s, _held)
     try:
         return build_rig(spec, place, client.resources(place))
     except BaseException:
