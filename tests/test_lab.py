@@ -177,6 +177,11 @@ def test_xdist_workers_each_take_their_own_place_among_those_tagged(lab, tmp_pat
 # -- without a lab ------------------------------------------------------------------------------------------------
 
 def test_rig_argument_forms(tmp_path, monkeypatch):
+    import doctest
+
+    import harness.rig.lab
+
+    assert doctest.testmod(harness.rig.lab).failed == 0
     monkeypatch.setenv("LG_COORDINATOR", "127.0.0.1:4711")
     assert parse_lab_arg("labgrid:bench-3") == LabSpec("127.0.0.1:4711", place="bench-3",
                                                         settings=parse_lab_arg("labgrid:x").settings)
@@ -184,6 +189,8 @@ def test_rig_argument_forms(tmp_path, monkeypatch):
     assert parse_lab_arg(str(ROOT / "rigs" / "loopback.yaml")) is None and parse_lab_arg(None) is None
     with pytest.raises(LabError, match="name a place"):
         parse_lab_arg("labgrid:")
+    with pytest.raises(LabError, match="tags must be KEY=VALUE pairs"):
+        parse_lab_arg("labgrid:bench=dtg,ulm")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nlab:\n  place: bench-1\n  tags: {bench: dtg}\n  roles: {cam: can}\n")
     with pytest.raises(DataFileError) as error:

@@ -118,9 +118,10 @@ def parse_lab_arg(arg: str | None) -> LabSpec | None:
         if not what:
             raise LabError(f"--rig {arg}: name a place (labgrid:PLACE) or tags (labgrid:KEY=VALUE,...)")
         if "=" in what:
-            tags = tuple(tuple(part.split("=", 1)) for part in what.split(","))
-            if any(not k or not v for k, v in tags):
+            pairs = [part.partition("=") for part in what.split(",")]
+            if any(not key or not eq or not value for key, eq, value in pairs):
                 raise LabError(f"--rig {arg}: tags must be KEY=VALUE pairs separated by commas")
+            tags = tuple((key, value) for key, _, value in pairs)
             return LabSpec(coordinator, tags=tags, settings=DEFAULT_SETTINGS)
         return LabSpec(coordinator, place=what, settings=DEFAULT_SETTINGS)
     if not arg or not arg.endswith((".yaml", ".yml")) or not Path(arg).is_file():
