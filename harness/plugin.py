@@ -31,6 +31,13 @@ _WORKER_RESULTS = "dtg_results"  # key of a pytest-xdist worker's pickled result
 _REPORT = pytest.StashKey[object]()  # the index.html written at session end, or the exception that stopped it
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """labgrid (a lab of rigs, docs/lab.md) registers a pytest plugin for its own targets, whose hooks take every
+    item for a function with fixtures and restyle logging; dtg-hil uses labgrid's client API, not that plugin: it is
+    blocked (unregistered when it is already in)."""
+    pluginmanager.set_blocked("labgrid")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config._dtg_session_started = time.monotonic()  # the session's wall time, for the speed line
 

@@ -55,9 +55,9 @@ def lab(tmp_path_factory):
 
 
 def _pytest(lab, user: str, *args: str) -> subprocess.Popen:
-    """A pytest session of its own (-p no:labgrid: labgrid's own pytest plugin is not dtg-hil's)."""
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:labgrid", "-p",
-                             "no:cacheprovider", "-q", *args], cwd=ROOT, env={**lab.env, "LG_USERNAME": user},
+    """A pytest session of its own (harness.plugin blocks labgrid's own pytest plugin)."""
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-q",
+                             *args], cwd=ROOT, env={**lab.env, "LG_USERNAME": user},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
 
 
