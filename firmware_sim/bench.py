@@ -20,9 +20,9 @@ phone as a `NetworkService` (address, port, username `shell`).
 The STM32 of this version is simulated by the harness (docs/rig.md, "Bring-up of a real bench"): it plugs into
 the bench through `unit_can`, `unit_uart` and `unit_gnss`, as a board would be wired to the bench's adapters.
 
-Run it as ``python -m firmware_sim.bench --exporter-config FILE [--group NAME]``: it writes the labgrid exporter
-configuration of its ports to FILE, prints one JSON line naming them, and runs until SIGTERM, SIGINT or the
-end of its standard input.
+Run it as ``python -m firmware_sim.bench --exporter-config FILE [--group NAME] [--stdin-lifeline]``: it writes
+the labgrid exporter configuration of its ports to FILE, prints one JSON line naming them, and runs until SIGTERM
+or SIGINT (or, with ``--stdin-lifeline``, the end of its standard input).
 
 Not modelled: everything `firmware_sim.slcan`, `firmware_sim.phone.device` and the ptys do not model
 (docs/loopback.md); the bench's relays copy bytes as they come, at no baud rate; a power switch (the bench
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firmware_sim.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--exporter-config", required=True, type=Path, help="write the labgrid exporter YAML here")
     parser.add_argument("--group", default="dtg-bench", help="the exporter's resource group (default: dtg-bench)")
+    parser.add_argument("--stdin-lifeline", action="store_true",
+                        help="stop also when standard input ends (a parent that dies takes the bench with it)")
     args = parser.parse_args(argv)
     bench = StandinBench().start()
     done = threading.Event()
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.exporter_config.write_text(yaml.safe_dump(bench.exporter_config(args.group), sort_keys=False))
         print(json.dumps({"group": args.group, **bench.ports}), flush=True)
-        while not done.is_set():  # until a signal, or the parent closes our stdin
-            readable, _, _ = select.select([sys.stdin], [], [], 0.2)
+        while not done.is_set():  # until a signal, or (--stdin-lifeline) the parent closes our stdin
+            readable, _, _ = select.select([sys.stdin] if args.stdin_lifeline else [], [], [], 0.2)
             if readable and not sys.stdin.buffer.read1(4096):
                 break
     finally:

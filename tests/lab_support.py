@@ -93,7 +93,8 @@ class Lab:
         """A stand-in bench, an exporter (named exp-<place>) exporting it as group <place>, and the place."""
         config = self.folder / f"{place}.yaml"
         bench = self._start([sys.executable, "-m", "firmware_sim.bench", "--exporter-config", str(config),
-                             "--group", place], f"bench-{place}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                             "--group", place, "--stdin-lifeline"], f"bench-{place}", stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
         ports = json.loads(bench.stdout.readline())
         self.benches[place] = bench
         self.exporters[place] = self.start_exporter(place)
