@@ -383,3 +383,19 @@ class PlaceWatch(Worker):
         while not self._stop_requested.wait(POLL_S):
             self._client.resources(self._place)  # raises ResourceLost
 
+
+def place_loss(rig: RigConfig, wait_s: float = 2.0) -> str | None:
+    """Why a run on a lab rig lost its bench (a `ResourceLost` message), or None: for a run that failed some other
+    way first (a line that broke with its exporter), looking for up to `wait_s` while the coordinator notices."""
+    client = _held.get(rig.place) if isinstance(rig, LabRig) else None
+    deadline = time.monotonic() + wait_s
+    while client is not None:
+        try:
+            client.resources(rig.place)
+        except ResourceLost as lost:
+            return str(lost)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    return None
+

@@ -63,7 +63,7 @@ from harness.judge.result import Accounting, LossError, RunError, RunResult, che
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
-from harness.rig.lab import LabError, LabRig
+from harness.rig.lab import LabError, LabRig, place_loss
 from harness.rig.lab_wiring import LabWiring
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
@@ -170,9 +170,14 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
                           app_options, cpu_profile)
     except RunError as error:
-        if not isinstance(error, LossError):  # a loss error comes after the full result.json
-            write_error_result(scenario, rig, artifacts, error, watch)
-        raise
+        if isinstance(error, LossError):  # a loss error comes after the full result.json
+            raise
+        lost = place_loss(rig) if isinstance(rig, LabRig) else None  # a lab bench gone: say which part, rig-side
+        failure = RunError(f"{error}; rig-side: {lost}") if lost and lost not in str(error) else error
+        write_error_result(scenario, rig, artifacts, failure, watch)
+        if failure is error:
+            raise
+        raise failure from error
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
