@@ -133,7 +133,9 @@ def test_a_bench_pc_lost_mid_run_ends_the_run_as_error_naming_the_resource_and_t
             except ProcessLookupError:
                 pass
         lab.exporters["bench-b"] = lab.start_exporter("bench-b")
-    result = _results(tmp_path / "art")["short_b"]
+    runs = _results(tmp_path / "art")
+    assert "short_b" in runs, out[-3000:]
+    result = runs["short_b"]
     print(result["error"])
     assert session.returncode == 1 and " error" in out.splitlines()[-1], out[-2000:]
     assert result["outcome"] == "ERROR", result

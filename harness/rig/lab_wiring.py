@@ -22,6 +22,13 @@ from harness.core.worker import Worker, WorkerError
 from harness.rig.lab import LabError, LabRig, PlaceWatch
 
 
+def close_quietly(close: Callable[[], None]) -> None:
+    """Close a line of the bench at the end of a run: one that broke (its exporter gone) cannot say goodbye
+    (python-can's slcan sends ``C``), and the run's own error, which names the loss, is what matters."""
+    with contextlib.suppress(can.CanError, serial.SerialException, OSError):
+        close()
+
+
 class CanBridge(Worker):
     """Copies frames both ways between the run's in-process wire (a python-can virtual channel) and the bench's
     CAN port (`unit_can`). Frames from the bench are stamped with `now_s()` (scenario time) as the run's virtual
@@ -66,7 +73,7 @@ class LabWiring:
             self.watch = PlaceWatch(rig)
             remote = self._open("unit_can", lambda: can.Bus(**{k: v for k, v in rig.unit_can.items()
                                                                 if v is not None}))
-            self._stack.callback(remote.shutdown)
+            self._stack.callback(close_quietly, remote.shutdown)
             local = self._stack.enter_context(local_bus(channel))
             self.bridge = CanBridge(remote, local)
             # pyserial's RFC 2217 ports have no write timeout: a write goes to the TCP socket's buffer
@@ -86,7 +93,7 @@ class LabWiring:
 
     def _serial(self, role: str, url: str, baudrate: int) -> serial.SerialBase:
         port = self._open(role, lambda: serial.serial_for_url(url, baudrate, timeout=0.05))
-        self._stack.callback(port.close)
+        self._stack.callback(close_quietly, port.close)
         return port
 
     def parts(self) -> list[tuple[str, Worker]]:

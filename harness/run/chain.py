@@ -64,7 +64,7 @@ from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
 from harness.rig.lab import LabError, LabRig, place_loss
-from harness.rig.lab_wiring import LabWiring
+from harness.rig.lab_wiring import LabWiring, close_quietly
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig
@@ -235,7 +235,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 adapter = SlcanAdapter(channel).start()
                 stack.callback(adapter.stop)
                 settings.update(channel=adapter.port, sleep_after_open=0)
-            harness_bus = stack.enter_context(can.Bus(**settings))
+            harness_bus = can.Bus(**settings)
+            stack.callback(close_quietly if isinstance(rig, LabRig) else lambda close: close(), harness_bus.shutdown)
         lab = None
         if isinstance(rig, LabRig):  # the STM32 plugs into the bench's unit-side lines (harness.rig.lab_wiring)
             try:
