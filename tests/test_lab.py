@@ -93,7 +93,7 @@ def test_the_contract_suite_runs_on_a_lab_place_and_a_second_session_is_refused(
     runs = _results(tmp_path / "first")
     assert runs and {r["rig"] for r in runs.values()} == {"labgrid:bench-a"}, out_first[-3000:]
     lagged = [name for name, r in runs.items() if r.get("outcome") == "ERROR"]
-    if lagged:  # a loaded machine: the rig fell behind beyond 1 % (docs/lab.md), never a verdict; the suite stops
+    if lagged:  # a loaded machine: the rig fell behind beyond 5 % (docs/lab.md), never a verdict; the suite stops
         assert all(runs[n]["verdict"].startswith("error: the rig fell behind (") for n in lagged), runs
     else:
         assert sorted(runs) == ["styles_a", "styles_b"] and all(r["passed"] for r in runs.values())
