@@ -224,3 +224,15 @@ def test_a_place_without_a_role_is_refused_naming_what_it_has():
     assert rig.name == "labgrid:bench-1" and rig.adb_serial == "127.0.0.1:5555" and not rig.simulated
     assert rig.can["channel"] == "rfc2217://127.0.0.1:5000?ign_set_control" and rig.standins == ()
     assert rig.unit_uart == "rfc2217://127.0.0.1:5003?ign_set_control" and rig.time_scale == 5
+
+
+def test_an_unreachable_coordinator_is_named_in_one_line(monkeypatch):
+    from harness.rig.lab import acquire_rig
+    from harness.rig.phone import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nobody listens there
+    monkeypatch.setenv("LG_COORDINATOR", address)
+    with pytest.raises(LabError) as error:
+        acquire_rig(parse_lab_arg("labgrid:bench-1"), wait_s=1.0)
+    assert str(error.value) == f"cannot reach the labgrid coordinator at {address}: Error: Could not connect to " \
+        "coordinator"
