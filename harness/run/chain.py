@@ -49,6 +49,7 @@ from firmware_sim.uart import PtyPair
 from firmware_sim.uart_sinks import TeeSink
 from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.stats import percentiles
+from harness.core.worker import WorkerError
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
     Judgement,
@@ -169,15 +170,17 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     try:
         return _run_chain(scenario, rig, models, artifacts, model_types, faults, max_silence_s, watch,
                           app_options, cpu_profile)
-    except RunError as error:
-        if isinstance(error, LossError):  # a loss error comes after the full result.json
+    except (RunError, WorkerError) as caught:
+        if isinstance(caught, LossError):  # a loss error comes after the full result.json
             raise
+        # A part that failed as the run ended is re-raised by its stop(): an ERROR of the run too, not a verdict.
+        error = caught if isinstance(caught, RunError) else RunError(f"a part of the run failed: {caught}")
         lost = place_loss(rig) if isinstance(rig, LabRig) else None  # a lab bench gone: say which part, rig-side
         failure = RunError(f"{error}; rig-side: {lost}") if lost and lost not in str(error) else error
         write_error_result(scenario, rig, artifacts, failure, watch)
-        if failure is error:
+        if failure is caught:
             raise
-        raise failure from error
+        raise failure from caught
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
