@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: sim test lint clean chromium gcc firmware-arm
+.PHONY: sim test lint clean chromium gcc firmware-arm ser2net
 
 $(BIN)/dtg-hil: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ sim: $(BIN)/dtg-hil
 # worker, so a module's fixtures are built once. Tests paced by the wall clock take the other worker's load as a busy
 # machine's: they count the rig's lag, they do not fail on it (docs/rig.md, "Rig-side loss: when the rig falls behind").
 TEST_WORKERS ?= auto
-test: lint chromium gcc firmware-arm
+test: lint chromium gcc firmware-arm ser2net
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle, isort, pyupgrade, bugbear; zero findings. The import
@@ -69,6 +69,16 @@ firmware-arm:
 		echo "the sample firmware compiles for Cortex-M4 (arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -c)"; \
 	else echo "arm-none-eabi-gcc is missing and this is not a root Debian shell: the Cortex-M4 build check is" \
 		"skipped (apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi)"; fi
+
+# The lab tests (tests/test_lab.py, docs/lab.md) run a labgrid exporter, which serves serial ports through Debian's
+# ser2net: installed when missing and root (as CI is); otherwise those tests skip.
+ser2net:
+	@if command -v ser2net >/dev/null 2>&1 || [ -x /usr/sbin/ser2net ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's ser2net for the lab tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ser2net; \
+	else echo "ser2net is missing and this is not a root Debian shell: the lab tests skip" \
+		"(apt-get install --no-install-recommends ser2net)"; fi
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info

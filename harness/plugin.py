@@ -18,9 +18,11 @@ and the path of the report.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import pickle
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import pytest
 from harness.core.errors import DtgHilError
 from harness.plugin_progress import ProgressLine
 from harness.plugin_settings import Settings, add_options, resolve_settings
-from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig
+from harness.rig.rigfile import DEFAULT_SIM_TIME_SCALE, RigConfig, RigError
 from harness.world.anomalies import ANOMALY_TYPES
 from harness.world.scenario import Scenario, ScenarioError, load_scenario
 from harness.world.vehicle import VEHICLES
@@ -42,6 +44,13 @@ _SETTINGS = pytest.StashKey[Settings]()
 _LAST_FAILED = pytest.StashKey[set]()  # under --lf/--ff: the files that held an item that failed last time
 #: File name endings of scenario files.
 SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """labgrid (a lab of rigs, docs/lab.md) registers a pytest plugin for its own targets, whose hooks take every
+    item for a function with fixtures and restyle logging; dtg-hil uses labgrid's client API, not that plugin: it is
+    blocked (unregistered when it is already in)."""
+    pluginmanager.set_blocked("labgrid")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -288,8 +297,30 @@ def _settings(config: pytest.Config) -> Settings:
 
 
 def _session_rig(config: pytest.Config) -> RigConfig:
-    """The session's rig, checked at start-up (`harness.plugin_settings`)."""
-    return _settings(config).rig
+    settings = _settings(config)
+    if settings.lab is None:
+        return settings.rig
+    if getattr(config, "_dtg_rig_error", None):  # a lab place not acquired: once per session, not per item
+        raise pytest.UsageError(config._dtg_rig_error)
+    if not hasattr(config, "_dtg_rig"):  # acquired by the process that runs the items (each xdist worker its own)
+        from harness.rig.lab import LabError, acquire_rig
+
+        try:
+            rig = acquire_rig(settings.lab, config.getoption("--dtg-lab-wait"))
+        except (RigError, LabError) as exc:
+            config._dtg_rig_error = str(exc)
+            raise pytest.UsageError(str(exc)) from None
+        config._dtg_rig = dataclasses.replace(rig, **settings.changes) if settings.changes else rig
+    return config._dtg_rig
+
+
+def _reported_rig(config: pytest.Config) -> RigConfig:
+    """The session's rig for a report, without acquiring a labgrid place (the controller of xdist workers, which
+    each hold their own, names the lab's place or tags)."""
+    settings = _settings(config)
+    if settings.rig is not None:
+        return settings.rig
+    return getattr(config, "_dtg_rig", None) or RigConfig(name=f"labgrid ({settings.lab.describe()})", path=None)
 
 
 def _session_models(config: pytest.Config, rig: RigConfig):
@@ -346,7 +377,7 @@ def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
     scenario_file = json.loads((artifacts / "result.json").read_text()).get("scenario_file")
     scenario = _scenario_of(scenario_file, name) if scenario_file else None
     if scenario is not None:
-        config.stash[_RESULTS].append(unjudged_result(scenario, _session_rig(config), artifacts, message))
+        config.stash[_RESULTS].append(unjudged_result(scenario, _reported_rig(config), artifacts, message))
         config._dtg_from_workers = True
 
 
@@ -392,6 +423,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     A pytest-xdist worker instead hands its results to the controller (`pytest_testnodedown`), which reports
     the whole session."""
     config = session.config
+    if "harness.rig.lab" in sys.modules:  # a labgrid place this process acquired: released on every exit path
+        sys.modules["harness.rig.lab"].release_all()
     results = config.stash.get(_RESULTS, [])
     if hasattr(config, "workerinput") or not results:
         return  # a pytest-xdist worker's results went to the controller with their reports
@@ -420,7 +453,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     terminalreporter.section("dtg-hil scenarios")
     commit = git_commit()
     terminalreporter.write_line(f"dtg-hil {dtg_hil_version()}" + (f", commit {commit}" if commit else "") +
-                                f"; rig {_session_rig(config).name}")
+                                f"; rig {_reported_rig(config).name}")
     started = getattr(config, "_dtg_session_started", None)
     terminalreporter.write_line(full_report(results, None if started is None else time.monotonic() - started))
     from harness.report.sensitivity import write_sensitivity

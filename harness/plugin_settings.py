@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.inference.models import ManifestError, load_manifest
+from harness.inference.models import BUNDLED_MANIFEST, ManifestError, load_manifest
+from harness.rig.lab import LabError, LabSpec, parse_lab_arg
 from harness.rig.rigfile import RigConfig, RigError, load_rig, time_scale_problem
 
 #: (ini name, help) of every setting the ini file may hold.
@@ -38,9 +39,13 @@ DEFAULT_ARTIFACTS = "reports"
 
 @dataclass(frozen=True)
 class Settings:
-    rig: RigConfig  # with --dtg-models and --dtg-time-scale applied
+    rig: RigConfig | None  # with --dtg-models and --dtg-time-scale applied; None: a labgrid place (`lab`)
     artifacts_root: Path  # each session's folder goes under it
     progress_s: float | None  # wall seconds between progress lines; None: none (pytest -q)
+    #: A labgrid place (`harness.rig.lab`): acquired when the first item runs (by each xdist worker for itself),
+    #: then `changes` applied to the rig its resources make.
+    lab: LabSpec | None = None
+    changes: dict | None = None
 
 
 def _ini(config: pytest.Config, name: str) -> tuple[str | None, str]:
@@ -73,7 +78,8 @@ def one_line_error(error: Exception) -> str:
     return "\n".join(lines)
 
 
-def _rig(config: pytest.Config) -> RigConfig:
+def _rig(config: pytest.Config) -> tuple[RigConfig | None, LabSpec | None]:
+    """The rig file's rig, or the labgrid place `--rig labgrid:...` (or a rig file's `lab:` section) names."""
     path, where = config.getoption("dtg_rig"), "--rig"
     if path is None and os.environ.get("DTG_RIG"):
         path, where = os.environ["DTG_RIG"], "DTG_RIG"
@@ -81,14 +87,15 @@ def _rig(config: pytest.Config) -> RigConfig:
         value, where = _ini(config, "dtg_rig")
         path = None if value is None else _ini_path(config, value)
     try:
-        return load_rig(path)
-    except RigError as error:
-        raise pytest.UsageError(f"{one_line_error(error)}  (rig file from {where})") from None
+        lab = parse_lab_arg(None if path is None else str(path))
+        return (None, lab) if lab is not None else (load_rig(path), None)
+    except (RigError, LabError) as error:
+        raise pytest.UsageError(f"{one_line_error(error)}  (rig from {where})") from None
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
     """Every setting from the command line, the environment, the ini file or its default, checked."""
-    rig = _rig(config)
+    rig, lab = _rig(config)
     changes: dict = {}
     models = config.getoption("dtg_models")
     if models is not None:
@@ -100,14 +107,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
         changes["time_scale"] = _number(scale, "--dtg-time-scale", allow_inf=True)
     elif (value := _ini(config, "dtg_time_scale"))[0] is not None:
         changes["time_scale"] = _number(value[0], value[1], allow_inf=True)
-    rig = replace(rig, **changes) if changes else rig
-    problem = time_scale_problem(rig)
+    rig = replace(rig, **changes) if changes and rig is not None else rig
+    problem = time_scale_problem(rig) if rig is not None else None
     if problem is not None:
         where = ("--dtg-time-scale" if scale is not None else _ini(config, "dtg_time_scale")[1]) \
             if "time_scale" in changes else f"{rig.path}: time_scale"
         raise pytest.UsageError(f"{where}: {problem}")
     try:
-        load_manifest(rig.models)
+        load_manifest(rig.models if rig is not None else changes.get("models", BUNDLED_MANIFEST))
     except ManifestError as error:
         raise pytest.UsageError(one_line_error(error)) from None
 
@@ -127,15 +134,18 @@ def resolve_settings(config: pytest.Config) -> Settings:
     else:
         progress_s = 1.0 if sys.stdout.isatty() else 10.0
     quiet = config.getoption("verbose") < 0
-    return Settings(rig=rig, artifacts_root=root, progress_s=None if quiet else progress_s)
+    return Settings(rig=rig, artifacts_root=root, progress_s=None if quiet else progress_s, lab=lab, changes=changes)
 
 
 def add_options(parser: pytest.Parser, default_time_scale: float) -> None:
     """The `dtg` option group and the ini settings (`pytest --help` lists both)."""
     group = parser.getgroup("dtg", "dtg-hil rig and scenarios (docs/rig.md, 'Settings')")
     group.addoption("--rig", dest="dtg_rig", default=None, metavar="FILE",
-                    help="rig file (YAML) naming the bench to run on; default: $DTG_RIG, else the ini file's "
-                         "dtg_rig, else the built-in simulated rig")
+                    help="rig file (YAML) naming the bench to run on, or labgrid:PLACE / labgrid:TAG=VALUE,... (a "
+                         "place of a labgrid lab, docs/lab.md); default: $DTG_RIG, else the ini file's dtg_rig, else "
+                         "the built-in simulated rig")
+    group.addoption("--dtg-lab-wait", type=float, default=60.0, metavar="S",
+                    help="with a labgrid rig: wait up to S seconds for a place someone else holds; default: 60")
     group.addoption("--dtg-time-scale", dest="dtg_time_scale", default=None, metavar="X",
                     help="at most this many scenario seconds per wall second on a simulated rig (on virtual time "
                          "it only paces, for demos: results are the same at any value); default: dtg_time_scale, "

@@ -4,10 +4,11 @@
 
 1. with the `adb` stand-in (`serial: simulated`) it starts a simulated phone (`firmware_sim.phone.device`) whose
    DTG package runs the app simulator (`firmware_sim.phone.dtg_package`), and an adb server of its own on a free
-   port (killed at the end); otherwise it talks to the phone the rig names through the adb server the environment
-   names;
+   port (killed at the end), as it does for a lab rig's phone (`harness.rig.lab`); otherwise it talks to the
+   phone the rig names through the adb server the environment names;
 2. installs the APK (`apk: simulated` builds the simulated phone's stand-in package), pushes the app's config
-   (`firmware_sim.phone.dtg_package.CONFIG_PATH`: the UART port, codec, profile, redline, app options) and the
+   (`firmware_sim.phone.dtg_package.CONFIG_PATH`: the UART port (without one, the phone's property
+   `dtg.uart_port`: a lab bench's phone names the line it is wired to), codec, profile, redline, app options) and the
    models with their manifest, verifying every model's sha256 on the device
    (`harness.rig.android.device.AndroidDevice.push_models`);
 3. clears logcat, streams the `EdgeAI` lines to the run's collector, and starts the app;
@@ -26,11 +27,14 @@ from pathlib import Path
 
 import adbutils
 
+from firmware_sim.bench import UART_PORT_PROP
 from firmware_sim.phone.app import AppOptions
 from firmware_sim.phone.device import SimAndroidDevice
 from firmware_sim.phone.dtg_package import ACTIVITY, CONFIG_PATH, PhoneConfig, phone_apps
 from firmware_sim.phone.packages import build_apk
 from harness.rig.android.device import AndroidDevice
+from harness.rig.android.errors import AdbError
+from harness.rig.lab import LabRig
 from harness.rig.rigfile import SIMULATED, RigConfig
 
 
@@ -44,7 +48,7 @@ def free_port() -> int:
 class PhoneSession:
     """Set up the rig's phone for one run (a context manager); see the module docstring."""
 
-    def __init__(self, rig: RigConfig, uart_port: str, redline_rpm: float, on_line: Callable[[str], None],
+    def __init__(self, rig: RigConfig, uart_port: str | None, redline_rpm: float, on_line: Callable[[str], None],
                  artifacts: Path, timeout_s: float = 10.0, app_options: AppOptions | None = None) -> None:
         self.rig = rig
         self._uart_port = uart_port
@@ -73,6 +77,7 @@ class PhoneSession:
         if "adb" in rig.standins:
             self._sim = SimAndroidDevice(apps=phone_apps()).start()
             serial = self._sim.serial
+        if "adb" in rig.standins or isinstance(rig, LabRig):
             adb_port = self._server_port = free_port()
         self.device = AndroidDevice(serial, adb_port=adb_port, timeout_s=self._timeout_s)
         apk = Path(rig.apk) if rig.apk and rig.apk != SIMULATED else None
@@ -81,7 +86,11 @@ class PhoneSession:
             apk.write_bytes(build_apk(self.package))
         self.device.install(apk, self.package)
         options = self._app_options
-        config = PhoneConfig(uart_port=self._uart_port, baudrate=rig.uart_baudrate, codec=rig.codec,
+        uart_port = self._uart_port or self.device.shell(["getprop", UART_PORT_PROP]).output.strip()
+        if not uart_port:
+            raise AdbError(f"no UART port given and the phone's property {UART_PORT_PROP} is empty", serial=serial,
+                           command=f"getprop {UART_PORT_PROP}")
+        config = PhoneConfig(uart_port=uart_port, baudrate=rig.uart_baudrate, codec=rig.codec,
                              profile=rig.profile, redline_rpm=self._redline_rpm,
                              debug_features=options.debug_features, debug_every=options.debug_every,
                              variant=options.variant)

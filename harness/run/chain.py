@@ -51,6 +51,7 @@ from firmware_sim.uart import PtyPair
 from firmware_sim.uart_sinks import TeeSink
 from harness.core.clock import ScenarioClock, VirtualClock
 from harness.core.stats import percentiles
+from harness.core.worker import WorkerError
 from harness.inference.features import WINDOW_S
 from harness.inference.models import ModelSet
 from harness.judge.metrics import (
@@ -90,6 +91,8 @@ from harness.judge.result import (
 from harness.rig.bus_fault_injector import BusFaultInjector
 from harness.rig.device_faults import DeviceFault, FaultInjector, UartLine, check_model_files
 from harness.rig.gnss_feed import NmeaFeed, trace_position_source
+from harness.rig.lab import LabError, LabRig, place_loss
+from harness.rig.lab_wiring import LabWiring, close_quietly
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig, time_scale_problem
@@ -210,13 +213,19 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
                               app_options, cpu_profile)
     except LossError:  # it comes after the full result.json
         raise
-    except (RunError, FirmwareFault) as error:
-        fault = unit_fault(error)  # the unit's own firmware failed (stm32 kind host): a FAIL of the unit
+    except (RunError, FirmwareFault, WorkerError) as caught:
+        fault = unit_fault(caught)  # the unit's own firmware failed (stm32 kind host): a FAIL of the unit
         if fault is not None:
             write_fault_result(scenario, rig, artifacts, fault, watch)
             raise fault from None
-        write_error_result(scenario, rig, artifacts, error, watch)
-        raise
+        # A part that failed as the run ended is re-raised by its stop(): an ERROR of the run too, not a verdict.
+        error = caught if isinstance(caught, RunError) else RunError(f"a part of the run failed: {caught}")
+        lost = place_loss(rig) if isinstance(rig, LabRig) else None  # a lab bench gone: say which part, rig-side
+        failure = RunError(f"{error}; rig-side: {lost}") if lost and lost not in str(error) else error
+        write_error_result(scenario, rig, artifacts, failure, watch)
+        if failure is caught:
+            raise
+        raise failure from caught
     except KeyboardInterrupt as interrupt:
         where = f" at t={watch.clock.now_s():.0f} s of scenario time" if watch.clock is not None else ""
         stopped = RunInterrupted(f"the run was stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}{where}; "
@@ -288,12 +297,22 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 adapter = SlcanAdapter(channel).start()
                 stack.callback(adapter.stop)
                 settings.update(channel=adapter.port, sleep_after_open=0)
-            harness_bus = stack.enter_context(can.Bus(**settings))
+            harness_bus = can.Bus(**settings)
+            stack.callback(close_quietly if isinstance(rig, LabRig) else lambda close: close(), harness_bus.shutdown)
+        lab = None
+        if isinstance(rig, LabRig):  # the STM32 plugs into the bench's unit-side lines (harness.rig.lab_wiring)
+            try:
+                lab = stack.enter_context(LabWiring(rig, channel,
+                                                    lambda ch: SimBus(channel=ch, preserve_timestamps=True)))
+            except LabError as error:
+                raise RunError(f"{error} (rig-side)") from None
+            parts += lab.parts()
         # The UART: the app's port, and the tap's when the rig has one (it sees the same bytes).
         app_pty = stack.enter_context(PtyPair())
         if rig.android_kind != "simulated":
             # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
-            phone = stack.enter_context(PhoneSession(rig, app_pty.port, vehicle.redline_rpm, logcat, artifacts,
+            phone = stack.enter_context(PhoneSession(rig, app_pty.port if lab is None else None,
+                                                     vehicle.redline_rpm, logcat, artifacts,
                                                      app_options=app_options))
             phone.start_app()
         gc.collect()
@@ -302,6 +321,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         virtual = rig.on_virtual_time
         clock = VirtualClock(rig.time_scale) if virtual else ScenarioClock(rig.wall_clock_scale)
         watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
+        if lab is not None:
+            lab.bridge.now_s = clock.now_s
         bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
@@ -311,7 +332,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
             stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
         # On virtual time the firmware's writes never block: the app reads in the same thread, between them.
-        sink = app_pty.backlog_writer() if virtual else app_pty.device
+        sink = app_pty.backlog_writer() if virtual else app_pty.device if lab is None else lab.uart
         hops = [(sink, "app")]  # on virtual time: (writer, reader) of each pty the UART stage moves bytes through
         if rig.uart_tap:
             tap_port = rig.uart_tap
@@ -321,6 +342,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 sink = TeeSink(sink, tap_sink, names=("app", "tap"))
                 hops.append((tap_sink, "tap"))
                 tap_port = tap_pty.port
+            elif lab is not None:
+                tap_port = lab.tap_port
             tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
                           record_path=artifacts / "uart.bin", now_s=clock.now_s,
                           **({"read_timeout_s": 10.0} if virtual else {}))
@@ -328,11 +351,12 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
 
         local_sensors = _local_sensors(trace)
-        if "gnss" in rig.standins:
-            gnss_pty = stack.enter_context(PtyPair())
-            gnss_in = GnssInput(gnss_pty.port, other=local_sensors, baudrate=rig.gnss_baudrate,
-                                now_s=clock.now_s, start_utc=GNSS_START_UTC)
-            feed = NmeaFeed(gnss_pty.device, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
+        if "gnss" in rig.standins or lab is not None:
+            gnss_pty = stack.enter_context(PtyPair()) if lab is None else None
+            gnss_in = GnssInput(gnss_pty.port if lab is None else lab.gnss_unit_port, other=local_sensors,
+                                baudrate=rig.gnss_baudrate, now_s=clock.now_s, start_utc=GNSS_START_UTC)
+            feed = NmeaFeed(gnss_pty.device if lab is None else lab.gnss_feed_port, trace_position_source(trace),
+                            clock, start_utc=GNSS_START_UTC,
                             baudrate=rig.gnss_baudrate, end_s=duration_s)
             parts += [("GNSS input", gnss_in), ("GNSS feed", feed)]
             local_sensors = gnss_in
