@@ -306,8 +306,9 @@ def build_rig(spec: LabSpec, place_name: str, entries: dict[str, Any]) -> LabRig
             url[role] = f"socket://{params['host']}:{params['port']}" if params.get("protocol") == "raw" else \
                 f"rfc2217://{params['host']}:{params['port']}?ign_set_control"
     settings = dict(spec.settings)
+    bitrate = (settings.get("can") or {}).get("bitrate")
     settings["can"] = {"interface": "slcan", "channel": url["can"], "sleep_after_open": 0,
-                       "bitrate": (settings.get("can") or {}).get("bitrate")}
+                       **({"bitrate": bitrate} if bitrate is not None else {})}
     settings["stm32"] = {**settings.get("stm32", {}), "uart_tap": url["uart_tap"]}
     settings["android"] = {**settings.get("android", {}), "kind": "adb", "serial": url["phone"]}
     settings["gnss"] = {**settings.get("gnss", {}), "kind": "nmea", "port": url["gnss"]}

@@ -8,6 +8,7 @@ time scale).
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 from harness.rig.rigfile import RigError, load_rig
@@ -52,6 +53,13 @@ def rig_tree(rng: random.Random) -> dict:
     return tree
 
 
-TARGET = yaml_target("rig", "harness.rig.rigfile.load_rig on a file", (RigError,), run_load(load_rig, "fuzz-rig.yaml"),
-                     datafile_examples("rigs", rig_tree, seed=13),
-                     structured_yaml(rig_tree, ("cans", "uart", "adb", "gps", "timescale")))
+def prepare_sources(workdir: Path) -> None:
+    """The folders a rig file's `stm32.sources` names, as the bundled rigs name them from `rigs/` (the fuzzed file
+    is `rigs/fuzz-rig.yaml` of the work folder)."""
+    (workdir / "rigs").mkdir(exist_ok=True)
+    (workdir / "firmware_sim" / "dtg_firmware").mkdir(parents=True, exist_ok=True)
+
+
+TARGET = yaml_target("rig", "harness.rig.rigfile.load_rig on a file", (RigError,),
+                     run_load(load_rig, "rigs/fuzz-rig.yaml"), datafile_examples("rigs", rig_tree, seed=13),
+                     structured_yaml(rig_tree, ("cans", "uart", "adb", "gps", "timescale")), prepare=prepare_sources)
