@@ -21,10 +21,11 @@ sim: $(BIN)/dtg-hil
 	$(BIN)/dtg-hil scenario validate scenarios/
 	$(BIN)/python -m pytest -m sim scenarios/ -n $(SIM_WORKERS) --dist loadfile
 
-# The tests, one pytest-xdist worker per CPU (TEST_WORKERS=0 runs them in one process); a file's tests stay on one
-# worker, so a module's fixtures are built once. Tests paced by the wall clock take the other worker's load as a busy
-# machine's: they count the rig's lag, they do not fail on it (docs/rig.md, "Rig-side loss: when the rig falls behind").
-TEST_WORKERS ?= auto
+# The tests in pytest-xdist workers, one more than the CPUs (a good part of the suite waits on the wall clock: paced
+# rigs, the lab); TEST_WORKERS=0 runs them in one process. A file's tests stay on one worker, so a module's fixtures
+# are built once. Tests paced by the wall clock take the other workers' load as a busy machine's: they count the
+# rig's lag, they do not fail on it (docs/rig.md, "Rig-side loss: when the rig falls behind").
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: lint chromium gcc firmware-arm ser2net
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 

@@ -57,7 +57,7 @@ import math
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -529,6 +529,11 @@ class Stm32Sim(Worker):
         self._stats.samples_sent += 1
         self._sample_times_s.append(t_s)
         return SampleRecord(_time_ms(t_s), tuple(values))
+
+    @property
+    def sample_times_s(self) -> Sequence[float]:
+        """The scenario time of every sample record sent, in order."""
+        return self._sample_times_s
 
     def samples_sent_until(self, t_s: float) -> int:
         """How many sample records this firmware sent stamped at or before scenario time `t_s` (an app that

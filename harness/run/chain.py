@@ -419,8 +419,12 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     started_metrics_cpu_s = time.process_time()
     tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
     metrics, judgement, types = _judge(scenario, rig, trace, collector, bus_log, model_types)
+    # On a paced rig the simulated STM32 is the harness's: a sample it failed to send in time is the rig's loss
+    # (counted rig-side), not a second the unit could report; and its first poll may come a second or two after 0.
+    unsampled = _unsampled_seconds(firmware.sample_times_s, trace.duration_s) \
+        if rig.stm32_kind == "simulated" and not rig.on_virtual_time else ()
     judgement = Judgement(judgement.criteria + _evidence(scenario, rig, trace, collector.events, watch.arrival_t_s,
-                                                         models, tap_report, faults, metrics))
+                                                         models, tap_report, faults, metrics, unsampled))
     if cpu_profile is not None:
         cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
     accounting = _accounting(rig, firmware, app, rest_bus, bus_injector, feed, line, collector, simulated_can)
@@ -466,8 +470,17 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
     return metrics, judgement, types
 
 
+def _unsampled_seconds(sample_times_s, duration_s: float) -> list[tuple[float, float]]:
+    """The whole seconds of the drive without a sample record, as (second, second) intervals; before the first
+    sample, the window's length more (the app's first window ends WINDOW_S - 1 s after its first sample)."""
+    sent = {round(t) for t in sample_times_s}
+    first = min(sent) if sent else int(duration_s)
+    return [(float(s), float(s)) for s in range(int(duration_s)) if s not in sent or s < first + WINDOW_S - 1]
+
+
 def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, arrival_t_s, models: ModelSet,
-              tap_report, faults: tuple[DeviceFault, ...], metrics: ScenarioMetrics) -> tuple[Criterion, ...]:
+              tap_report, faults: tuple[DeviceFault, ...], metrics: ScenarioMetrics,
+              unsampled: list[tuple[float, float]] | tuple = ()) -> tuple[Criterion, ...]:
     """The criteria every run is judged on whatever its `expect:` asks (`harness.judge.metrics.evidence`): coverage
     of the drive with model results, each result's timing (on virtual time, where arrival times are exact), fuel and
     behaviour accuracy against the ground truth, the models as installed, and the UART tap's cross-check."""
@@ -476,7 +489,7 @@ def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, ar
     outages = [(f.at_s, f.at_s + (f.duration_s or 0.0) + 5.0) for f in faults]
     outages += [(f.at_s, f.at_s + f.duration_s + 5.0) for f in scenario.bus_faults]
     out = [coverage_criterion(events, WINDOW_S - 1, trace.duration_s,
-                              _or(expect.coverage_min, DEFAULT_COVERAGE_MIN), outages)]
+                              _or(expect.coverage_min, DEFAULT_COVERAGE_MIN), outages + list(unsampled))]
     late_max = _or(expect.result_late_s_max, DEFAULT_RESULT_LATE_S_MAX)
     untimed = ("the rig is paced by the wall clock: arrival times carry its transport's delays" if not
                rig.on_virtual_time else f"{rig.codec} carries no time: `t` is a sample count"

@@ -56,7 +56,8 @@ _TIMED = (FuelResult, AnomalyResult, BehaviourResult, FeatureDebug, RuleEvent)
 def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: float, required: float,
                        excluded: Sequence[tuple[float, float]] = ()) -> Criterion:
     """The least share, over the three models, of the whole seconds in [first_window_s, end_s) with a result,
-    less the seconds of `excluded` intervals [start, end] (device faults that cut the unit's data on purpose).
+    less the seconds of `excluded` intervals [start, end] (faults that cut the unit's data on purpose; on a paced rig,
+    seconds the harness's own simulated STM32 sent no sample: the rig's loss, counted rig-side).
 
     Status heartbeats count for nothing: minutes with no model result are minutes the unit was not watching.
 
@@ -80,7 +81,7 @@ def coverage_criterion(events: Sequence[Event], first_window_s: float, end_s: fl
     worst = min(shares, key=shares.get)
     note = ", ".join(f"{name} {share:.2f}" for name, share in shares.items()) + f" of {len(seconds)} s"
     if excluded:
-        note += f" ({len(excluded)} device fault window(s) excluded)"
+        note += f" ({len(excluded)} window(s) excluded: faults, or seconds a paced rig's own STM32 sent no sample)"
     if shares[worst] < required:
         last = last_seen[worst]
         if last is None:
