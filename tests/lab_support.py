@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.rig.phone import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +126,44 @@ class Lab:
                 bench.stdin.close()
         for process in reversed(self.processes):
             stop(process)
+
+
+# -- shared by the lab test modules --------------------------------------------------------------------------
+
+def need_ser2net():
+    if SER2NET is None:
+        message = "ser2net is missing (make test installs Debian's as root: apt-get install ser2net)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A lab of two benches, `bench-a` and `bench-b` (tag bench=dtg), for a test module."""
+    need_ser2net()
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        for place in ("bench-a", "bench-b"):
+            lab.add_bench(place, {"bench": "dtg"})
+        yield lab
+    finally:
+        lab.close()
+
+
+def run_pytest(lab, user: str, *args: str) -> subprocess.Popen:
+    """A pytest session of its own (harness.plugin blocks labgrid's own pytest plugin)."""
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-q",
+                             *args], cwd=ROOT, env={**lab.env, "LG_USERNAME": user},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+
+
+def wait_holder(lab, place: str, user: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (lab.holder(place) or "").endswith("/" + user):
+        assert time.monotonic() < deadline, f"{user} did not acquire {place}"
+        time.sleep(0.2)
+
+
+def results(artifacts: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in artifacts.rglob("result.json")}

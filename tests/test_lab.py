@@ -7,11 +7,8 @@ job would run them. Every process is started and stopped by its PID.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,73 +30,7 @@ route:
     mix: {{urban: 1}}
 """
 
-
-def _need_ser2net():
-    if lab_support.SER2NET is None:
-        message = "ser2net is missing (make test installs Debian's as root: apt-get install ser2net)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    _need_ser2net()
-    lab = lab_support.Lab(tmp_path_factory.mktemp("lab"))
-    try:
-        for place in ("bench-a", "bench-b"):
-            lab.add_bench(place, {"bench": "dtg"})
-        yield lab
-    finally:
-        lab.close()
-
-
-def _pytest(lab, user: str, *args: str) -> subprocess.Popen:
-    """A pytest session of its own (harness.plugin blocks labgrid's own pytest plugin)."""
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-q",
-                             *args], cwd=ROOT, env={**lab.env, "LG_USERNAME": user},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-
-
-def _wait_holder(lab, place: str, user: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not (lab.holder(place) or "").endswith("/" + user):
-        assert time.monotonic() < deadline, f"{user} did not acquire {place}"
-        time.sleep(0.2)
-
-
-def _results(artifacts: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in artifacts.rglob("result.json")}
-
-
-def test_the_contract_suite_runs_on_a_lab_place_and_a_second_session_is_refused(lab, tmp_path):
-    first = _pytest(lab, "ci-first", "-m", "hil", "--rig", "labgrid:bench-a", "--dtg-artifacts",
-                    str(tmp_path / "first"), "tests/contract")
-    try:
-        _wait_holder(lab, "bench-a", "ci-first")
-        second = _pytest(lab, "ci-second", "-m", "hil", "--rig", "labgrid:bench-a", "--dtg-lab-wait", "1",
-                         "--dtg-artifacts", str(tmp_path / "second"), "tests/contract")
-        out_second, _ = second.communicate(timeout=120)
-        out_first, _ = first.communicate(timeout=900)
-    finally:
-        lab_support.stop(first)
-    print(out_first[-3000:])
-    # The second session never shared the bench: it ran nothing, and says in one line who holds the place.
-    assert second.returncode != 0 and not _results(tmp_path / "second"), out_second[-2000:]
-    refusal = [line for line in out_second.splitlines() if "not free after 1 s (--dtg-lab-wait)" in line]
-    print(refusal[:1])
-    assert refusal and "'bench-a' is held by" in refusal[0] and "/ci-first since" in refusal[0], out_second[-2000:]
-    # The first ran the contract suite through the lab's network serial ports and adb, and released the place.
-    runs = _results(tmp_path / "first")
-    assert runs and {r["rig"] for r in runs.values()} == {"labgrid:bench-a"}, out_first[-3000:]
-    lagged = [name for name, r in runs.items() if r.get("outcome") == "ERROR"]
-    if lagged:  # a loaded machine: the rig fell behind beyond 5 % (docs/lab.md), never a verdict; the suite stops
-        assert all(runs[n]["verdict"].startswith("error: the rig fell behind (") for n in lagged), runs
-    else:
-        assert sorted(runs) == ["styles_a", "styles_b"] and all(r["passed"] for r in runs.values())
-        checks = (ROOT / "tests" / "contract" / "test_contract_suite.py").read_text().count("\ndef test_")
-        assert first.returncode == 0 and f"{checks} passed" in out_first, out_first[-3000:]
-    assert lab.holder("bench-a") is None
+lab = lab_support.lab  # the module's lab of two benches
 
 
 def test_a_bench_pc_lost_mid_run_ends_the_run_as_error_naming_the_resource_and_the_place(lab, tmp_path):
@@ -109,8 +40,8 @@ def test_a_bench_pc_lost_mid_run_ends_the_run_as_error_naming_the_resource_and_t
     rig = tmp_path / "lab-b.yaml"  # the rig-file form: coordinator, place, roles
     rig.write_text(f"name: lab-b\nprofile: obd2\ntime_scale: 5\nandroid: {{package: com.dtg.edgeai}}\n"
                    f"lab:\n  coordinator: {lab.address}\n  place: bench-b\n  roles: {{can: can}}\n")
-    session = _pytest(lab, "ci-kill", "-m", "hil", "--rig", str(rig), "--dtg-artifacts", str(tmp_path / "art"),
-                      str(scenarios))
+    session = lab_support.run_pytest(lab, "ci-kill", "-m", "hil", "--rig", str(rig), "--dtg-artifacts",
+                                     str(tmp_path / "art"), str(scenarios))
     exporter, orphans = lab.exporters["bench-b"], []
     try:
         deadline = time.monotonic() + 120
@@ -134,7 +65,7 @@ def test_a_bench_pc_lost_mid_run_ends_the_run_as_error_naming_the_resource_and_t
             except ProcessLookupError:
                 pass
         lab.exporters["bench-b"] = lab.start_exporter("bench-b")
-    runs = _results(tmp_path / "art")
+    runs = lab_support.results(tmp_path / "art")
     assert "short_b" in runs, out[-3000:]
     result = runs["short_b"]
     print(result["error"])
@@ -149,7 +80,7 @@ def test_ctrl_c_mid_run_releases_the_place(lab, tmp_path):
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
     (scenarios / "short_c.yaml").write_text(SHORT_DRIVE.format(name="short-c", seed=12, duration_s=120))
-    session = _pytest(lab, "ci-interrupted", "-m", "hil", "--rig", "labgrid:bench-b", "--dtg-artifacts",
+    session = lab_support.run_pytest(lab, "ci-interrupted", "-m", "hil", "--rig", "labgrid:bench-b", "--dtg-artifacts",
                       str(tmp_path / "art"), str(scenarios))
     try:
         deadline = time.monotonic() + 120
@@ -172,10 +103,10 @@ def test_xdist_workers_each_take_their_own_place_among_those_tagged(lab, tmp_pat
     for name, seed in (("short_1", 1), ("short_2", 2)):
         drive = SHORT_DRIVE.format(name=name.replace("_", "-"), seed=seed, duration_s=120)
         (scenarios / f"{name}.yaml").write_text(drive)
-    session = _pytest(lab, "ci-xdist", "-m", "hil", "--rig", "labgrid:bench=dtg", "-n", "2", "--dist", "loadfile",
-                      "--dtg-artifacts", str(tmp_path / "art"), str(scenarios))
+    session = lab_support.run_pytest(lab, "ci-xdist", "-m", "hil", "--rig", "labgrid:bench=dtg", "-n", "2",
+                                     "--dist", "loadfile", "--dtg-artifacts", str(tmp_path / "art"), str(scenarios))
     out, _ = session.communicate(timeout=600)
-    runs = _results(tmp_path / "art")
+    runs = lab_support.results(tmp_path / "art")
     assert sorted(runs) == ["short_1", "short_2"], out[-3000:]
     assert sorted(r["rig"] for r in runs.values()) == ["labgrid:bench-a", "labgrid:bench-b"], out[-3000:]
     assert session.returncode in (0, 1) and " failed" not in out, out[-3000:]  # 1: the rig fell behind (ERROR)
