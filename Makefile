@@ -23,11 +23,12 @@ sim: $(BIN)/dtg-hil
 
 # The tests in pytest-xdist workers, one more than the CPUs (a good part of the suite waits on the wall clock: paced
 # rigs, the lab); TEST_WORKERS=0 runs them in one process. A file's tests stay on one worker, so a module's fixtures
-# are built once. Tests paced by the wall clock take the other workers' load as a busy machine's: they count the
-# rig's lag, they do not fail on it (docs/rig.md, "Rig-side loss: when the rig falls behind").
+# are built once; files go out in collection order, the longest first (conftest.py). Tests paced by the wall clock
+# take the other workers' load as a busy machine's: they count the rig's lag, they do not fail on it (docs/rig.md,
+# "Rig-side loss: when the rig falls behind").
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: lint chromium gcc firmware-arm ser2net
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle, isort, pyupgrade, bugbear; zero findings. The import
 # layers are checked by tests/test_layers.py.

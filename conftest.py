@@ -6,10 +6,10 @@ from importlib.metadata import entry_points
 if not any(entry.value == "harness.plugin" for entry in entry_points(group="pytest11")):
     pytest_plugins = ("harness.plugin",)
 
-#: The longest test files (minutes on the 2-CPU machine), given to pytest-xdist's workers first: `make test` hands out
-#: whole files in collection order (`--dist loadfile`), and a long file started last would run on alone.
-LONGEST_FIRST = ("tests/test_lab_contract.py", "tests/test_lab.py", "tests/test_training.py", "tests/test_loopback.py",
-                 "tests/test_plugin.py", "tests/test_host_firmware.py", "tests/test_models.py")
+#: The longest test files (minutes on the 2-CPU machine), each given to a pytest-xdist worker of its own at the start:
+#: `make test` hands out whole files in collection order (`--dist loadfile --no-loadscope-reorder`), and a long file
+#: started last would run on alone.
+LONGEST_FIRST = ("tests/test_lab_contract.py", "tests/test_training.py", "tests/test_loopback.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
