@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.inference.features import CONTEXT_S, WINDOW_S  # noqa: E402
+from harness.inference.features import CONTEXT_S, WINDOW_S, context_windows  # noqa: E402
 from harness.inference.models import MODEL_NAMES, ModelSet, load_manifest  # noqa: E402
 from training.anomaly_features import AnomalyFeatures  # noqa: E402
 from training.channels import COL, Channels  # noqa: E402
@@ -93,3 +93,43 @@ def _cold_not_warming(coolant: np.ndarray, lph: float) -> float:
 ])
 def test_a_cold_coolant_reading_that_does_not_warm_under_load_is_flagged(coolant, lph, expected):
     assert _cold_not_warming(coolant, lph) == pytest.approx(expected, abs=1e-3)
+
+
+def test_the_shipped_models_are_the_current_graph_code_with_their_trained_weights():
+    """training.reexport rebuilds the torch models from the shipped files: the current feature code with those
+    weights must give the shipped graphs' outputs, on drives with every anomaly type (NaN gaps, spikes...)."""
+    from training.reexport import rebuild
+
+    fuel, anomaly = rebuild(ROOT / "models")
+    with ModelSet(load_manifest(ROOT / "models" / "manifest.json")) as models:
+        trip = eval_trips(3, 1, 1200.0, per_trip=6)[0]
+        windows = context_windows(trip.samples)[::40]
+        with torch.no_grad():
+            scores = anomaly(torch.from_numpy(windows.astype(np.float32)))[0].numpy()
+            lph = fuel(torch.from_numpy(windows[:, -WINDOW_S:].astype(np.float32)))[:, 0].numpy()
+        shipped = np.array([models.anomaly(w).score for w in windows])
+        shipped_lph = np.array([models.fuel(w[-WINDOW_S:]) for w in windows])
+    assert len(windows) >= 25 and np.isnan(windows).any()
+    np.testing.assert_allclose(scores, shipped, atol=1e-3)
+    np.testing.assert_allclose(lph, shipped_lph, atol=1e-3)
+
+
+def test_reexport_refuses_graphs_it_cannot_read_back(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from training.reexport import ReexportError, rebuild
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("fuel", "anomaly"):
+        (models / f"{name}.onnx").write_bytes((ROOT / "models" / "fuel.onnx").read_bytes())
+    with pytest.raises(ReexportError, match="anomaly.onnx: no initializer for the fitted 'centre'"):
+        rebuild(models)
+    # A constant of the code (the excursion floors) that is not what this tree builds: retrain, not re-export.
+    graph = onnx.load(str(ROOT / "models" / "anomaly.onnx"))
+    floor = next(i for i in graph.graph.initializer if i.name == "model.features.excursion_floor")
+    floor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(floor) * 2, floor.name))
+    onnx.save(graph, str(models / "anomaly.onnx"))
+    with pytest.raises(ReexportError, match="features.excursion_floor differs from what this tree's code builds"):
+        rebuild(models)

@@ -55,7 +55,8 @@ def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: Cro
     """`train` and `val_normal` hold the model's context inputs (`make_windows(..., context_s=CONTEXT_S)`)."""
     clock = Clock()
     extractor = AnomalyFeatures(fuel, fallback, cross).eval()
-    extractor.fuel_proxy.copy_(torch.from_numpy(fit_fuel_proxy(train.x, train.fuel_seq, fallback, seed=seed)))
+    coef = fit_fuel_proxy(train.x, train.fuel_seq, fallback, seed=seed)
+    extractor.fuel_proxy.copy_(torch.from_numpy(coef).view(-1, 1))
     feats = predict(extractor, train.x)
     progress(f"anomaly  {len(FEATURES)} features of {len(feats)} normal training windows  {clock}")
     centre, scale = robust_scale(feats)

@@ -10,31 +10,35 @@ knowledge is the two trained vehicles' gearing and tank (`harness.world.vehicle`
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from harness.inference.features import WINDOW_S
+from harness.wire.signals import SIGNALS
 from harness.world.vehicle import VEHICLES
 from training.channels import (
     ACC,
     ALT,
     BRK,
     COL,
+    DEG_M,
     FUEL,
     LAT,
     LON,
+    N_SIGNALS,
     RANGE_HI,
     RANGE_LO,
     RPM,
     SP,
     THR,
     fill_missing,
-    gps_step_m,
-    time_step,
+    take,
 )
-from training.feature_catalogue import EXCURSION_FLOOR, NOISE_FLOOR, NOISE_KEPT, NOISY
+from training.feature_catalogue import EXCURSION_FLOOR, FEATURES, NOISE_FLOOR, NOISE_KEPT, NOISY
 from training.fuel_proxy import fuel_proxy_design
 from training.nets import CROSS_RPM, CROSS_THR, CrossPredictor, FuelTCN
 from training.window_stats import (
@@ -91,17 +95,60 @@ FUEL_CONTEXT_S = 180
 RPM_MOVES = 0.01
 
 
-def _slosh_corrected_level(xf: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Tank level [B, T] with the sender's slosh undone: it reads back by 0.15 %/(m/s^2) of the acceleration
-    (the central speed derivative of v [B, T], m/s)."""
-    return xf[:, :, FUEL] + 0.15 * F.pad(0.5 * (v[:, 2:] - v[:, :-2]), (1, 1))
+def _slosh(central: torch.Tensor) -> torch.Tensor:
+    """What to add to the tank level [B, T] to undo the sender's slosh: it reads back by 0.15 %/(m/s^2) of the
+    acceleration (`central`: the central speed derivative, m/s per s, at t = 1..T-2)."""
+    return F.pad(0.15 * central, (1, 1))
+
+
+def _gps_steps(step: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+    """Distance (m) between consecutive fixes [B, T-1] from their (latitude, longitude) differences [B, 2, T-1]
+    and the later fix's latitude, flat-earth (`training.channels.gps_step_m` from t = 1)."""
+    north = step[:, 0] * DEG_M
+    east = step[:, 1] * DEG_M * torch.cos(lat * (math.pi / 180.0))
+    return torch.sqrt(north * north + east * east + 1e-6)
+
+
+
+def _speed_held(speed: torch.Tensor, rpm: torch.Tensor) -> torch.Tensor:
+    """Per step [B, T-1]: 1 where the speed reading repeats while moving and rpm changes by > RPM_MOVES."""
+    rpm_step = (rpm[:, 1:] - rpm[:, :-1]).abs() / rpm[:, 1:].clamp(min=500.0)
+    return ((speed[:, 1:] == speed[:, :-1]) & (speed[:, 1:] > 5.0) & (rpm_step > RPM_MOVES)).to(speed.dtype)
+
+
+#: How `AnomalyFeatures.forward` lays its pieces out before one gather puts them in FEATURES order ('' = computed
+#: with its group but not a feature), and the features it then takes log1p of or divides by 1000.
+_LAYOUT: tuple[str, ...] = (
+    tuple(f"missing_share_{SIGNALS[s]}" for s in range(N_SIGNALS))
+    + tuple(f"log_step_std_{SIGNALS[s]}" for s in NOISE_KEPT)
+    + tuple(f"log_excursion_max_{SIGNALS[s]}" for s in NOISY)
+    + tuple(f"out_of_range_share_{SIGNALS[s]}" for s in NOISY)
+    + tuple(f"repeat_share_{SIGNALS[s]}" if s in (BRK, COL, FUEL, ACC, ALT, THR) else "" for s in range(N_SIGNALS))
+    + ("speed_repeat_while_rpm_moves", "gps_step_vs_speed_mean_m", "throttle_and_brake_share",
+       "brake_while_accelerating_bar", "decel_without_brake_ms2", "accel_without_throttle_share")
+    + ("gear_line_distance", "rpm_mean_k", "rpm_at_rest_k", "coolant_mean_c", "rpm_vs_predicted_mean",
+       "throttle_vs_predicted_mean", "rpm_vs_predicted_abs", "throttle_vs_predicted_abs")
+    + ("coolant_slope_c_per_min", "fuel_level_slope_pct_per_min")
+    + ("rpm_spike_excess_vs_predicted", "throttle_spikes_vs_predicted")
+    + ("gps_step_vs_speed_max_m", "rpm_max_k")
+    + ("accel_vs_speed_bias_ms2", "accel_vs_speed_std_ms2", "altitude_grade", "coolant_rise_while_hot",
+       "coolant_cold_not_warming", "fuel_level_slope_vs_consumption", "fuel_estimate_lph")
+    + ("context_fuel_level_slope_vs_consumption", "context_coolant_slope_c_per_min",
+       "context_coolant_rise_while_hot", "context_coolant_hot_at_low_load", "context_gps_distance_vs_speed",
+       "context_speed_repeat_while_rpm_moves")
+)
+_LOG1P = ("gps_step_vs_speed_mean_m", "gps_step_vs_speed_max_m")
+_PER_1000 = ("rpm_mean_k", "rpm_max_k", "rpm_at_rest_k")
 
 
 class AnomalyFeatures(nn.Module):
     """Physics-consistency statistics of a raw input [B, CONTEXT_S, 10] → [B, len(FEATURES)].
 
     Most features judge the last WINDOW_S samples; the `context_` ones the whole input (NaN rows, before the
-    trip's start, are left out).
+    trip's start, are left out). Written for the device's runtime, which runs the graph one node after another:
+    signals are rows ([B, 10, T], time last, so that picking signals copies whole rows), a group of signals is
+    computed at a time where the features allow it, and the pieces are laid out as they come (`_LAYOUT`) and put
+    in FEATURES order by one gather at the end.
     """
 
     def __init__(self, fuel: FuelTCN, fallback: np.ndarray, cross: CrossPredictor):
@@ -112,164 +159,160 @@ class AnomalyFeatures(nn.Module):
         self.register_buffer("gear_lines", torch.tensor(GEAR_LINES, dtype=torch.float32))
         self.register_buffer("excursion_floor", torch.tensor([EXCURSION_FLOOR[s] for s in NOISY],
                                                              dtype=torch.float32))
-        self.register_buffer("lo", torch.tensor(RANGE_LO[list(NOISY)]))
-        self.register_buffer("hi", torch.tensor(RANGE_HI[list(NOISY)]))
+        self.register_buffer("lo", torch.tensor(RANGE_LO).view(-1, 1))
+        self.register_buffer("hi", torch.tensor(RANGE_HI).view(-1, 1))
         self.noisy = list(NOISY)
         self.kept = list(NOISE_KEPT)
         self.register_buffer("kept_floor", torch.tensor([NOISE_FLOOR[s] for s in NOISE_KEPT], dtype=torch.float32))
-        self.register_buffer("fuel_proxy", torch.zeros(9))
+        self.register_buffer("fuel_proxy", torch.zeros(9, 1))
+        layout = {  # which signals each group of features takes, not weights
+            "pedals": ([[s in (BRK, THR)] for s in range(N_SIGNALS)], torch.bool),
+            "cross_units": ([[1000.0], [1.0]], torch.float32),
+            "order": ([_LAYOUT.index(name) for name in FEATURES], torch.int64),
+            "log1p": ([name in _LOG1P for name in FEATURES], torch.bool),
+            "unit": ([1000.0 if name in _PER_1000 else 1.0 for name in FEATURES], torch.float32),
+            "slosh_fuel_only": ([[1.0], [0.0]], torch.float32),
+            "context_bands": ([[CONTEXT_LEVEL_BAND_PCT], [CONTEXT_COOLANT_BAND_C]], torch.float32),
+        }
+        for key, (values, dtype) in layout.items():
+            self.register_buffer(key, torch.tensor(values, dtype=dtype), persistent=False)
+
+    def _rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, 10] with NaN filled (`fill_missing`), and its valid mask, as rows [B, 10, T]."""
+        xf, valid = fill_missing(x, self.fallback)
+        return xf.transpose(1, 2), valid.transpose(1, 2)
 
     def context_features(self, xc: torch.Tensor, coolant_now: torch.Tensor) -> torch.Tensor:
         """The `context_` features of the whole input [B, T, 10]."""
-        xf, valid = fill_missing(xc, self.fallback)
-        v = xf[:, :, SP] / 3.6
-        drive_ok = valid[:, :, SP] * valid[:, :, RPM] * valid[:, :, THR] * valid[:, :, ACC]
-        proxy = (fuel_proxy_design(xf) * self.fuel_proxy.view(1, 1, -1)).sum(dim=-1).clamp(min=0.0)
-        fuel_lph = masked_mean(proxy, drive_ok)
-        recent = slice(-FUEL_CONTEXT_S, None)
-        fuel_ok = valid[:, recent, FUEL]
-        level = _slosh_corrected_level(xf, v)[:, recent]
-        expected = -masked_mean(proxy[:, recent], drive_ok[:, recent]) / TANK_L * 100.0 / 60.0
-        col_ok = valid[:, :, COL]
-        slope = robust_slope_per_min(xf[:, :, COL], col_ok, CONTEXT_COOLANT_BAND_C)
-        both = valid[:, 1:, LAT] * valid[:, 1:, LON] * valid[:, :-1, LAT] * valid[:, :-1, LON] \
-            * valid[:, 1:, SP] * valid[:, :-1, SP]
-        travelled = 0.5 * (v[:, 1:] + v[:, :-1])
-        gps = gps_step_m(xf)[:, 1:]
-        dist = (travelled * both).sum(dim=1)
-        speed_ok = valid[:, 1:, SP] * valid[:, :-1, SP] * valid[:, 1:, RPM] * valid[:, :-1, RPM]
+        xf, valid = self._rows(xc)
+        t = xc.shape[1]
+        # [2, T] weights: the whole context, and its last FUEL_CONTEXT_S (the tank level's span).
+        recent = (torch.arange(t, device=xc.device) >= t - FUEL_CONTEXT_S).to(xc.dtype)
+        spans = torch.stack([torch.ones_like(recent), recent], dim=0)
+        speed, rpm = xf[:, SP], xf[:, RPM]
+        v = speed / 3.6
+        drive_ok = take(valid, [SP, RPM, THR, ACC]).prod(dim=1)
+        proxy = (fuel_proxy_design(xf, dim=1) * self.fuel_proxy).sum(dim=1).clamp(min=0.0)
+        fuel_lph = masked_mean(proxy.unsqueeze(1), drive_ok.unsqueeze(1) * spans)  # whole, recent
+        expected = -fuel_lph[:, 1] / TANK_L * 100.0 / 60.0
+        level_col = take(xf, [FUEL, COL]) + _slosh(0.5 * (v[:, 2:] - v[:, :-2])).unsqueeze(1) * self.slosh_fuel_only
+        ok = take(valid, [FUEL, COL]) * spans.flip(0)
+        slopes = robust_slope_per_min(level_col, ok, self.context_bands)  # level (recent), coolant (whole)
         # A slope over the first minute or two of a trip is mostly noise: weigh slopes by how much of the
         # context they cover.
-        fuel_span = fuel_ok.mean(dim=1)
-        col_span = col_ok.mean(dim=1)
+        span = ok.sum(dim=-1) / spans.sum(dim=-1).flip(0)
+        slope, col_span = slopes[:, 1], span[:, 1]
+        step_ok = take(valid, [SP, RPM, LAT, LON])
+        step_ok = step_ok[:, :, 1:] * step_ok[:, :, :-1]
+        both = take(step_ok, [0, 2, 3]).prod(dim=1)
+        travelled = 0.5 * (v[:, 1:] + v[:, :-1])
+        dist = (travelled * both).sum(dim=-1)
+        position = take(xf, [LAT, LON])
+        gps = _gps_steps(position[:, :, 1:] - position[:, :, :-1], xf[:, LAT, 1:])
         return torch.stack([
-            (robust_slope_per_min(level, fuel_ok, CONTEXT_LEVEL_BAND_PCT) - expected) * fuel_span,
+            (slopes[:, 0] - expected) * span[:, 0],
             slope * col_span,
             F.relu(slope) * ((coolant_now - 85.0) / 10.0).clamp(0.0, 1.0) * col_span,
             # Heat balance: with a working radiator the coolant rises past the thermostat's band only under
             # a high heat input (fuel burnt); hot at a low burn rate is a cooling system that is not cooling.
-            F.relu(coolant_now - 90.0) / (1.0 + fuel_lph / HOT_LOAD_LPH),
-            ((gps - travelled).clamp(-CONTEXT_STEP_CLIP_M, CONTEXT_STEP_CLIP_M) * both).sum(dim=1)
+            F.relu(coolant_now - 90.0) / (1.0 + fuel_lph[:, 0] / HOT_LOAD_LPH),
+            ((gps - travelled).clamp(-CONTEXT_STEP_CLIP_M, CONTEXT_STEP_CLIP_M) * both).sum(dim=-1)
             / dist.clamp(min=200.0),
-            masked_mean(self._speed_held(xf), speed_ok),
+            masked_mean(_speed_held(speed, rpm), take(step_ok, [0, 1]).prod(dim=1)),
         ], dim=1)
-
-    @staticmethod
-    def _speed_held(xf: torch.Tensor) -> torch.Tensor:
-        """Per step [B, T-1]: 1 where the speed reading repeats while moving and rpm changes by > RPM_MOVES."""
-        speed, rpm = xf[:, :, SP], xf[:, :, RPM]
-        rpm_step = (rpm[:, 1:] - rpm[:, :-1]).abs() / rpm[:, 1:].clamp(min=500.0)
-        return ((speed[:, 1:] == speed[:, :-1]) & (speed[:, 1:] > 5.0) & (rpm_step > RPM_MOVES)).to(xf.dtype)
 
     def forward(self, xc: torch.Tensor) -> torch.Tensor:
         x = xc[:, -WINDOW_S:]
-        nan = torch.isnan(x)
-        xf, valid = fill_missing(x, self.fallback)
-        missing = 1.0 - valid.mean(dim=1)  # [B, 10]
-        d = xf[:, 1:] - xf[:, :-1]  # [B, 59, 10]
-        both = valid[:, 1:] * valid[:, :-1]
-        dk = d[:, :, self.kept]
-        bk = both[:, :, self.kept]
-        step_std = torch.log(torch.sqrt(masked_mean((dk - masked_mean(dk, bk).unsqueeze(1)) ** 2, bk)
+        xf, valid = self._rows(x)  # [B, 10, T]
+        missing = 1.0 - valid.mean(dim=-1)  # [B, 10]
+        d = xf[:, :, 1:] - xf[:, :, :-1]  # [B, 10, 59]
+        both = valid[:, :, 1:] * valid[:, :, :-1]
+        dk = take(d, self.kept)
+        bk = take(both, self.kept)
+        step_std = torch.log(torch.sqrt(masked_mean((dk - masked_mean(dk, bk).unsqueeze(-1)) ** 2, bk)
                                         + 1e-12) + self.kept_floor)
-        # A spike is an excursion of one or two samples that comes back: the distance of a sample from the median
-        # of the five around it (a gear change or a braking onset steps once and stays: the median follows it).
-        excursion, all_valid = spike_excursions(xf[:, :, self.noisy], valid[:, :, self.noisy])  # [B, T-4, S]
-        excursion_max = torch.log(masked_max(excursion, all_valid) + self.excursion_floor)
-        raw = x[:, :, self.noisy]
-        outside = ((raw < self.lo) | (raw > self.hi)).to(x.dtype)
-        out_of_range = outside.mean(dim=1)
+        raw = x.transpose(1, 2)
+        out_of_range = take(((raw < self.lo) | (raw > self.hi)).to(x.dtype).mean(dim=-1), self.noisy)
 
-        speed = xf[:, :, SP]
-        rpm = xf[:, :, RPM]
-        thr, brk = xf[:, :, THR], xf[:, :, BRK]
-        moving = (speed[:, 1:] > 2.0).to(x.dtype)
-        same = (d == 0).to(x.dtype) * both
+        speed, rpm, col, alt = xf[:, SP], xf[:, RPM], xf[:, COL], xf[:, ALT]
+        x1 = xf[:, :, 1:]
+        speed1, thr1, brk1 = x1[:, SP], x1[:, THR], x1[:, BRK]
+        moving = (speed1 > 2.0).to(x.dtype)
         # Exact repeats of a reading that should move (speed, rpm and throttle are left out: real drive cycles
         # hold a speed exactly, rpm follows it, and OBD-II sends throttle in 0.4 % steps; position repeats at
-        # walking pace, where the GPS step features judge it better).
-        rep = [
-            masked_mean(same[:, :, BRK], both[:, :, BRK] * (brk[:, 1:] > 0.5).to(x.dtype) * moving),
-            masked_mean(same[:, :, COL], both[:, :, COL]),
-            masked_mean(same[:, :, FUEL], both[:, :, FUEL]),
-            masked_mean(same[:, :, ACC], both[:, :, ACC]),
-            masked_mean(same[:, :, ALT], both[:, :, ALT]),
-            masked_mean(same[:, :, THR], both[:, :, THR] * (thr[:, 1:] > 0.5).to(x.dtype) * moving),
-            masked_mean(self._speed_held(xf), both[:, :, SP] * both[:, :, RPM]),
-        ]
+        # walking pace, where the GPS step features judge it better). Pedals count only while pressed and moving.
+        pressed = (x1 > 0.5).to(x.dtype) * moving.unsqueeze(1)
+        repeats = masked_mean((d == 0).to(x.dtype) * both,
+                              both * torch.where(self.pedals, pressed, torch.ones_like(pressed)))
 
         v = speed / 3.6
-        gps_ok = both[:, :, LAT] * both[:, :, LON] * both[:, :, SP]
-        step = gps_step_m(xf)[:, 1:]
-        gps_err = (step - 0.5 * (v[:, 1:] + v[:, :-1])).abs()
-        dist = (0.5 * (v[:, 1:] + v[:, :-1])).sum(dim=1)
+        dv = v[:, 1:] - v[:, :-1]
+        travelled = 0.5 * (v[:, 1:] + v[:, :-1])
+        gps_ok = take(both, [LAT, LON, SP]).prod(dim=1)
+        gps_err = (_gps_steps(take(d, [LAT, LON]), x1[:, LAT]) - travelled).abs()
+        dist = travelled.sum(dim=-1)
 
         central = 0.5 * (v[:, 2:] - v[:, :-2])  # dv/dt at t = 1..58
-        acc_ok = valid[:, 1:-1, ACC] * valid[:, 2:, SP] * valid[:, :-2, SP]
-        acc_res = xf[:, 1:-1, ACC] - central
-        alt_ok = valid[:, 0, ALT] * valid[:, -1, ALT]
-        climb = (xf[:, -1, ALT] - xf[:, 0, ALT]) * alt_ok
+        acc_ok = valid[:, ACC, 1:-1] * valid[:, SP, 2:] * valid[:, SP, :-2]
+        acc_res = xf[:, ACC, 1:-1] - central
+        climb = (alt[:, -1] - alt[:, 0]) * valid[:, ALT, 0] * valid[:, ALT, -1]
         # Grade: least-squares slope of altitude against distance travelled (the GNSS altitude wanders by metres,
         # so two end points are not enough).
-        along = F.pad(torch.cumsum(0.5 * (v[:, 1:] + v[:, :-1]), dim=1), (1, 0))
-        grade = torch.where(dist > 100.0, slope_against(xf[:, :, ALT], along, valid[:, :, ALT]),
+        along = F.pad(torch.cumsum(travelled, dim=-1), (1, 0))
+        grade = torch.where(dist > 100.0, slope_against(alt, along, valid[:, ALT]),
                             torch.zeros_like(dist)).clamp(-0.3, 0.3)
-        acc_bias = masked_mean(acc_res, acc_ok) - G * grade
-        acc_spread = torch.sqrt(masked_mean((acc_res - masked_mean(acc_res, acc_ok).unsqueeze(1)) ** 2, acc_ok)
-                                + 1e-12)
+        acc_mean = masked_mean(acc_res, acc_ok)
+        acc_spread = torch.sqrt(masked_mean((acc_res - acc_mean.unsqueeze(-1)) ** 2, acc_ok) + 1e-12)
 
         # Above 30 km/h and weighted by speed: speed arrives in whole km/h, too coarse for a gear ratio when slow.
-        in_gear = ((speed > 30.0) & (rpm > 100.0) & ~nan[:, :, SP] & ~nan[:, :, RPM]).to(x.dtype) * speed
+        sp_rpm_read = take(valid, [SP, RPM]).prod(dim=1)
+        in_gear = ((speed > 30.0) & (rpm > 100.0)).to(x.dtype) * sp_rpm_read * speed
         ratio = torch.log(rpm.clamp(min=1.0) / speed.clamp(min=1.0))
-        gear_dist = (ratio.unsqueeze(-1) - self.gear_lines.view(1, 1, -1)).abs().min(dim=-1).values
-        at_rest = ((speed < 0.5) & ~nan[:, :, SP] & ~nan[:, :, RPM]).to(x.dtype)
-        rpm_ok = valid[:, :, RPM]
+        gear_dist = (ratio.unsqueeze(-1) - self.gear_lines).abs().min(dim=-1).values
+        at_rest = (speed < 0.5).to(x.dtype) * sp_rpm_read
 
-        dv = time_step(v)[:, 1:]
-        pedal_ok = valid[:, 1:, THR] * valid[:, 1:, BRK]
-        tb = ((thr[:, 1:] > 5.0) & (brk[:, 1:] > 2.0) & (speed[:, 1:] > 0.5)).to(x.dtype)
+        pedal_ok = take(valid[:, :, 1:], [THR, BRK]).prod(dim=1)
+        tb = ((thr1 > 5.0) & (brk1 > 2.0) & (speed1 > 0.5)).to(x.dtype)
         # Speed arrives in whole km/h (0.28 m/s per step): ask for a clear acceleration, above walking pace.
-        brk_acc = brk[:, 1:] * ((dv > 0.6) & (speed[:, 1:] > 5.0)).to(x.dtype)
-        decel_nb = F.relu(-dv - 1.5) * (brk[:, 1:] < 1.0).to(x.dtype) * moving
-        acc_nt = ((dv > 0.5) & (thr[:, 1:] < 1.0) & (speed[:, 1:] > 5.0)).to(x.dtype)
+        brk_acc = brk1 * ((dv > 0.6) & (speed1 > 5.0)).to(x.dtype)
+        decel_nb = F.relu(-dv - 1.5) * (brk1 < 1.0).to(x.dtype) * moving
+        acc_nt = ((dv > 0.5) & (thr1 < 1.0) & (speed1 > 5.0)).to(x.dtype)
+        steps_mean = masked_mean(
+            torch.stack([_speed_held(speed, rpm), gps_err, tb, brk_acc, decel_nb, acc_nt], dim=1),
+            torch.stack([take(both, [SP, RPM]).prod(dim=1), gps_ok, pedal_ok, pedal_ok, pedal_ok, pedal_ok], dim=1))
 
-        col_ok = valid[:, :, COL]
-        coolant_mean = masked_mean(xf[:, :, COL], col_ok)
-        coolant_slope = slope_per_min(xf[:, :, COL], col_ok)
-        fuel_ok = valid[:, :, FUEL]
-        level = _slosh_corrected_level(xf, v)
-        fuel_slope = slope_per_min(level, fuel_ok)
+        slopes = slope_per_min(torch.stack([col, xf[:, FUEL] + _slosh(central)], dim=1),
+                               take(valid, [COL, FUEL]))  # coolant, tank level
+        coolant_slope = slopes[:, 0]
         fuel_lph = self.fuel(x)[:, 0]
         expected = -fuel_lph / TANK_L * 100.0 / 60.0
-        rpm_pred, rpm_std, thr_pred, thr_std = self.cross(x)
-        rpm_res, thr_res = rpm_std - rpm_pred, thr_std - thr_pred
-        rpm_w = valid[:, :, RPM] * valid[:, :, SP]
-        thr_w = valid[:, :, THR] * valid[:, :, SP]
-        cross_std = self.cross.channels.std
-        rpm_exc, rpm_exc_ok = spike_excursions(rpm_res * (cross_std[CROSS_RPM] * 1000.0), rpm_w)
-        rpm_spikes = (F.relu(rpm_exc / SPIKE_LEVEL_RPM - 1.0) * rpm_exc_ok).sum(dim=1)
-        thr_exc, thr_exc_ok = spike_excursions(thr_res * cross_std[CROSS_THR], thr_w)
-        thr_spikes = ((thr_exc > SPIKE_LEVEL_THROTTLE_PCT).to(x.dtype) * thr_exc_ok).sum(dim=1)
+        res = self.cross.residuals(x)  # [B, 2, T]: rpm, throttle
+        res_w = take(valid, [RPM, THR]) * valid[:, SP:SP + 1]
+        samples_mean = masked_mean(
+            torch.cat([torch.stack([gear_dist, rpm, rpm, col], dim=1), res, res.abs()], dim=1),
+            torch.cat([torch.stack([in_gear, valid[:, RPM], at_rest, valid[:, COL]], dim=1), res_w, res_w], dim=1))
+        coolant_mean = samples_mean[:, 3]
+        # A spike is an excursion of one or two samples that comes back: the distance of a sample from the median
+        # of the five around it (a gear change or a braking onset steps once and stays: the median follows it).
+        # The cross predictor's residuals are judged in rpm and % of throttle.
+        units = take(self.cross.channels.std, [CROSS_RPM, CROSS_THR], 0) * self.cross_units
+        excursion, excursion_ok = spike_excursions(torch.cat([take(xf, self.noisy), res * units], dim=1),
+                                                   torch.cat([take(valid, self.noisy), res_w], dim=1))
+        excursion_max = torch.log(masked_max(excursion[:, :-2], excursion_ok[:, :-2]) + self.excursion_floor)
+        spikes = torch.stack([F.relu(excursion[:, -2] / SPIKE_LEVEL_RPM - 1.0),
+                              (excursion[:, -1] > SPIKE_LEVEL_THROTTLE_PCT).to(x.dtype)], dim=1)
+        spikes = (spikes * excursion_ok[:, -2:]).sum(dim=-1)
 
-        feats = [
-            missing, step_std, excursion_max, out_of_range, torch.stack(rep, dim=1),
-            torch.stack([
-                torch.log1p(masked_mean(gps_err, gps_ok)), torch.log1p(masked_max(gps_err, gps_ok)),
-                acc_bias, acc_spread, (climb / dist.clamp(min=30.0)).abs(),
-                masked_mean(gear_dist, in_gear), masked_mean(rpm, rpm_ok) / 1000.0,
-                masked_max(rpm, rpm_ok) / 1000.0, masked_mean(rpm, at_rest) / 1000.0,
-                masked_mean(tb, pedal_ok), masked_mean(brk_acc, pedal_ok), masked_mean(decel_nb, pedal_ok),
-                masked_mean(acc_nt, pedal_ok),
-                coolant_mean, coolant_slope,
-                # Warm, the thermostat holds the coolant: a rise past its band is what a failed fan looks like.
-                F.relu(coolant_slope) * ((coolant_mean - 85.0) / 10.0).clamp(0.0, 1.0),
-                F.relu(WARMUP_C_PER_MIN_PER_LPH * fuel_lph - COLD_LOSS_C_PER_MIN - coolant_slope)
-                * ((COLD_COOLANT_C - coolant_mean) / 3.0).clamp(0.0, 1.0) * col_ok.mean(dim=1),
-                fuel_slope, fuel_slope - expected, fuel_lph,
-                masked_mean(rpm_res, rpm_w), masked_mean(rpm_res.abs(), rpm_w),
-                masked_mean(thr_res, thr_w), masked_mean(thr_res.abs(), thr_w),
-                rpm_spikes, thr_spikes,
-            ], dim=1),
-            self.context_features(xc, coolant_mean),
-        ]
-        return torch.cat(feats, dim=1)
+        maxima = torch.stack([masked_max(gps_err, gps_ok), masked_max(rpm, valid[:, RPM])], dim=1)
+        scalars = torch.stack([
+            acc_mean - G * grade, acc_spread, (climb / dist.clamp(min=30.0)).abs(),
+            # Warm, the thermostat holds the coolant: a rise past its band is what a failed fan looks like.
+            F.relu(coolant_slope) * ((coolant_mean - 85.0) / 10.0).clamp(0.0, 1.0),
+            F.relu(WARMUP_C_PER_MIN_PER_LPH * fuel_lph - COLD_LOSS_C_PER_MIN - coolant_slope)
+            * ((COLD_COOLANT_C - coolant_mean) / 3.0).clamp(0.0, 1.0) * valid[:, COL].mean(dim=-1),
+            slopes[:, 1] - expected, fuel_lph,
+        ], dim=1)
+        laid_out = torch.cat([missing, step_std, excursion_max, out_of_range, repeats, steps_mean, samples_mean,
+                              slopes, spikes, maxima, scalars, self.context_features(xc, coolant_mean)], dim=1)
+        feats = take(laid_out, self.order)
+        return torch.where(self.log1p, torch.log1p(feats), feats) / self.unit

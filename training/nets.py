@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.channels import Channels
+from training.channels import Channels, take
 
 #: What the fuel model looks at (position, altitude, coolant and tank level carry no fuel information here that
 #: speed, accelerometer, rpm and pedals do not, and they are where GPS jumps and spikes live).
@@ -80,6 +80,12 @@ class CrossPredictor(nn.Module):
             return nn.Sequential(nn.Conv1d(n_in, width, 5, padding=2), nn.ReLU(), nn.Conv1d(width, width, 1),
                                  nn.ReLU(), nn.Conv1d(width, 1, 1))
         self.rpm_net, self.thr_net = net(len(_RPM_INPUTS)), net(len(_THR_INPUTS))
+
+    def residuals(self, x: torch.Tensor) -> torch.Tensor:
+        """actual - predicted, standardised [B, 2, T] (rpm, throttle)."""
+        c = self.channels(x)
+        pred = torch.cat([self.rpm_net(take(c, _RPM_INPUTS)), self.thr_net(take(c, _THR_INPUTS))], dim=1)
+        return take(c, [CROSS_RPM, CROSS_THR]) - pred
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.channels(x)
