@@ -25,6 +25,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from harness.core.errors import DtgHilError
 from harness.inference.features import CONTEXT_S, context_windows
 from harness.inference.models import open_session, sha256_file
 from training.anomaly_features import GEAR_LINES, AnomalyFeatures
@@ -57,7 +58,7 @@ _LEGACY_FOLDED = {
 }
 
 
-class ReexportError(RuntimeError):
+class ReexportError(DtgHilError, RuntimeError):
     """The shipped graphs cannot be read back, or the new ones do not agree with them."""
 
 
