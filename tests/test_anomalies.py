@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.wire.signals import PHYSICAL_RANGE, SIGNALS
-from harness.world.anomalies import ANOMALY_TYPES, READING_TYPES, SENSOR_FAULT_TYPES, Anomaly
+from harness.world.anomalies import ANOMALY_TYPES, DRIFT_SPAN, READING_TYPES, SENSOR_FAULT_TYPES, Anomaly
 from harness.world.cycles import generate_trip, load_cycle
 from harness.world.route import EARTH_RADIUS_M
 from harness.world.vehicle import get_vehicle, simulate
@@ -118,6 +118,34 @@ def test_each_reading_fault_has_its_signature(clean):
     d_lon = (np.radians(jumped.signals["longitude"][w] - clean.signals["longitude"][w]) * EARTH_RADIUS_M
              * np.cos(np.radians(clean.signals["latitude"][w])))
     np.testing.assert_allclose(np.hypot(d_lat, d_lon), 300 + 4700 * 0.5, rtol=1e-3)
+
+
+def test_stuck_value_freezes_severity_spans_off_its_reading(clean):
+    """A stuck reading is flat, and frozen `severity` x the signal's drift span off where it was at the start."""
+    w = (clean.t_s >= 600) & (clean.t_s < 720)
+    start = clean.signals["coolant_temp"][np.argmax(w)]
+    offsets = []
+    for severity in (0.1, 0.3, 0.6, 0.9):
+        stuck = run(Anomaly("stuck_value", 600, severity, 0, 120, 0, "coolant_temp")).signals["coolant_temp"][w]
+        assert np.ptp(stuck) == 0.0
+        offsets.append(abs(stuck[0] - start))
+    np.testing.assert_allclose(offsets, np.array([0.1, 0.3, 0.6, 0.9]) * DRIFT_SPAN["coolant_temp"], atol=1e-6)
+    # At the bottom of its range the reading freezes above it, not out of range.
+    parked = Anomaly("stuck_value", 0, 1.0, 0, 30, 0, "vehicle_speed")
+    assert run(parked).signals["vehicle_speed"][1] == pytest.approx(DRIFT_SPAN["vehicle_speed"])
+
+
+def test_dropout_loses_the_share_of_readings_its_severity_says(clean):
+    w = (clean.t_s >= 600) & (clean.t_s < 900)
+    lost = []
+    for severity in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+        values = run(Anomaly("dropout", 600, severity, 0, 300, 0, "engine_rpm")).signals["engine_rpm"]
+        lost.append(np.isnan(values[w]))
+        assert not np.isnan(values[~w]).any()
+        assert lost[-1].mean() == pytest.approx(severity, abs=0.03)
+    for less, more in zip(lost, lost[1:], strict=False):  # the same draws: a higher severity loses a superset
+        assert (more | ~less).all()
+    assert lost[-1].all()
 
 
 def test_onset_and_recovery_ramp_the_strength():

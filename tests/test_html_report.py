@@ -121,6 +121,8 @@ def test_the_session_writes_index_html_and_metrics_txt_and_prints_the_path(sessi
     for model in manifest["models"].values():
         assert model["sha256"] in page
     assert (folder / "metrics.txt").read_text().endswith("# EOF\n")
+    clean = page[page.index('<h3>report-clean'):]
+    assert "<p>Behaviour: macro-F1 " in clean[:clean.index("</section>")]
 
 
 @pytest.mark.sim
@@ -185,6 +187,13 @@ def test_metrics_txt_is_openmetrics_with_the_figures(session):
         assert value("dtg_model_inference_latency_seconds", model=model, quantile="0.99") > 0
     sha = json.loads((folder / "gps_jump" / "result.json").read_text())["scenario_sha256"]
     assert value("dtg_scenario", scenario="report-gps-jump", sha256=sha) == 1
+    # behaviour: macro-F1 and the confusion matrix, as result.json has them (the clean drive is all normal)
+    behaviour = json.loads((folder / "clean" / "result.json").read_text())["behaviour"]
+    assert behaviour["applicable"] and behaviour["windows"] > 100
+    assert value("dtg_behaviour_macro_f1", scenario="report-clean") == pytest.approx(behaviour["macro_f1"])
+    for j, reported in enumerate(("normal", "eco", "aggressive")):
+        assert value("dtg_behaviour_windows", scenario="report-clean", true_style="normal",
+                     reported=reported) == behaviour["confusion"][0][j]
 
 
 @pytest.mark.sim
@@ -201,6 +210,9 @@ def test_junit_xml_carries_the_figures_as_properties(session):
     assert props["artifacts"].endswith(str(Path(folder.name) / "gps_jump"))
     assert props["scenario_sha256"] == json.loads((folder / "gps_jump" / "result.json").read_text())["scenario_sha256"]
     assert props["expect: recall (all types)"].startswith("pass: ")
+    assert 0 <= float(props["behaviour_macro_f1"]) <= 1
+    assert sum(int(v) for k, v in props.items() if k.startswith("behaviour_confusion.")) \
+        == int(props["behaviour_windows"])
     failed = cases["report-clean[sim]"]
     assert failed["verdict"] == "FAIL"
     assert failed["expect: fuel_mae_lph"].startswith("fail: fuel_mae_lph ")

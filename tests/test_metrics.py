@@ -617,6 +617,57 @@ def test_behaviour_accuracy_judges_pure_windows_outside_anomalies():
     assert behaviour_criterion(events, None, [], 0.85).status == "not applicable"
 
 
+def _said(times_labels) -> list:
+    """Behaviour results: (t_s, class index) each."""
+    from harness.wire.events import BehaviourResult
+
+    ref = ModelRef("behaviour", "ab", "1")
+    return [BehaviourResult(float(t), 0.1, ref, label, str(label), (0.8, 0.1, 0.1)) for t, label in times_labels]
+
+
+def test_behaviour_confusion_and_macro_f1_over_the_classes_in_labels_or_predictions():
+    from harness.judge.metrics.behaviour import behaviour_score
+
+    style = np.zeros(400, dtype=np.int64)
+    style[200:] = 2  # aggressive from 200 s
+    # The app says normal until 299 s, then eco for 300..349 and an invalid class 7 for 350..399.
+    events = _said([(t, 0) for t in range(59, 300)] + [(t, 1) for t in range(300, 350)]
+                   + [(t, 7) for t in range(350, 400)])
+    score = behaviour_score(events, style, [])
+    # judged windows: ends 59..211 (normal), 247..399 (aggressive); 212..246 are below 80 % of one style
+    assert score.confusion == ((153, 0, 0, 0), (0, 0, 0, 0), (53, 50, 0, 50))
+    assert score.n == 306 and score.accuracy == pytest.approx(153 / 306)
+    # normal F1 2*153/(153+206); eco F1 0 (reported, never driven); aggressive 0 (driven, never reported)
+    f1 = score.f1_by_class
+    assert f1 == pytest.approx({"normal": 306 / 359, "eco": 0.0, "aggressive": 0.0})
+    assert score.macro_f1 == pytest.approx(306 / 359 / 3)
+    assert score.most_confused() == ("aggressive", "normal", 53)
+    assert score.to_json()["confusion"][2] == [53, 50, 0, 50]
+    # a style neither driven nor reported does not count: all normal, all right is macro-F1 1
+    assert behaviour_score(_said([(t, 0) for t in range(59, 200)]), np.zeros(200, dtype=np.int64), []).macro_f1 == 1.0
+
+
+def test_a_planted_behaviour_confusion_fails_the_expected_macro_f1_and_no_labels_is_not_applicable():
+    from harness.judge.metrics.behaviour import behaviour_score
+
+    style = np.repeat(np.array([1, 0, 2], dtype=np.int64), 200)  # eco, normal, aggressive: 200 s each
+    pure = [t for t in range(59, 600) if style[t - 59:t + 1].max() == style[t - 59:t + 1].min()]
+    right = _said([(t, int(style[t])) for t in pure])
+    planted = _said([(t, 0 if style[t] == 1 else int(style[t])) for t in pure])  # eco reported as normal
+    expect = Expectations(behaviour_macro_f1_min=0.9)
+    report = detection([], [])
+    good = judge(expect, ScenarioMetrics(report, behaviour=behaviour_score(right, style, [])))
+    assert good.passed and good.criteria[0].measured == 1.0
+    bad = judge(expect, ScenarioMetrics(report, behaviour=behaviour_score(planted, style, [])))
+    (c,) = bad.criteria
+    assert not bad.passed and c.name == "behaviour_macro_f1" and c.measured == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert "most often eco reported as normal" in c.note
+    # no behaviour labels (a drive cycle): not applicable, which passes, and never a 0
+    cycle = judge(expect, ScenarioMetrics(report, behaviour_not_judged="a drive cycle is replayed"))
+    assert cycle.passed and cycle.criteria[0].status == "not applicable" and cycle.criteria[0].measured is None
+    assert cycle.criteria[0].note == "a drive cycle is replayed"
+
+
 def test_model_identity_names_another_hash_and_another_threshold():
     from harness.judge.metrics.evidence import model_identity_criterion
 

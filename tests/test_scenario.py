@@ -98,6 +98,11 @@ BAD = [
     ("not a mapping", "- just\n- a list\n", ["expected a mapping"], None),
     ("code in YAML", "route: !!python/object/apply:os.system ['true']\n", ["not plain YAML data"], 1),
     ("bad expectation", GOOD.replace("recall_min: 1.0", "recall_min: 2"), ["expect.recall_min", "must be <= 1"], 13),
+    ("behaviour macro-F1 above 1", GOOD.replace("recall_min: 1.0", "behaviour_macro_f1_min: 1.2"),
+     ["expect.behaviour_macro_f1_min", "must be <= 1"], 13),
+    ("misspelt behaviour minimum", GOOD.replace("recall_min: 1.0", "behaviour_f1_min: 0.8"),
+     ["expect.behaviour_f1_min", "unknown key 'behaviour_f1_min'", "behaviour_accuracy_min, behaviour_macro_f1_min"],
+     13),
 ]
 
 

@@ -45,6 +45,11 @@ def test_the_schemas_are_draft_2020_12_and_printed_by_the_cli():
         assert done.returncode == 0 and json.loads(done.stdout) == schema
 
 
+def test_the_scenario_schema_bounds_behaviour_macro_f1_min():
+    expect = scenario_schema()["properties"]["expect"]["properties"]["behaviour_macro_f1_min"]
+    assert (expect["minimum"], expect["maximum"]) == (0.0, 1.0)
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_bundled_scenario_meets_the_schema(path):
     validator(scenario_schema()).validate(yaml.safe_load(path.read_text()))

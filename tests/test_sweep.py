@@ -60,7 +60,14 @@ def test_sweep_expands_to_named_variants(tmp_path):
     ("{severity: [0.5], anomalies: [2]}", "sweep.anomalies[0]: must be <= 1; got 2"),
     ("{seed: [1], expect: {recall_at_max_severity_min: 1}}", "sweep.expect: judges a curve against severity"),
     ("{severity: [0.5], expect: {recall: 1}}", "sweep.expect.recall: unknown key 'recall'; expected one of: "
-                                                "recall_at_max_severity_min, recall_drop_events_max"),
+                                                "recall_at_max_severity_min, recall_drop_events_max, "
+                                                "recall_from_severity_min"),
+    ("{severity: [0.5], expect: {recall_from_severity_min: {severity: 0.7, recall: 1}}}",
+     "sweep.expect.recall_from_severity_min.severity: 0.7 is above every swept severity (the highest is 0.5)"),
+    ("{severity: [0.5], expect: {recall_from_severity_min: {severity: 0.5}}}",
+     "sweep.expect.recall_from_severity_min.recall: is required"),
+    ("{severity: [0.5], expect: {recall_from_severity_min: {severity: 0.5, recall: 2}}}",
+     "sweep.expect.recall_from_severity_min.recall: must be <= 1; got 2"),
     ("[0.2, 0.5]", "sweep: expected a mapping with keys severity, seed, vehicle, anomalies, expect; got a list"),
 ])
 def test_bad_sweeps_name_the_field_and_the_choices(tmp_path, sweep, message):
@@ -100,6 +107,10 @@ def test_sensitivity_curve_table_plot_and_judgement(tmp_path):
     assert "recall 0.50 at severity 1 (the highest)" in judge_curve(
         SweepSpec(severity=(0.2,), recall_at_max_severity_min=1.0), curve[:2] + [
             CurvePoint("sw", "drift", 1.0, 1, 2, 1, 9.0, 9.0)])[0]
+    from_half = SweepSpec(severity=(0.2,), recall_from_severity_min=(0.5, 1.0))
+    assert judge_curve(from_half, curve) == [
+        "drift: recall 0.50 at severity 0.5 (1/2); required >= 1 from severity 0.5 on"]
+    assert judge_curve(SweepSpec(severity=(0.2,), recall_from_severity_min=(0.8, 1.0)), curve) == []
     [(title, fragment)] = sweep_sections(results, tmp_path)
     assert title == "Sensitivity: sw" and "<td>0.50</td>" in fragment
     assert '<img class="plot" src="sweep-sw.png"' in fragment

@@ -37,6 +37,8 @@ from urllib.parse import quote
 
 from harness.core.version import dtg_hil_version, git_commit
 from harness.inference.models import MODEL_NAMES, Manifest, ManifestError, load_manifest
+from harness.judge.metrics.behaviour import INVALID_CLASS
+from harness.judge.metrics.expect import NO_BEHAVIOUR_WINDOW
 from harness.judge.result import RIG_SIDE, RunResult
 from harness.report.numbers import fixed_or_dash as _num
 from harness.report.tables import (
@@ -48,6 +50,7 @@ from harness.report.tables import (
     scenario_figures,
     speed_line,
 )
+from harness.wire.behaviour import STYLES
 
 #: Artifact files of a run that the scenario section links to when present (run.py writes them).
 ARTIFACT_FILES = ("events.log", "can.blf", "labels.json", "result.json", "uart.bin", "logcat.txt")
@@ -142,6 +145,7 @@ def summary_section(ctx: ReportContext) -> str:
             f'<a href="#{scenario_anchor(i, f.scenario)}">{esc(f.scenario)}</a>', _verdict(f),
             (esc(f.why), "fail" if f.why else ""), str(f.n_events), _num(f.recall), _num(f.false_alarms_per_h),
             _num(f.delay_p50_s, 0), _num(f.delay_p90_s, 0), _num(f.fuel_r2, 3), _num(f.fuel_mae_lph),
+            _num(f.behaviour_macro_f1),
             _num(f.latency_p50_ms, 3), _num(f.latency_p99_ms, 3), _num(f.end_to_end_p50_ms, 1),
             _num(f.end_to_end_p99_ms, 1),
             f"{f.speed_x:.0f}×",
@@ -149,14 +153,16 @@ def summary_section(ctx: ReportContext) -> str:
     passed = sum(r.verdict == "PASS" for r in ctx.results)
     errors = sum(r.verdict == "ERROR" for r in ctx.results)
     header = ["scenario", "verdict", "failed criteria / error", "events", "recall", "false alarms/h", "delay p50 [s]",
-              "delay p90 [s]", "fuel R²", "fuel MAE [L/h]", "inference p50 [ms]", "inference p99 [ms]",
-              "end-to-end p50 [ms]", "end-to-end p99 [ms]", "speed"]
+              "delay p90 [s]", "fuel R²", "fuel MAE [L/h]", "behaviour macro-F1", "inference p50 [ms]",
+              "inference p99 [ms]", "end-to-end p50 [ms]", "end-to-end p99 [ms]", "speed"]
     return (f'<p class="total {"pass" if passed == len(ctx.results) else "fail"}">{passed} of {len(ctx.results)} '
             f"scenarios passed" + (f"; {errors} ERROR (the run is no verdict on the unit)" if errors else "") +
             ".</p>" + _table(header, rows, "summary", text_columns=(0, 2)) +
             f"<p>{esc(speed_line(ctx.results))}</p>"
             "<p class=\"note\">Recall: detected / injected events. False alarms: alarm episodes outside every "
             "event's detection window, per hour of normal driving. Delay: first alarm − onset, scenario seconds. "
+            "Behaviour macro-F1: over the windows of one driven style outside the anomalies, the styles in the labels "
+            "or the predictions. "
             "Inference: the app's own reported time per model result. End-to-end: a window's last sample on the "
             "bus to its event at the harness, wall time. “-”: not measured.</p>")
 
@@ -204,6 +210,7 @@ def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
                          (_num(tr.recall), "pass" if tr.n_detected == tr.n_events else "fail"),
                          esc(", ".join(f"{x:.0f}" for x in delays) or "-")])
         parts.append(_table(["anomaly type", "events", "detected", "recall", "delays [s]"], rows))
+    parts.append(_behaviour_block(r))
     a = r.accounting
     parts.append(f'<p class="note">{f.scenario_s / 60:.1f} min of scenario in {f.wall_s:.1f} s ({f.speed_x:.0f}×); '
                  f"{a.can_frames_sent} CAN frames, {a.samples_received} samples received, {a.windows_scored} windows "
@@ -221,6 +228,22 @@ def _scenario_block(ctx: ReportContext, index: int, r: RunResult) -> str:
     parts.append(_artifact_links(ctx, r))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _behaviour_block(r: RunResult) -> str:
+    """The run's behaviour confusion matrix (rows: the style driven; columns: the class reported) and macro-F1, or
+    why it has none."""
+    score = r.metrics.behaviour
+    if score is None or score.n == 0:
+        why = r.metrics.behaviour_not_judged if score is None else NO_BEHAVIOUR_WINDOW
+        return f'<p class="note">Behaviour: not applicable ({esc(why)}).</p>'
+    predicted = [*STYLES] + ([INVALID_CLASS] if any(row[-1] for row in score.confusion) else [])
+    f1 = score.f1_by_class
+    rows = [[esc(name), *(str(n) for n in row[:len(predicted)]), _num(f1.get(name))]
+            for name, row in zip(STYLES, score.confusion, strict=False)]
+    return (f'<p>Behaviour: macro-F1 {score.macro_f1:.3f}, accuracy {score.accuracy:.3f} over {score.n} windows '
+            "(rows: the style driven; columns: the class reported).</p>"
+            + _table(["style driven", *map(esc, predicted), "F1"], rows))
 
 
 def _artifact_links(ctx: ReportContext, r: RunResult) -> str:

@@ -70,6 +70,11 @@ def judge_curve(spec: SweepSpec, points: list[CurvePoint]) -> list[str]:
         if spec.recall_at_max_severity_min is not None and top.recall < spec.recall_at_max_severity_min:
             failures.append(f"{kind}: recall {top.recall:.2f} at severity {top.severity:g} (the highest); "
                             f"required >= {spec.recall_at_max_severity_min:g}")
+        if spec.recall_from_severity_min is not None:
+            lowest, required = spec.recall_from_severity_min
+            short = [p for p in curve if p.severity >= lowest - 1e-9 and p.recall < required]
+            failures += [f"{kind}: recall {p.recall:.2f} at severity {p.severity:g} ({p.detected}/{p.events}); "
+                         f"required >= {required:g} from severity {lowest:g} on" for p in short]
         if spec.recall_drop_events_max is not None:
             for low, high in zip(curve, curve[1:], strict=False):
                 drop_events = (low.recall - high.recall) * high.events

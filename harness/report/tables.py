@@ -32,8 +32,10 @@ from harness.judge.metrics import (
     inference_times_ms,
     observed_span_s,
 )
+from harness.judge.metrics.behaviour import INVALID_CLASS, BehaviourScore
 from harness.judge.result import RunResult, fuel_truth
 from harness.report.numbers import fixed_or_dash as _f
+from harness.wire.behaviour import STYLES
 from harness.wire.events import FuelResult
 
 # --- the figures ------------------------------------------------------------------------------------------------
@@ -69,6 +71,11 @@ class ScenarioFigures:
     speed_cpu_x: float = math.inf  # scenario seconds per CPU second
     latency_on_host: bool = True  # the inference figures are the simulated app's host thread CPU time
     failed_criteria: tuple[str, ...] = ()  # the names of the `expect:` criteria the run missed
+    behaviour: BehaviourScore | None = None  # the judged behaviour windows; None or 0 windows: not applicable
+
+    @property
+    def behaviour_macro_f1(self) -> float | None:
+        return self.behaviour.macro_f1 if self.behaviour is not None else None
 
     @property
     def verdict(self) -> str:
@@ -104,7 +111,7 @@ def scenario_figures(result: RunResult) -> ScenarioFigures:
         end_to_end_p99_ms=e2e.p99 if e2e else None,
         scenario_s=result.trace.duration_s, wall_s=result.wall_s, speed_x=result.speed, error=result.error,
         cpu_s=result.cpu_s, speed_cpu_x=result.cpu_speed, latency_on_host=result.app_on_host,
-        failed_criteria=tuple(c.name for c in result.judgement.criteria if not c.passed),
+        failed_criteria=tuple(c.name for c in result.judgement.criteria if not c.passed), behaviour=m.behaviour,
     )
 
 
@@ -151,8 +158,9 @@ def model_quality_in_run(results: Sequence[RunResult]) -> dict[str, dict[str, fl
     `_min`/`_max`): fuel `r2` and `mae_lph` over every fuel result; the anomaly model's own `event_recall` (its
     alarms alone, on the events of the types it covers) and `false_alarms_per_hour` (its alarm episodes that
     overlap no event's detection window, per hour of normal driving). Figures with nothing to measure are left
-    out. The behaviour model's macro-F1 and the per-type event AUROC are not measured in a run (see the manifest's
-    held-out figures)."""
+    out; the behaviour model's `macro_f1` over the judged windows of every run with behaviour labels, their
+    confusion matrices pooled (`harness.judge.metrics.behaviour`). The per-type event AUROC is not measured in a run
+    (see the manifest's held-out figures)."""
     out: dict[str, dict[str, float]] = {}
     predicted, true = [], []
     for r in results:
@@ -188,6 +196,9 @@ def model_quality_in_run(results: Sequence[RunResult]) -> dict[str, dict[str, fl
         anomaly["false_alarms_per_hour"] = n_false / normal_h
     if anomaly:
         out["anomaly"] = anomaly
+    pooled = BehaviourScore.pooled([r.metrics.behaviour for r in results if r.metrics.behaviour is not None])
+    if pooled is not None and pooled.macro_f1 is not None:
+        out["behaviour"] = {"macro_f1": pooled.macro_f1}
     return out
 
 
@@ -288,7 +299,8 @@ def budget_rows(results: Sequence[RunResult], manifest: Manifest) -> list[Budget
 def scenario_table(results: Sequence[RunResult]) -> str:
     width = max([32] + [len(r.scenario.name) + 1 for r in results])  # sweep variants have long names
     header = (f"{'scenario':<{width}}{'verdict':>8}{'events':>7}{'recall':>8}{'FA/h':>7}{'delay p50':>10}"
-              f"{'p90 s':>7}{'fuel R2':>8}{'MAE L/h':>8}{'infer p50':>10}{'p99 ms':>8}{'e2e p50':>9}{'p99 ms':>8}"
+              f"{'p90 s':>7}{'fuel R2':>8}{'MAE L/h':>8}{'beh F1':>7}{'infer p50':>10}{'p99 ms':>8}{'e2e p50':>9}"
+              f"{'p99 ms':>8}"
               f"{'speed':>8}  criteria not met")
     lines = [header, "-" * len(header)]
     for r in failures_first(results):
@@ -296,7 +308,7 @@ def scenario_table(results: Sequence[RunResult]) -> str:
         lines.append(
             f"{f.scenario:<{width}}{f.verdict:>8}{f.n_events:>7}"
             f"{_f(f.recall):>8}{_f(f.false_alarms_per_h):>7}{_f(f.delay_p50_s, 0):>10}{_f(f.delay_p90_s, 0):>7}"
-            f"{_f(f.fuel_r2):>8}{_f(f.fuel_mae_lph):>8}"
+            f"{_f(f.fuel_r2):>8}{_f(f.fuel_mae_lph):>8}{_f(f.behaviour_macro_f1):>7}"
             f"{_f(f.latency_p50_ms, 3):>10}{_f(f.latency_p99_ms, 3):>8}"
             f"{_f(f.end_to_end_p50_ms, 1):>9}{_f(f.end_to_end_p99_ms, 1):>8}"
             f"{f.speed_x:>7.0f}x" + (f"  {', '.join(f.failed_criteria)}" if f.failed_criteria else "")
@@ -373,6 +385,7 @@ def junit_properties(result: RunResult) -> list[tuple[str, object]]:
         ("false_alarms", f.false_alarms), ("false_alarms_per_h", f.false_alarms_per_h),
         ("detection_delay_s_p50", f.delay_p50_s), ("detection_delay_s_p90", f.delay_p90_s),
         ("fuel_r2", f.fuel_r2), ("fuel_mae_lph", f.fuel_mae_lph),
+        ("behaviour_macro_f1", f.behaviour_macro_f1), *_behaviour_cells(f.behaviour),
         ("latency_ms_p50", f.latency_p50_ms), ("latency_ms_p99", f.latency_p99_ms),
         ("end_to_end_ms_p50", f.end_to_end_p50_ms), ("end_to_end_ms_p99", f.end_to_end_p99_ms),
         ("scenario_s", f.scenario_s), ("wall_s", f.wall_s),
@@ -389,6 +402,21 @@ def junit_properties(result: RunResult) -> list[tuple[str, object]]:
         out.append(("scenario_file", str(result.scenario.path)))
     out.append(("artifacts", str(result.artifacts)))
     return out
+
+
+def _behaviour_cells(score: BehaviourScore | None) -> list[tuple[str, int]]:
+    """`behaviour_windows` and one `behaviour_confusion.<true>.<reported>` per cell, on a run with judged windows."""
+    if score is None or score.n == 0:
+        return []
+    return [("behaviour_windows", score.n)] + [(f"behaviour_confusion.{truth}.{said}", n)
+                                               for truth, said, n in confusion_cells(score)]
+
+
+def confusion_cells(score: BehaviourScore) -> list[tuple[str, str, int]]:
+    """(true style, reported class, windows) for every cell of the matrix; the invalid column only when counted."""
+    predicted = [*STYLES, INVALID_CLASS]
+    return [(STYLES[i], predicted[j], n) for i, row in enumerate(score.confusion) for j, n in enumerate(row)
+            if j < len(STYLES) or n]
 
 
 # --- OpenMetrics ------------------------------------------------------------------------------------------------
@@ -440,9 +468,10 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
     """The session's figures in the OpenMetrics text format (ending in ``# EOF``), for CI dashboards.
 
     Per scenario (label `scenario`): verdict, events, recall (overall as ``anomaly_type="all"`` and per type),
-    false alarms, detection delay and latency quantiles (summaries, in seconds), fuel R² and MAE, scenario and
-    wall time. Per model (label `model`, with the manifest): size, the app-reported inference latency quantiles
-    pooled over the runs, the budgets, and an info sample with the sha256. Unmeasured figures are left out.
+    false alarms, detection delay and latency quantiles (summaries, in seconds), fuel R² and MAE, behaviour macro-F1
+    and confusion matrix (`dtg_behaviour_windows`, labels `true_style` and `reported`), scenario and wall time.
+    Per model (label `model`, with the manifest): size, the app-reported inference latency quantiles pooled over the
+    runs, the budgets, and an info sample with the sha256. Unmeasured figures are left out.
     """
     out = _Exposition()
     out.family("dtg_run", "info", "The rig the session ran on, and the dtg-hil version and commit that ran it.")
@@ -458,6 +487,10 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
     out.family("dtg_detection_delay_seconds", "summary", "First alarm - onset, scenario seconds.", "seconds")
     out.family("dtg_fuel_r2", "gauge", "R² of the predicted fuel rate against the truth.")
     out.family("dtg_fuel_mae_litres_per_hour", "gauge", "Mean absolute error of the predicted fuel rate, L/h.")
+    out.family("dtg_behaviour_macro_f1", "gauge",
+               "Macro-F1 of the behaviour class over the judged windows (styles in the labels or the predictions).")
+    out.family("dtg_behaviour_windows", "gauge",
+               "Judged behaviour windows by true style and reported class (the confusion matrix).")
     out.family("dtg_inference_latency_seconds", "summary",
                "The app's reported inference time of every model result, pooled.", "seconds")
     out.family("dtg_end_to_end_latency_seconds", "summary",
@@ -484,6 +517,10 @@ def openmetrics_text(results: Sequence[RunResult], manifest: Manifest | None = N
                  f.n_delays)
         out.sample("dtg_fuel_r2", s, f.fuel_r2)
         out.sample("dtg_fuel_mae_litres_per_hour", s, f.fuel_mae_lph)
+        out.sample("dtg_behaviour_macro_f1", s, f.behaviour_macro_f1)
+        if f.behaviour is not None and f.behaviour.n:
+            for truth, said, n in confusion_cells(f.behaviour):
+                out.sample("dtg_behaviour_windows", {**s, "true_style": truth, "reported": said}, n)
         _summary(out, "dtg_inference_latency_seconds", s, (("0.5", f.latency_p50_ms), ("0.99", f.latency_p99_ms)),
                  f.latency_n, 1e-3)
         _summary(out, "dtg_end_to_end_latency_seconds", s,

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.judge.metrics import ScenarioMetrics
+from harness.judge.metrics.expect import NO_BEHAVIOUR_WINDOW
 from harness.judge.result import RIG_SIDE, RunError, RunResult, fuel_truth
 from harness.rig.rigfile import RigConfig
 from harness.run.watch import Watch
@@ -97,6 +99,15 @@ def write_error_result(scenario: Scenario, rig: RigConfig, artifacts: Path, erro
         pass  # the run's own error is the one to report
 
 
+def behaviour_json(metrics: ScenarioMetrics) -> dict:
+    """The run's behaviour figures for result.json: macro-F1, accuracy and the confusion matrix of the judged windows
+    (`harness.judge.metrics.behaviour`), or why there are none ("applicable": false, never a 0)."""
+    score = metrics.behaviour
+    if score is None or score.n == 0:
+        return {"applicable": False, "why": metrics.behaviour_not_judged if score is None else NO_BEHAVIOUR_WINDOW}
+    return {"applicable": True, **score.to_json()}
+
+
 def write_artifacts(result: RunResult) -> None:
     from harness.report.plot import render_run
 
@@ -111,6 +122,7 @@ def write_artifacts(result: RunResult) -> None:
         "outcome": result.verdict,
         "verdict": result.judgement.message if result.error is None else f"error: {result.error}",
         "criteria": [asdict(c) for c in result.judgement.criteria],
+        "behaviour": behaviour_json(result.metrics),
         "accounting": asdict(result.accounting),
         "data_loss": [{"stage": stage, "lost": lost, "of": of, "side": "rig" if stage.startswith(RIG_SIDE) else "unit"}
                       for stage, lost, of in result.accounting.data_loss()],

@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import can
-import numpy as np
 
 from firmware_sim.gnss_input import GnssInput
 from firmware_sim.host_firmware import FirmwareFault
@@ -64,6 +63,7 @@ from harness.judge.metrics import (
     scenario_metrics,
     stale_data_criterion,
 )
+from harness.judge.metrics.behaviour import behaviour_labels
 from harness.judge.metrics.evidence import (
     DEFAULT_BEHAVIOUR_ACCURACY_MIN,
     DEFAULT_COVERAGE_MIN,
@@ -71,7 +71,7 @@ from harness.judge.metrics.evidence import (
     DEFAULT_FUEL_R2_MIN,
     DEFAULT_RESULT_LATE_S_MAX,
     FUEL_R2_MIN_WINDOWS,
-    behaviour_criterion,
+    behaviour_accuracy_criterion,
     coverage_criterion,
     model_identity_criterion,
     tap_criterion,
@@ -456,9 +456,11 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
     e2e = end_to_end_latency(sent_seconds, [last_wall[s] for s in sent_seconds],
                              [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
     types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
+    style, no_style = behaviour_labels(scenario, rig.codec, trace)
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
-                               end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None)
+                               end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None,
+                               style_by_second=style, behaviour_not_judged=no_style)
     if rig.app_on_host:
         # The app ran on this host: its inference figures are thread CPU time here, not a phone's latency.
         metrics = dataclasses.replace(metrics, latency_label="simulated app's thread CPU time on the host")
@@ -503,18 +505,10 @@ def _evidence(scenario: Scenario, rig: RigConfig, trace: Trace, events: list, ar
         out.append(criterion("fuel_mae_lph", fuel.mae_lph, DEFAULT_FUEL_MAE_LPH_MAX, "<=", note=f"n={fuel.n}; default"))
     if fuel is not None and fuel.r2 is not None and fuel.n >= FUEL_R2_MIN_WINDOWS and expect.fuel_r2_min is None:
         out.append(criterion("fuel_r2", fuel.r2, DEFAULT_FUEL_R2_MIN, ">=", note=f"n={fuel.n}; default"))
-    # The style is known where the route generator drove it; a drive cycle's or a recording's speed is replayed.
-    # raw-can-v1 carries no brake, acceleration or position: half the behaviour features are missing there.
-    style, not_judged = None, "the route's driving style is not known (a drive cycle or a recording is replayed)"
-    if "sample" not in get_codec(rig.codec).capabilities.record_types:
-        not_judged = f"{rig.codec} carries no samples: the behaviour features lack brake, acceleration and position"
-    elif scenario.route.generated_duration_s is not None:
-        style = trace.resample().style
-        if style is None:
-            style = np.zeros(int(trace.duration_s) + 1, dtype=np.int64)  # no styles asked: all normal
-    out.append(behaviour_criterion(events, style, trace.events,
-                                   _or(expect.behaviour_accuracy_min, DEFAULT_BEHAVIOUR_ACCURACY_MIN),
-                                   not_judged=not_judged))
+    # Behaviour accuracy against the style driven, where the run has behaviour labels (`behaviour_labels`).
+    out.append(behaviour_accuracy_criterion(metrics.behaviour,
+                                            _or(expect.behaviour_accuracy_min, DEFAULT_BEHAVIOUR_ACCURACY_MIN),
+                                            metrics.behaviour_not_judged))
     manifest = getattr(models, "manifest", None)
     if manifest is not None:
         out.append(model_identity_criterion(events, {n: e.sha256 for n, e in manifest.models.items()},

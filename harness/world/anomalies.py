@@ -8,7 +8,8 @@ Two families, with different reach:
   follow): harsh braking, aggressive acceleration, erratic driving and excessive idling reshape the driver's
   speed profile; over-revving changes the gear the driver holds; overheating degrades the cooling system; a fuel
   leak drains the tank past the engine;
-- reading faults change only what a sensor reports: GPS jump, stuck value, drift, spike noise, dropout.
+- reading faults change only what a sensor reports: GPS jump, stuck value (frozen `severity` x the signal's drift
+  span off its reading), drift, spike noise, dropout (`severity` the share of readings lost).
 
 Bus faults (frame loss, silent IDs, flooding, bus-off) act on the CAN bus, not on the vehicle, and are not
 modelled here.
@@ -182,6 +183,23 @@ def vehicle_modifiers(t_s: np.ndarray, anomalies: list[Anomaly], redline_rpm: fl
     return VehicleModifiers(cooling, rpm_target, idle_boost, leak)
 
 
+def stuck_at(value: float, a: Anomaly, rng: np.random.Generator) -> float:
+    """The value a `stuck_value` reading freezes at: `severity` x the signal's `DRIFT_SPAN` off its reading at the
+    fault's start, to a side drawn by `rng` (the other side when that one leaves the signal's physical range):
+    severity near 0 freezes the reading where it was (the stuck sensor that only shows as the truth moves away from
+    it), 1 latches it a full span off (e.g. 25 km/h, 30 degC, 1200 rpm).
+
+    >>> rng = np.random.default_rng(0)
+    >>> stuck_at(0.0, Anomaly("stuck_value", 10.0, severity=0.4, signal="vehicle_speed"), rng)
+    10.0
+    """
+    lo, hi = PHYSICAL_RANGE[a.signal]
+    offset = a.severity * DRIFT_SPAN[a.signal] * (1.0 if rng.random() < 0.5 else -1.0)
+    if not lo <= value + offset <= hi:
+        offset = -offset
+    return float(np.clip(value + offset, lo, hi))
+
+
 def apply_reading_faults(t_s: np.ndarray, readings: dict[str, np.ndarray], anomalies: list[Anomaly],
                          seed: int) -> dict[str, np.ndarray]:
     """Readings as faulty sensors report them. Only the named signal changes; the vehicle does not."""
@@ -204,8 +222,7 @@ def apply_reading_faults(t_s: np.ndarray, readings: dict[str, np.ndarray], anoma
         values = out[a.signal]
         lo, hi = PHYSICAL_RANGE[a.signal]
         if a.type == "stuck_value":
-            first = int(np.argmax(active))
-            stuck = values[first]
+            stuck = stuck_at(values[int(np.argmax(active))], a, rng)
             blend = values[active] + env[active] * (stuck - values[active])
             values[active] = np.where(env[active] >= 1.0, stuck, blend)
         elif a.type == "drift":
@@ -220,8 +237,9 @@ def apply_reading_faults(t_s: np.ndarray, readings: dict[str, np.ndarray], anoma
             spiked[hit] += size
             values[active] = spiked
         elif a.type == "dropout":
-            # An intermittent connector: readings drop out with probability rising over the onset.
-            lost = rng.random(active.sum()) < env[active]
+            # An intermittent connector: this share of the readings is lost (severity 1: all of them), rising over
+            # the onset and falling over the recovery with the envelope.
+            lost = rng.random(active.sum()) < env[active] * a.severity
             dropped = values[active]
             dropped[lost] = np.nan
             values[active] = dropped

@@ -71,6 +71,7 @@ EXPECT_KEYS: dict[str, tuple[float | None, float | None]] = {
     "coverage_min": (0.0, 1.0),
     "result_late_s_max": (0.0, None),
     "behaviour_accuracy_min": (0.0, 1.0),
+    "behaviour_macro_f1_min": (0.0, 1.0),
 }
 #: `expect:` keys that take true or false.
 EXPECT_FLAGS = ("stale_data_flagged",)
@@ -117,6 +118,8 @@ class Expectations:
     coverage_min: float | None = None
     result_late_s_max: float | None = None
     behaviour_accuracy_min: float | None = None
+    # Not judged unless asked: macro-F1 of the behaviour class (harness.judge.metrics.behaviour).
+    behaviour_macro_f1_min: float | None = None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from harness.world.scenario import (
     START_NUMBERS,
     TOP_KEYS,
 )
-from harness.world.sweep import MAX_VARIANTS, SWEEP_EXPECT_KEYS, SWEEP_KEYS
+from harness.world.sweep import FROM_SEVERITY_KEYS, MAX_VARIANTS, SWEEP_EXPECT_KEYS, SWEEP_KEYS
 from harness.world.vehicle import VEHICLES
 
 SCHEMA_ID = "https://dtg-hil.invalid/schemas/scenario.json"
@@ -108,7 +108,10 @@ def scenario_schema() -> dict[str, Any]:
         "vehicle": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(VEHICLES)}},
         "anomalies": {"type": "array", "minItems": 1, "uniqueItems": True, "items": number_schema(lo=0, integer=True)},
         "expect": object_schema({"recall_at_max_severity_min": number_schema(lo=0.0, hi=1.0),
-                                 "recall_drop_events_max": number_schema(lo=0.0)}),
+                                 "recall_drop_events_max": number_schema(lo=0.0),
+                                 "recall_from_severity_min": object_schema(
+                                     {"severity": number_schema(lo=0.0, hi=1.0, lo_open=True),
+                                      "recall": number_schema(lo=0.0, hi=1.0)}, FROM_SEVERITY_KEYS)}),
     }, SWEEP_KEYS), anyOf=[{"required": [axis]} for axis in ("severity", "seed", "vehicle")],
         description=f"at most {MAX_VARIANTS} variants")
     assert set(sweep["properties"]["expect"]["properties"]) == set(SWEEP_EXPECT_KEYS)

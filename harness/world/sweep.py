@@ -11,6 +11,7 @@ A scenario's `sweep:` section lists values; the scenario is expanded into one va
       expect:                                 # judged once every variant has run (optional)
         recall_at_max_severity_min: 1.0       # recall of each anomaly type at the highest severity
         recall_drop_events_max: 1             # a step up in severity may detect at most this many fewer events
+        recall_from_severity_min: {severity: 0.5, recall: 1.0}   # per type, at every severity >= 0.5
 
 Each variant is judged on the scenario's own `expect:`; the sweep's `expect:` judges the curve: per anomaly type,
 recall and detection delay (p50, p90) against severity, pooled over seeds and vehicles. `sensitivity_table`
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from harness.world.scenario import Scenario
 
 SWEEP_KEYS = ("severity", "seed", "vehicle", "anomalies", "expect")
-SWEEP_EXPECT_KEYS = ("recall_at_max_severity_min", "recall_drop_events_max")
+SWEEP_EXPECT_KEYS = ("recall_at_max_severity_min", "recall_drop_events_max", "recall_from_severity_min")
+#: The keys of `sweep.expect.recall_from_severity_min`: from which severity on, and the recall required there.
+FROM_SEVERITY_KEYS = ("severity", "recall")
 #: The most variants one sweep may expand to (each is a full scenario run).
 MAX_VARIANTS = 200
 
@@ -43,6 +46,8 @@ class SweepSpec:
     anomalies: tuple[int, ...] | None = None  # indexes the severity applies to; None = all
     recall_at_max_severity_min: float | None = None
     recall_drop_events_max: float | None = None
+    # (severity, recall): each anomaly type's recall at every swept severity from `severity` on
+    recall_from_severity_min: tuple[float, float] | None = None
 
     def points(self) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination, as ((parameter, value), ...), severity varying slowest."""
@@ -98,14 +103,33 @@ def read_sweep(c: Checker, data: Any, n_anomalies: int, vehicles: tuple[str, ...
     expect = c.mapping(raw.get("expect", {}), "sweep.expect", SWEEP_EXPECT_KEYS)
     recall_min = c.number(expect, "recall_at_max_severity_min", "sweep.expect", None, lo=0.0, hi=1.0)
     drop_max = c.number(expect, "recall_drop_events_max", "sweep.expect", None, lo=0.0)
+    from_severity = _from_severity(c, expect.get("recall_from_severity_min"), severity)
     if expect and not severity:
         c.report("sweep.expect", "judges a curve against severity; sweep.severity lists no values")
-    spec = SweepSpec(severity, seed, vehicle, indexes, recall_min, drop_max)
+    spec = SweepSpec(severity, seed, vehicle, indexes, recall_min, drop_max, from_severity)
     if not (severity or seed or vehicle):
         c.report("sweep", "lists no values to sweep; expected at least one of: severity, seed, vehicle")
     elif len(spec.points()) > MAX_VARIANTS:
         c.report("sweep", f"expands to {len(spec.points())} variants; at most {MAX_VARIANTS}")
     return spec
+
+
+def _from_severity(c: Checker, data: Any, severities: tuple[float, ...]) -> tuple[float, float] | None:
+    """`sweep.expect.recall_from_severity_min`: {severity, recall}, the severity one the sweep reaches."""
+    if data is None:
+        return None
+    path = "sweep.expect.recall_from_severity_min"
+    raw = c.mapping(data, path, FROM_SEVERITY_KEYS, FROM_SEVERITY_KEYS)
+    if not isinstance(data, dict):
+        return None
+    severity = c.number(raw, "severity", path, None, lo=0.0, hi=1.0, lo_open=True)
+    recall = c.number(raw, "recall", path, None, lo=0.0, hi=1.0)
+    if severity is None or recall is None:
+        return None
+    if severities and severity > max(severities):
+        c.report(f"{path}.severity", f"{severity:g} is above every swept severity (the highest is "
+                                     f"{max(severities):g}): nothing to judge")
+    return severity, recall
 
 
 def variant_name(base: str, point: tuple[tuple[str, Any], ...]) -> str:

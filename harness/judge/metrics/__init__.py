@@ -8,6 +8,7 @@ One module per concept, each stating its definitions:
 - `harness.judge.metrics.detection` — detection windows, recall, detection delay, false alarms per hour;
 - `harness.judge.metrics.threshold_free` — AUROC and AUPRC of the anomaly score per anomaly type;
 - `harness.judge.metrics.fuel` — fuel-rate R² and MAE;
+- `harness.judge.metrics.behaviour` — the behaviour class against the style driven: confusion matrix, macro-F1;
 - `harness.judge.metrics.latency` — app-reported inference time and end-to-end latency;
 - `harness.judge.metrics.scenario` — every metric of one run (`scenario_metrics`);
 - `harness.judge.metrics.expect` — the `expect:` criteria, `judge` and its `Judgement`;

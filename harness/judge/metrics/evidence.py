@@ -4,7 +4,8 @@
   reported each model's result (an app that stops logging, or scores one window in ten, fails it);
 - `timing_criterion`: every result and rule event arrives within a bound of the sample time it claims (an app
   that stamps its results with an older window's time, or holds them back, fails it);
-- `behaviour_criterion`: the behaviour class against the driving style the route was driven in;
+- `behaviour_criterion`: the behaviour class against the driving style the route was driven in (its accuracy;
+  `harness.judge.metrics.behaviour` computes the confusion matrix and macro-F1);
 - `model_identity_criterion`: each model's reported sha256 and the anomaly threshold against the installed
   models' manifest;
 - `tap_criterion`: the UART tap's cross-check against the CAN log (frames missing, unexpected or altered).
@@ -19,16 +20,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.judge.metrics.expect import Criterion, criterion
-from harness.wire.behaviour import STYLES
+from harness.judge.metrics.behaviour import MIN_STYLE_PURITY, NO_STYLE, BehaviourScore, behaviour_score
+from harness.judge.metrics.expect import NO_BEHAVIOUR_WINDOW, Criterion, criterion
 from harness.wire.events import AnomalyResult, BehaviourResult, Event, FeatureDebug, FuelResult, RuleEvent
 from harness.wire.signals import LabelledEvent
 
 __all__ = [
     "DEFAULT_BEHAVIOUR_ACCURACY_MIN", "DEFAULT_COVERAGE_MIN", "DEFAULT_FUEL_MAE_LPH_MAX", "DEFAULT_FUEL_R2_MIN",
-    "DEFAULT_RESULT_LATE_S_MAX", "FUEL_R2_MIN_WINDOWS", "MIN_STYLE_PURITY", "MODEL_KINDS", "behaviour_criterion",
-    "coverage_criterion", "model_identity_criterion", "model_identity_problems", "tap_criterion", "threshold_problems",
-    "timing_criterion",
+    "DEFAULT_RESULT_LATE_S_MAX", "FUEL_R2_MIN_WINDOWS", "MIN_STYLE_PURITY", "MODEL_KINDS",
+    "behaviour_accuracy_criterion", "behaviour_criterion", "coverage_criterion", "model_identity_criterion",
+    "model_identity_problems", "tap_criterion", "threshold_problems", "timing_criterion",
 ]
 
 #: Share of the drive's seconds after the first full window with each model's result (`expect.coverage_min`).
@@ -44,9 +45,6 @@ DEFAULT_FUEL_MAE_LPH_MAX = 0.6
 FUEL_R2_MIN_WINDOWS = 1200
 #: Share of judged windows whose behaviour class is the style driven (`expect.behaviour_accuracy_min`).
 DEFAULT_BEHAVIOUR_ACCURACY_MIN = 0.85
-#: A window is judged for behaviour when at least this share of its seconds were driven in one style (training's
-#: purity) and it overlaps no labelled anomaly (those look like a style in a 60-second window).
-MIN_STYLE_PURITY = 0.8
 
 #: The models' result kinds, each judged for coverage.
 MODEL_KINDS: dict[str, type] = {"fuel": FuelResult, "anomaly": AnomalyResult, "behaviour": BehaviourResult}
@@ -120,42 +118,29 @@ def timing_criterion(events: Sequence[Event], arrival_t_s: Sequence[float], boun
 
 def behaviour_criterion(events: Sequence[Event], style_by_second: np.ndarray | None,
                         labels: Sequence[LabelledEvent], required: float, window_s: int = 60,
-                        not_judged: str = "the route's driving style is not known (a drive cycle or a recording is "
-                                          "replayed)") -> Criterion:
+                        not_judged: str = NO_STYLE) -> Criterion:
     """Accuracy of the behaviour class over the windows whose style is known (`MIN_STYLE_PURITY`, no anomaly).
 
     `style_by_second[s]` is the style index driven in second s (None: the style is not known, e.g. a recorded
     drive, or a link without the signals the features need): then "not applicable", for the reason `not_judged`.
     """
+    return behaviour_accuracy_criterion(behaviour_score(events, style_by_second, labels, window_s), required,
+                                        not_judged)
+
+
+def behaviour_accuracy_criterion(score: BehaviourScore | None, required: float, not_judged: str = NO_STYLE
+                                 ) -> Criterion:
+    """`behaviour_criterion` on a run's `BehaviourScore` (None: no behaviour labels, for the reason `not_judged`)."""
     name = "behaviour_accuracy"
-    if style_by_second is None:
+    if score is None:
         return Criterion(name, None, required, ">=", "not applicable", not_judged)
-    results = [e for e in events if isinstance(e, BehaviourResult)]
-    judged = correct = 0
-    confused: dict[tuple[int, int], int] = {}
-    for result in results:
-        end = int(round(result.t_s)) + 1
-        if end - window_s < 0 or end > len(style_by_second):
-            continue
-        if any(label.start_s < end and label.end_s >= end - window_s for label in labels):
-            continue
-        counts = np.bincount(style_by_second[end - window_s:end], minlength=3)
-        if counts.max() < MIN_STYLE_PURITY * window_s:
-            continue
-        truth = int(counts.argmax())
-        judged += 1
-        if result.label == truth:
-            correct += 1
-        else:
-            confused[(truth, result.label)] = confused.get((truth, result.label), 0) + 1
-    if judged == 0:
-        return Criterion(name, None, required, ">=", "not applicable",
-                         "no behaviour window of one style without an anomaly")
-    note = f"{correct}/{judged} windows"
+    if score.n == 0:
+        return Criterion(name, None, required, ">=", "not applicable", NO_BEHAVIOUR_WINDOW)
+    note = f"{score.correct}/{score.n} windows"
+    confused = score.most_confused()
     if confused:
-        (truth, said), n = max(confused.items(), key=lambda kv: kv[1])
-        note += f"; most often {STYLES[truth]} reported as {STYLES[said] if said < len(STYLES) else said} ({n})"
-    return criterion(name, correct / judged, required, ">=", note=note)
+        note += f"; most often {confused[0]} reported as {confused[1]} ({confused[2]})"
+    return criterion(name, score.accuracy, required, ">=", note=note)
 
 
 def model_identity_problems(events: Sequence[Event], sha256_by_model: Mapping[str, str], version: str | None,

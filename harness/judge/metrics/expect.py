@@ -15,7 +15,11 @@ from harness.judge.metrics.scenario import ScenarioMetrics
 from harness.wire.events import Event, RuleEvent
 from harness.world.scenario import Expectations
 
-__all__ = ["Criterion", "Judgement", "criterion", "judge", "stale_data_criterion"]
+__all__ = ["NO_BEHAVIOUR_WINDOW", "Criterion", "Judgement", "behaviour_f1_criterion", "criterion", "judge",
+           "stale_data_criterion"]
+
+#: Why a run with behaviour labels has no behaviour figure.
+NO_BEHAVIOUR_WINDOW = "no behaviour window of one style without an anomaly"
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,25 @@ def judge(expect: Expectations, metrics: ScenarioMetrics) -> Judgement:
             out.append(criterion(f"{label} ({metrics.latency_label})",
                                   getattr(latency, attr) if latency else None, required, "<=",
                                   "no latencies reported", f"n={latency.n}" if latency else ""))
+    if expect.behaviour_macro_f1_min is not None:
+        out.append(behaviour_f1_criterion(metrics, expect.behaviour_macro_f1_min))
     return Judgement(tuple(out))
+
+
+def behaviour_f1_criterion(metrics: ScenarioMetrics, required: float) -> Criterion:
+    """`expect: behaviour_macro_f1_min` on the run's behaviour windows (`harness.judge.metrics.behaviour`): "not
+    applicable" (passes) on a run without behaviour labels (a drive cycle, a recording, raw-can-v1) or without a
+    window of one style outside the anomalies, never a 0."""
+    name = "behaviour_macro_f1"
+    score = metrics.behaviour
+    if score is None or score.n == 0:
+        return Criterion(name, None, required, ">=", "not applicable",
+                         metrics.behaviour_not_judged if score is None else NO_BEHAVIOUR_WINDOW)
+    f1 = ", ".join(f"{k} {v:.2f}" for k, v in score.f1_by_class.items())
+    confused = score.most_confused()
+    note = f"{score.n} windows; F1 {f1}" + (f"; most often {confused[0]} reported as {confused[1]} ({confused[2]})"
+                                            if confused else "")
+    return criterion(name, score.macro_f1, required, ">=", note=note)
 
 
 def stale_data_criterion(flagged: bool, events: Iterable[Event], windows: Sequence[tuple[float, float]], *,
