@@ -43,3 +43,23 @@ def test_a_long_alarm_split_near_its_peak_does_not_lift_the_threshold():
     threshold = calibrate_threshold([st], 0.5)
     assert threshold < 4.0, threshold
     assert _false_alarms(st, st.score > threshold) == 0
+
+
+def test_an_event_counts_as_visible_once_the_reading_is_two_bus_steps_off_its_healthy_twin():
+    from harness.wire.signals import LabelledEvent
+    from training.heldout import signal_steps, visible_after
+
+    steps = signal_steps()
+    assert steps["vehicle_speed"] == 1.0 and steps["coolant_temp"] == 1.0
+    assert abs(steps["fuel_level"] - 100 / 255) < 1e-9  # OBD-II's tank level: 0.39 % per step
+    healthy = np.tile(np.array([50, 2000, 20, 0, 88, 60, 0, 37.5, 127.0, 100], dtype=np.float32), (100, 1))
+    leak = LabelledEvent("fuel_leak", 20.0, 80.0, 0.3, None)
+    faulty = healthy.copy()
+    faulty[20:, 5] -= np.linspace(0.0, 0.7, 80)  # 0.7 % in a minute: under two steps (0.78 %)
+    assert visible_after(faulty, healthy, leak, ("fuel_level",), steps) is None
+    faulty[20:, 5] = healthy[20:, 5] - np.linspace(0.0, 1.6, 80)  # two steps after about 39 s
+    assert visible_after(faulty, healthy, leak, ("fuel_level",), steps) == 39.0
+    gap = LabelledEvent("dropout", 30.0, 40.0, 0.5, "engine_rpm")
+    faulty = healthy.copy()
+    faulty[31, 1] = np.nan
+    assert visible_after(faulty, healthy, gap, ("engine_rpm",), steps) == 1.0

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from harness.inference.features import CONTEXT_S, WINDOW_S
+from harness.inference.models import open_session
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import SENSOR_FAULT_TYPES, Anomaly, random_shape
@@ -118,6 +120,25 @@ def trip_from_trace(name: str, trace) -> Trip:
                 list(trace.events))
 
 
+@dataclass(frozen=True)
+class EvalPlan:
+    """One evaluation trip before it is driven: what `simulate` takes (and, without `anomalies`, its healthy
+    twin: the same drive, vehicle, seed and conditions)."""
+
+    profile: object  # harness.world.cycles.SpeedProfile
+    vehicle: str
+    anomalies: tuple[Anomaly, ...]
+    seed: int
+    conditions: PlantConditions
+
+    def drive(self, healthy: bool = False) -> Trip:
+        trace = simulate(self.profile, get_vehicle(self.vehicle), () if healthy else self.anomalies, self.seed,
+                         self.conditions)
+        trip = trip_from_trace(self.profile.name, trace)
+        trip.trace_digest = self.profile.digest()
+        return trip
+
+
 def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity: float | None = DEFAULT_SEVERITY,
                cycles: tuple[str, ...] = ("udds", "wltc_class3b"), per_trip: int = 4,
                types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1) -> list[Trip]:
@@ -127,11 +148,19 @@ def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity
     cycle through their observable signals. `severity` None draws each in [0.3, 1] as `random_schedule` does.
     Deterministic for (`seed`, `salt`); training draws its extra trips with another salt than evaluation.
     """
+    return [plan.drive() for plan in eval_plans(seed, n_generated, duration_s, severity, cycles, per_trip, types,
+                                                salt)]
+
+
+def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity: float | None = DEFAULT_SEVERITY,
+               cycles: tuple[str, ...] = ("udds", "wltc_class3b"), per_trip: int = 4,
+               types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1) -> list[EvalPlan]:
+    """The plans of `eval_trips` (same arguments), undriven."""
     rng = np.random.default_rng([seed, salt])
     n_total = n_generated + len(cycles)
     deck = [types[i % len(types)] for i in range(n_total * per_trip)]
     signal_cycle = {k: 0 for k in SENSOR_FAULT_TYPES}
-    trips = []
+    plans = []
     for k in range(n_total):
         trip_seed = int(rng.integers(2**31 - 1))
         if k < n_generated:
@@ -163,11 +192,8 @@ def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity
             warm = np.flatnonzero(clean.truth["coolant_temp"] >= WARM_COOLANT_C)
             not_before["overheating"] = float(clean.t_s[warm[0]]) if len(warm) else profile.duration_s
         anomalies = _schedule(rng, profile.duration_s, kinds, signals, severity, not_before)
-        trace = simulate(profile, get_vehicle(vehicle), anomalies, trip_seed, conditions)
-        trip = trip_from_trace(profile.name, trace)
-        trip.trace_digest = profile.digest()
-        trips.append(trip)
-    return trips
+        plans.append(EvalPlan(profile, vehicle, tuple(anomalies), trip_seed, conditions))
+    return plans
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -364,6 +390,18 @@ def calibrate_threshold(scored: list[ScoredTrip], false_alarms_per_hour: float) 
         if sum(_false_alarms(st, st.score > thr) for st in scored) <= allowed:
             best = float(thr)
     return best
+
+
+def onnx_scores(path: Path, output: int = 0):
+    """A scorer [n, T, 10] → [n] running the exported model one window at a time, as the device does (inputs
+    longer than the graph's are cut to their last rows: context inputs for a 60-s model)."""
+    sess = open_session(path)
+    length = sess.get_inputs()[0].shape[1]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.array([sess.run(None, {"window": w[None]})[output].reshape(-1)[0]
+                         for w in x[:, -length:].astype(np.float32)])
+    return run
 
 
 # ---------------------------------------------------------------------------------------------- baselines

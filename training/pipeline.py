@@ -11,7 +11,9 @@ Order of work, and which data each step may see:
    choices are made.
 4. behaviour LightGBM on `harness.inference.features.behaviour_features`; trees chosen on val trips.
 5. export, parity (onnxruntime vs torch/LightGBM), re-calibration of the threshold on the exported graph.
-6. metrics on the test split and the test anomaly set, baselines beside them; latency; manifest.
+6. metrics on the test split and the test anomaly set, baselines beside them; the held-out cycles' table
+   (`training.heldout`: every bundled real cycle, none of which training drives, at severities 0.3-0.9, against
+   the detection targets); latency; manifest.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS, UNITS
 from harness.world.anomalies import BEHAVIOURAL_TYPES
 from harness.world.dataset import build_dataset
+from training import heldout
 from training.anomaly import train_anomaly, train_cross, train_lstm_ae
 from training.behaviour import AUG_PER_TRAIN_TRIP, export_behaviour, train_behaviour
 from training.common import Clock, Progress, make_deterministic, predict
@@ -46,6 +49,7 @@ from training.evaluate import (
     calibrate_threshold,
     eval_trips,
     macro_f1,
+    onnx_scores,
     r2_score,
     score_trips,
 )
@@ -96,6 +100,7 @@ class Config:
     eval_trip_s: float
     eval_per_trip: int
     bench_runs: int
+    heldout_trips: int = 3  # drives per held-out cycle and severity (`training.heldout`)
 
 
 FULL = Config(quick=False, train_trips=120, val_trips=40, test_trips=24, trip_s=1800.0, fuel_aug_trips=40,
@@ -107,7 +112,7 @@ QUICK = Config(quick=True, train_trips=10, val_trips=4, test_trips=3, trip_s=120
                fuel_epochs=5, fuel_width=16, fuel_stride_s=6, anomaly_stride_s=10, ae_epochs=0, cross_epochs=1,
                lstm_epochs=0,
                lstm_stride_s=0, behaviour_trees=60, behaviour_stride_s=10, eval_trips=3, eval_trip_s=2400.0,
-               eval_per_trip=5, bench_runs=300)
+               eval_per_trip=5, bench_runs=300, heldout_trips=1)
 
 
 def _subset(w: Windows, keep: np.ndarray) -> Windows:
@@ -122,18 +127,6 @@ def _round(obj, digits: int = 4):
     if isinstance(obj, (list, tuple)):
         return [_round(v, digits) for v in obj]
     return obj
-
-
-def onnx_scores(path: Path, output: int = 0):
-    """A scorer [n, T, 10] → [n] running the exported model one window at a time, as the device does (inputs
-    longer than the graph's are cut to their last rows: context inputs for a 60-s model)."""
-    sess = open_session(path)
-    length = sess.get_inputs()[0].shape[1]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return np.array([sess.run(None, {"window": w[None]})[output].reshape(-1)[0]
-                         for w in x[:, -length:].astype(np.float32)])
-    return run
 
 
 def _io(name: str) -> dict:
@@ -335,6 +328,8 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     split_test = anomaly_report(score_trips(test_trips, shipped_scorer), threshold, MODEL_TYPES)
     say(f"test     anomaly min event AUROC {anomaly_test['min_event_auroc']:.3f}, event recall "
         f"{anomaly_test['event_recall']:.3f}, {anomaly_test['false_alarms_per_hour']:.2f} FA/h  {clock}")
+    heldout_cycles = heldout.evaluate(shipped_scorer, threshold, cfg.heldout_trips, seed, say=say)
+    say(f"{heldout.format_table(heldout_cycles)}\n  {clock}")
     comparison = {}
     for name, scorer in scorers.items():
         thr = threshold if name == chosen else thresholds[name]
@@ -448,6 +443,7 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
         },
         "rule_based_types": list(RULE_BASED_TYPES),
         "quantisation": quantisation,
+        "heldout_cycles": heldout_cycles,
     }
     for name, path in paths.items():
         manifest["models"][name]["opset"] = onnx_opset(path)
