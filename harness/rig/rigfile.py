@@ -41,6 +41,8 @@ from harness.core.datafile import (
     read_limited,
 )
 from harness.inference.models import BUNDLED_MANIFEST
+from harness.rig.bench import COMMANDS as BENCH_COMMANDS
+from harness.rig.bench import BenchConfig, parse_bench
 from harness.wire.dbc import get_profile
 from harness.wire.link import codec_names, get_codec
 from harness.wire.signals import SIGNALS
@@ -92,10 +94,14 @@ class RigConfig:
     codec: str = "dtg-link-v2"
     uart_tap: str | None = None
     uart_baudrate: int = 921600
+    #: kind real: how the harness flashes, resets and switches the board (`harness.rig.bench`)
+    bench: BenchConfig | None = None
     android_kind: str = "simulated"
     adb_serial: str | None = None
     apk: str | None = None
     package: str | None = None
+    #: a real STM32 with the simulated app: the serial port the app reads the unit's UART on
+    android_port: str | None = None
     gnss_kind: str = "simulated"
     gnss_port: str | None = None
     gnss_baudrate: int = 9600
@@ -209,8 +215,8 @@ def time_scale_problem(rig: RigConfig) -> str | None:
     return None
 
 TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale", "rig_loss_max_pct")
-STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate", "sources")
-ANDROID_KEYS = ("kind", "serial", "apk", "package")
+STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate", "sources", "firmware", *BENCH_COMMANDS)
+ANDROID_KEYS = ("kind", "serial", "apk", "package", "port")
 GNSS_KEYS = ("kind", "port", "baudrate")
 
 
@@ -256,6 +262,10 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     rig_name = c.text(top, "name", "", name)
     _check_can(c, can_section)
     sources = _host_sources(c, stm32, stm32_kind, base_dir)
+    bench = parse_bench(c, stm32, stm32_kind, base_dir)
+    android_port = c.text(android, "port", "android", "") or None
+    if android_port and stm32_kind != "real":
+        c.report("android.port", f"only the app of a real STM32 reads a port of the rig's, not of kind {stm32_kind}")
     if stm32_kind == "real" and time_scale != 1.0:
         c.report("time_scale", f"a rig with a real STM32 runs at 1x real time; got {time_scale:g}")
     if android_kind == "adb" and not text["package"]:
@@ -273,8 +283,9 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     rig = RigConfig(
         name=rig_name, path=Path(file) if file else None, profile=profile,
         can=dict(can_section), stm32_kind=stm32_kind, stm32_sources=sources, codec=codec, uart_tap=text["uart_tap"],
-        uart_baudrate=int(uart_baudrate), android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"],
-        package=text["package"], gnss_kind=gnss_kind, gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
+        uart_baudrate=int(uart_baudrate), bench=bench, android_kind=android_kind, android_port=android_port,
+        adb_serial=text["serial"], apk=text["apk"], package=text["package"], gnss_kind=gnss_kind,
+        gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
         models=models_path, time_scale=float(time_scale), rig_loss_max_pct=float(rig_loss_max_pct),
     )
     scale_problem = time_scale_problem(rig) if "time_scale" in top and time_scale == top["time_scale"] else None
