@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import can
-import serial
 
 from firmware_sim.host_firmware import FirmwareFault, HostFirmware, HostFirmwareError
 from firmware_sim.host_sensors import sensor_commands

@@ -157,9 +157,6 @@ class ScenarioItem(_JudgedItem):
         reason = rig.unsupported(self.scenario)
         if reason:
             pytest.skip(reason)
-        if rig.stm32_kind == "real":
-            pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
-                        "only (docs/rig.md, 'Bring-up of a real bench')")
         from harness.judge.result import RunError, RunInterrupted, unjudged_result
         from harness.report.tables import junit_properties
         from harness.run.artifacts import claim_folder

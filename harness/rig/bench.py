@@ -75,8 +75,10 @@ class BenchConfig:
     folder: Path | None = None  # the rig file's folder: the commands run there
 
     def lacks(self, fault_kind: str) -> str | None:
-        """Why the bench cannot carry out the device fault `fault_kind`, naming what the rig file lacks; None: it can."""
-        need = {"firmware_restart": ("reset", self.reset or self.flash == "pyocd"), "power_cycle": ("power", self.power),
+        """Why the bench cannot carry out the device fault `fault_kind`, naming what the rig file lacks (None: it
+        can)."""
+        need = {"firmware_restart": ("reset", self.reset or self.flash == "pyocd"),
+                "power_cycle": ("power", self.power),
                 "uart_disconnect": ("uart_relay", self.uart_relay)}.get(fault_kind)
         if need is None:
             return f"a real STM32 has no action for {fault_kind}"

@@ -54,7 +54,8 @@ def rig_schema() -> dict[str, Any]:
                           allOf=[{"if": {"properties": {"kind": {"const": "host"}}, "required": ["kind"]},
                                   "then": {"required": ["sources"]}},
                                  {"if": {"properties": {"kind": {"not": {"const": "real"}}}},
-                                  "then": {"not": {"anyOf": [{"required": [key]} for key in ("firmware", *COMMANDS)]}}}])
+                                  "then": {"not": {"anyOf": [{"required": [key]}
+                                                             for key in ("firmware", *COMMANDS)]}}}])
     android = object_schema(_pick({"kind": {"enum": list(ANDROID_KINDS)}, "serial": text, "apk": text,
                                    "package": text, "port": {"type": "string", "description": "a real STM32: the "
                                                              "serial port the app reads the unit's UART on"}},
