@@ -8,13 +8,15 @@ The board is a long-lived process (``serve``) holding what stays wired on a benc
   opens it with python-can's ``slcan`` driver (``can: {interface: slcan, channel: DIR/can}``);
 - ``DIR/uart-app`` and ``DIR/uart-tap``: two ptys receiving the firmware's USART1 (the link), as two USB-serial
   adapters on the TX line: the app reads one (``android.port``), the UART tap the other (``stm32.uart_tap``);
-- ``DIR/gnss``: a pty whose other end is the firmware's USART2: the harness's NMEA feed writes it (``gnss.port``).
+- ``DIR/gnss``: a pty whose other end is the firmware's USART2: the harness's NMEA feed writes it (``gnss.port``);
+- ``DIR/sensors``: the bench's sensor stimulator (``stm32.sensors``, `harness.rig.sensor_stimulus`): lines in the host
+  HAL's format (``D <address> <0|1>``, ``R <address> <register> <value>``) set what the firmware's I2C parts answer.
 
 (Each is a symlink to the pty, as ``/dev/serial/by-id/...`` names a USB-serial adapter.) The firmware executable is
 what was last flashed (``DIR/flash/firmware``). `HostFirmware` drives it with the wall clock as its scenario clock:
 the firmware's tick is the milliseconds since its reset, its timers fire on time, frames and NMEA bytes are handed to
-it as they arrive (NMEA once a second of its tick). Its own sensors (I2C1) read a unit at rest on the bench: 0 bar of
-brake pressure, an accelerometer's noise around 0 m/s².
+it as they arrive (NMEA once a second of its tick). Its own sensors (I2C1) read a unit at rest on the bench (0 bar of
+brake pressure, an accelerometer's noise around 0 m/s²) until the stimulator says otherwise.
 
 The commands (``python -m firmware_sim.bench_board COMMAND --dir DIR``), each logged to ``DIR/commands.log``:
 ``flash --image PATH`` (copies the image to the board's flash and resets it; starts the board when it is not
@@ -50,7 +52,7 @@ from harness.core.clock import ScenarioClock
 __all__ = ["LINKS", "Board", "main"]
 
 #: The bench's wiring as symlinks in the board's folder (see the module docstring).
-LINKS = ("can", "uart-app", "uart-tap", "gnss")
+LINKS = ("can", "uart-app", "uart-tap", "gnss", "sensors")
 #: Wall seconds a command waits for the board's answer.
 COMMAND_TIMEOUT_S = 30.0
 #: Wall seconds the board's main loop sleeps at most between looks at the bus and its ports.
@@ -76,10 +78,11 @@ class Board:
         self.channel = f"bench-board-{os.getpid()}"
         self.adapter = SlcanAdapter(self.channel).start()
         # Short write timeouts: a line nobody reads loses bytes, as a UART does; it never stalls the board.
-        self.app_pty, self.tap_pty, self.gnss_pty = PtyPair(0.005), PtyPair(0.005), PtyPair()
+        self.app_pty, self.tap_pty, self.gnss_pty, self.sensors_pty = PtyPair(0.005), PtyPair(0.005), PtyPair(), \
+            PtyPair()
         self.relay = _Relay(TeeSink(self.app_pty.device, self.tap_pty.device, names=("app", "tap")))
-        for name, port in zip(LINKS, (self.adapter.port, self.app_pty.port, self.tap_pty.port, self.gnss_pty.port),
-                              strict=True):
+        ports = (self.adapter.port, self.app_pty.port, self.tap_pty.port, self.gnss_pty.port, self.sensors_pty.port)
+        for name, port in zip(LINKS, ports, strict=True):
             link = folder / name
             link.unlink(missing_ok=True)
             link.symlink_to(port)
@@ -89,6 +92,8 @@ class Board:
         self.powered = True
         self.boots = 0
         self.rng = random.Random(0)
+        self.stimulated: dict[str, str] = {}  # what the sensor stimulator set, by part and register
+        self._stimulus = b""
         self.fault: str | None = None
 
     @property
@@ -96,7 +101,14 @@ class Board:
         return self.folder / "flash" / "firmware"
 
     def _sensors(self, t_s: float) -> dict[str, str]:
-        return sensor_commands({"brake_pressure": 0.0, "acceleration_x": self.rng.gauss(0.0, _ACCEL_NOISE_MS2)})
+        """What the firmware's I2C parts answer now: at rest, overridden by what the stimulator set."""
+        while chunk := self.sensors_pty.read_device(timeout_s=0.0):
+            self._stimulus += chunk
+        *lines, self._stimulus = self._stimulus.split(b"\n")
+        for line in lines:
+            self.stimulated.update(_by_part([line.decode("ascii", "replace").strip()]))
+        rest = sensor_commands({"brake_pressure": 0.0, "acceleration_x": self.rng.gauss(0.0, _ACCEL_NOISE_MS2)})
+        return {**_by_part(rest.values()), **self.stimulated}
 
     def _gnss_bytes(self, epoch: int) -> bytes:
         data = b""
@@ -162,11 +174,21 @@ class Board:
 
     def close(self) -> None:
         self.halt()
-        for part in (self.app_pty, self.tap_pty, self.gnss_pty):
+        for part in (self.app_pty, self.tap_pty, self.gnss_pty, self.sensors_pty):
             part.close()
         self.adapter.stop()
         for name in LINKS:
             (self.folder / name).unlink(missing_ok=True)
+
+
+def _by_part(lines) -> dict[str, str]:
+    """Sensor lines keyed by what they set (a part's presence, a register), so a later line replaces an earlier one."""
+    out = {}
+    for line in lines:
+        words = line.split()
+        if len(words) == 3 and words[0] == "D" or len(words) == 4 and words[0] == "R":
+            out[" ".join(words[:-1])] = line
+    return out
 
 
 def serve(folder: Path) -> None:

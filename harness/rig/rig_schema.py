@@ -48,6 +48,8 @@ def rig_schema() -> dict[str, Any]:
                                      "image": {"type": "string", "description": "the image, relative to the rig file"},
                                      "flash": {"anyOf": [{"const": "pyocd"}, _command("firmware.flash", "flashes")]},
                                      "target": text, "probe": text}, FIRMWARE_KEYS)),
+                                 "sensors": {"type": "string", "description": "kind real: the serial port of "
+                                             "the bench's sensor stimulator (brake pressure, acceleration)"},
                                  **{key: _command(key, {"reset": "resets the unit", "power": "switches its power",
                                                         "uart_relay": "switches the relay on its UART's TX line"}[key])
                                     for key in COMMANDS}}, STM32_KEYS),

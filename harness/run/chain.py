@@ -96,6 +96,7 @@ from harness.rig.lab_wiring import LabWiring, close_quietly
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig, time_scale_problem
+from harness.rig.sensor_stimulus import SensorStimulus
 from harness.rig.uart_tap import SentFrameLog, UartTap
 from harness.run.accounting import chain_accounting
 from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
@@ -384,6 +385,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             feed = NmeaFeed(rig.gnss_port, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
                             baudrate=rig.gnss_baudrate, end_s=duration_s)
             parts.append(("GNSS feed", feed))
+        if real and rig.stm32_sensors:  # the bench's stimulator of the unit's own sensors
+            parts.append(("sensor stimulus", SensorStimulus(rig.stm32_sensors, trace, clock, end_s=duration_s)))
 
         if rig.android_kind == "simulated":
             # On virtual time the app reads bytes known to be in the pty: the timeout only bounds a kernel fault.
