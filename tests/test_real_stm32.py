@@ -14,6 +14,7 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -226,3 +227,33 @@ def _importable(name: str) -> bool:
         return True
     except ImportError:
         return False
+
+
+def test_device_faults_run_the_bench_s_commands_and_a_restart_folds_the_unit_s_counters(tmp_path):
+    from harness.run.bench_stage import BenchUnit, bench_fault_actions
+    from harness.wire.link import Received, SampleRecord, StatusRecord
+
+    log = tmp_path / "bench.log"
+    record = f"sh -c 'echo \"$0 $1\" >> {log}'"
+    config = BenchConfig(reset=f"{record} reset x", power=f"{record} power {{state}}",
+                         uart_relay=f"{record} relay {{state}}", folder=tmp_path)
+    now = [0.0]
+    clock = SimpleNamespace(now_s=lambda: now[0])
+    unit = BenchUnit(Bench(config, "bench-1"), clock, end_s=100.0, clock_offset_s=0.0, has_status=True)
+    start, end = bench_fault_actions(unit)
+    for kind in ("firmware_restart", "power_cycle", "uart_disconnect"):
+        start[kind](DeviceFault(kind, 1.0))
+        if kind in end:
+            end[kind](DeviceFault(kind, 1.0))
+    assert log.read_text().splitlines() == ["reset x", "power off", "power on", "relay off", "relay on"]
+    assert unit.restarts == 2 and [a.split(" (")[0] for a in unit.bench.actions] == [
+        "reset", "power off", "power on", "uart_relay off", "uart_relay on"]
+    # The unit's status counters start again at a restart: the run counts on from where they were.
+    statuses = [StatusRecord(1000, 9, 0, 9, 0), StatusRecord(2000, 18, 1, 17, 0),
+                StatusRecord(1000, 9, 0, 9, 0), StatusRecord(2000, 18, 0, 18, 0)]
+    for second, status in enumerate(statuses, 1):
+        now[0] = float(second)
+        unit.on_tapped([Received(SampleRecord(status.t_ms, (1.0,) * 10)), Received(status)])
+    stats = unit.stats
+    assert (stats.requests_sent, stats.requests_unanswered, stats.frames_received) == (36 - 9, 1, 35 - 9)
+    assert stats.samples_sent == 3 and stats.status_sent == 3  # in the window: after the first status record

@@ -71,6 +71,7 @@ class BenchBus:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent_t_s: list[float] = []  # the scenario time of each frame the harness sent, in order
+        self.error: BaseException | None = None
         self.channel_info = f"{getattr(bus, 'channel_info', bus)} (a real unit on it)"
 
     def listen(self, now_s: Callable[[], float], listeners: list[can.Listener]) -> None:
@@ -92,14 +93,15 @@ class BenchBus:
         while not self._stop.is_set():
             try:
                 msg = self._bus.recv(timeout=0.05)
-            except can.CanError:
-                if self._stop.is_set():
-                    return
-                raise
+            except (can.CanError, OSError) as error:  # the adapter is gone: the rest-bus's next recv() says so
+                self.error = error
+                return
             if msg is not None:
                 self._frames.put(self._log(msg))
 
     def recv(self, timeout: float | None = None) -> can.Message | None:
+        if self.error is not None and not self._stop.is_set():
+            raise can.CanOperationError(f"the rig's CAN interface {self.channel_info} failed: {self.error}")
         try:
             return self._frames.get(timeout=timeout)
         except queue.Empty:
