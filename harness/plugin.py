@@ -157,12 +157,10 @@ class ScenarioItem(_JudgedItem):
         reason = rig.unsupported(self.scenario)
         if reason:
             pytest.skip(reason)
-        if rig.stm32_kind == "real":
-            pytest.skip(f"rig '{rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 "
-                        "only (docs/rig.md, 'Bring-up of a real bench')")
         from harness.judge.result import RunError, RunInterrupted, unjudged_result
         from harness.report.tables import junit_properties
         from harness.run.artifacts import claim_folder
+        from harness.run.bench_stage import FaultUnavailableError
         from harness.run.chain import run_scenario
 
         models, model_types = _session_models(self.config, rig)
@@ -175,6 +173,8 @@ class ScenarioItem(_JudgedItem):
         try:
             result = run_scenario(self.scenario, rig, models, artifacts, model_types, progress=progress,
                                   progress_every_s=every_s or 0.0)
+        except FaultUnavailableError as error:  # a device fault the rig has no means for: what it lacks
+            pytest.skip(str(error))
         except RunError as error:
             # Judged, then found no verdict (the rig fell behind, data was lost): its figures are reported with the
             # verdict ERROR (pytest_runtest_makereport); ended before it was judged: an ERROR row without figures.

@@ -201,7 +201,7 @@ def test_a_fault_the_rig_cannot_inject_is_refused_before_the_run(tmp_path, model
 
 def test_a_device_fault_checks_its_fields() -> None:
     with pytest.raises(ValueError, match="unknown device fault 'app_kill'; expected one of: app_killed, "
-                                         "firmware_restart, uart_disconnect, logging_stopped"):
+                                         "firmware_restart, uart_disconnect, logging_stopped, power_cycle"):
         DeviceFault("app_kill", 10)
     with pytest.raises(ValueError, match="at_s must be a finite number >= 0"):
         DeviceFault("app_killed", -1)

@@ -201,6 +201,7 @@ class RunResult:
     # Why the run is an ERROR though it was judged (the rig fell behind, data was lost): then no verdict on the unit.
     error: str | None = None
     judged: bool = True  # False: the run ended before it was judged (`unjudged_result`): no figures, `error` says why
+    firmware: dict | None = None  # a real STM32: the image flashed (its sha256), how, the bench's actions
 
     @property
     def verdict(self) -> str:

@@ -292,6 +292,13 @@ def provenance_section(ctx: ReportContext) -> str:
     parts = ["<h3>Rig</h3>",
              _table(["rig", "file", "profile", "link codec", "CAN interface", "Android", "time scale"], rigs,
                     text_columns=range(6))]
+    images = {(r.firmware["image"], r.firmware["sha256"], r.firmware["flashed_with"]): r.rig.name
+              for r in ctx.results if getattr(r, "firmware", None) and r.firmware.get("sha256")}
+    if images:  # a real STM32: what was flashed on it (harness.rig.bench)
+        parts += ["<h3>Firmware</h3>",
+                  _table(["rig", "image", "sha256", "flashed with"],
+                         [[esc(rig), esc(image), f"<code>{esc(sha)}</code>", esc(how)]
+                          for (image, sha, how), rig in images.items()], text_columns=range(4))]
     if ctx.manifest is not None:
         m = ctx.manifest
         parts.append(f"<h3>Models</h3><p>Manifest {esc(m.path)}, version {esc(m.version)}, "

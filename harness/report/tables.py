@@ -398,6 +398,8 @@ def junit_properties(result: RunResult) -> list[tuple[str, object]]:
             if value is not None]
     out += [(f"expect: {c.name}", f"{c.status}: {c.describe()}") for c in result.judgement.criteria]
     out += [("rig", result.rig.name), ("scenario_sha256", result.scenario.sha256)]
+    if result.firmware is not None and result.firmware.get("sha256"):  # a real STM32: the image flashed
+        out += [("firmware_image", result.firmware["image"]), ("firmware_sha256", result.firmware["sha256"])]
     if result.scenario.path is not None:
         out.append(("scenario_file", str(result.scenario.path)))
     out.append(("artifacts", str(result.artifacts)))

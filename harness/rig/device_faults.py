@@ -12,6 +12,9 @@ fires at its scenario time on the run's clock (`FaultInjector`), through the rig
 - `uart_disconnect`: the UART cable is pulled for `duration_s` (default 10 s): whatever the firmware writes
   meanwhile is lost (`UartLine`). Judged normally; the accounting shows the frames lost by sequence number, the
   samples sent but not received and the seconds without a sample.
+- `power_cycle`: the unit's power is cut for `duration_s` (default 2 s), then restored: on a real STM32 only, through
+  the rig file's power command (`harness.run.bench_stage`); a real bench maps `firmware_restart` to its reset command
+  and `uart_disconnect` to its UART relay command.
 - `logging_stopped`: the device's logger takes no more lines (the app still runs): no EdgeAI line reaches the
   harness from `at_s` on; on the adb stand-in the simulated phone's log is silenced. The run ends with a
   `RunError` once no line came for `max_silence_s` of scenario time: "no EdgeAI lines since t=..."
@@ -43,9 +46,10 @@ DEVICE_FAULT_KINDS: dict[str, str] = {
     "firmware_restart": "the STM32 restarts: down for duration_s, then its link sequence starts again",
     "uart_disconnect": "the UART is disconnected for duration_s, then reconnected",
     "logging_stopped": "the device stops logging (the app runs on)",
+    "power_cycle": "the unit's power is cut for duration_s, then restored (a real STM32 with a power command)",
 }
 #: `duration_s` when a fault has one and the schedule gives none.
-DEFAULT_DURATION_S: dict[str, float] = {"firmware_restart": 2.0, "uart_disconnect": 10.0}
+DEFAULT_DURATION_S: dict[str, float] = {"firmware_restart": 2.0, "uart_disconnect": 10.0, "power_cycle": 2.0}
 
 
 class DeviceFaultError(WorkerError):

@@ -315,7 +315,8 @@ def build_rig(spec: LabSpec, place_name: str, entries: dict[str, Any]) -> LabRig
     base = parse_rig(settings, spec.lines or {}, spec.file, Path(spec.file).parent if spec.file else None,
                      name=f"{LAB_PREFIX}{place_name}")
     if base.stm32_kind != "simulated":
-        raise LabError(f"place '{place_name}': this version drives a simulated STM32 only")
+        raise LabError(f"place '{place_name}': a lab place drives a simulated STM32 only (a real board: a rig file "
+                       f"with stm32: {{kind: real}}, docs/firmware.md)")
     return LabRig(**{**dataclasses.asdict(base), "name": f"{LAB_PREFIX}{place_name}", "can": base.can},
                   place=place_name, coordinator=spec.coordinator,
                   unit_can={"interface": "slcan", "channel": url["unit_can"], "sleep_after_open": 0,

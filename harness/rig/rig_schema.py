@@ -2,13 +2,14 @@
 
 Built from the definitions the validator (`harness.rig.rigfile`) reads: its key lists and choices. What a schema
 cannot say is left to the validator, which stays the authority: that a codec can carry the profile's CAN IDs,
-that the bitrate matches the profile, that a real STM32 runs at 1x.
+that the bitrate matches the profile, that a real STM32 runs at 1x, the placeholders of a command template.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from harness.core.datafile import JSON_SCHEMA_DIALECT, number_schema, object_schema
+from harness.rig.bench import COMMANDS, FIRMWARE_KEYS, PLACEHOLDERS
 from harness.rig.rigfile import (
     ANDROID_KEYS,
     ANDROID_KINDS,
@@ -29,6 +30,12 @@ def _pick(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: spec[key] for key in keys}  # a key the validator allows and the schema lacks: KeyError
 
 
+def _command(field: str, what: str) -> dict[str, Any]:
+    names = ", ".join("{" + name + "}" for name in PLACEHOLDERS[field])
+    return {"type": "string", "minLength": 1,
+            "description": f"kind real: {what}; one command line, run without a shell; placeholders {names}"}
+
+
 def rig_schema() -> dict[str, Any]:
     """The rig file format as a JSON Schema (draft 2020-12)."""
     text = {"type": "string"}
@@ -36,11 +43,25 @@ def rig_schema() -> dict[str, Any]:
     stm32 = object_schema(_pick({"kind": {"enum": list(STM32_KINDS)}, "codec": {"enum": list(codec_names())},
                                  "uart_tap": text, "baudrate": baudrate,
                                  "sources": {"type": "string", "description": "kind host: the folder of the "
-                                             "firmware's C sources, relative to the rig file"}}, STM32_KEYS),
-                          **{"if": {"properties": {"kind": {"const": "host"}}, "required": ["kind"]},
-                             "then": {"required": ["sources"]}})
+                                             "firmware's C sources, relative to the rig file"},
+                                 "firmware": object_schema(_pick({
+                                     "image": {"type": "string", "description": "the image, relative to the rig file"},
+                                     "flash": {"anyOf": [{"const": "pyocd"}, _command("firmware.flash", "flashes")]},
+                                     "target": text, "probe": text}, FIRMWARE_KEYS)),
+                                 "sensors": {"type": "string", "description": "kind real: the serial port of "
+                                             "the bench's sensor stimulator (brake pressure, acceleration)"},
+                                 **{key: _command(key, {"reset": "resets the unit", "power": "switches its power",
+                                                        "uart_relay": "switches the relay on its UART's TX line"}[key])
+                                    for key in COMMANDS}}, STM32_KEYS),
+                          allOf=[{"if": {"properties": {"kind": {"const": "host"}}, "required": ["kind"]},
+                                  "then": {"required": ["sources"]}},
+                                 {"if": {"properties": {"kind": {"not": {"const": "real"}}}},
+                                  "then": {"not": {"anyOf": [{"required": [key]}
+                                                             for key in ("firmware", *COMMANDS)]}}}])
     android = object_schema(_pick({"kind": {"enum": list(ANDROID_KINDS)}, "serial": text, "apk": text,
-                                   "package": text}, ANDROID_KEYS),
+                                   "package": text, "port": {"type": "string", "description": "a real STM32: the "
+                                                             "serial port the app reads the unit's UART on"}},
+                                  ANDROID_KEYS),
                             **{"if": {"properties": {"kind": {"const": "adb"}}, "required": ["kind"]},
                                "then": {"required": ["package"]}})
     gnss = object_schema(_pick({"kind": {"enum": list(GNSS_KINDS)}, "port": text, "baudrate": baudrate}, GNSS_KEYS),

@@ -41,6 +41,8 @@ from harness.core.datafile import (
     read_limited,
 )
 from harness.inference.models import BUNDLED_MANIFEST
+from harness.rig.bench import COMMANDS as BENCH_COMMANDS
+from harness.rig.bench import BenchConfig, parse_bench
 from harness.wire.dbc import get_profile
 from harness.wire.link import codec_names, get_codec
 from harness.wire.signals import SIGNALS
@@ -92,10 +94,16 @@ class RigConfig:
     codec: str = "dtg-link-v2"
     uart_tap: str | None = None
     uart_baudrate: int = 921600
+    #: kind real: how the harness flashes, resets and switches the board (`harness.rig.bench`)
+    bench: BenchConfig | None = None
+    #: kind real: the serial port of the bench's sensor stimulator (`harness.rig.sensor_stimulus`), or None
+    stm32_sensors: str | None = None
     android_kind: str = "simulated"
     adb_serial: str | None = None
     apk: str | None = None
     package: str | None = None
+    #: a real STM32 with the simulated app: the serial port the app reads the unit's UART on
+    android_port: str | None = None
     gnss_kind: str = "simulated"
     gnss_port: str | None = None
     gnss_baudrate: int = 9600
@@ -160,8 +168,8 @@ class RigConfig:
         if self.stm32_kind == "simulated":
             return SIGNALS  # the simulated unit's own sensors are fed by the harness too
         carried = set(get_profile(self.profile).carried)
-        if self.stm32_kind == "host":
-            carried |= set(HOST_SENSED)  # a host build's own sensors: the harness sets its ADC inputs
+        if self.stm32_kind == "host" or self.stm32_sensors:
+            carried |= set(HOST_SENSED)  # the unit's own sensors, set by the harness (a host build's, a stimulator)
         if self.gnss_kind != "none":
             carried |= set(POSITION)
         return tuple(name for name in SIGNALS if name in carried)
@@ -209,8 +217,8 @@ def time_scale_problem(rig: RigConfig) -> str | None:
     return None
 
 TOP_KEYS = ("name", "profile", "can", "stm32", "android", "gnss", "models", "time_scale", "rig_loss_max_pct")
-STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate", "sources")
-ANDROID_KEYS = ("kind", "serial", "apk", "package")
+STM32_KEYS = ("kind", "codec", "uart_tap", "baudrate", "sources", "firmware", *BENCH_COMMANDS, "sensors")
+ANDROID_KEYS = ("kind", "serial", "apk", "package", "port")
 GNSS_KEYS = ("kind", "port", "baudrate")
 
 
@@ -247,7 +255,7 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
         models_path = base_dir / models_path
     text = {key: c.text(section, key, sect_name, "") or None for sect_name, section, key in
             (("stm32", stm32, "uart_tap"), ("android", android, "serial"), ("android", android, "apk"),
-             ("android", android, "package"), ("gnss", gnss, "port"))}
+             ("android", android, "package"), ("gnss", gnss, "port"), ("stm32", stm32, "sensors"))}
     # Every value is read (and each problem reported) before the file is refused: none falls back to a default.
     uart_baudrate = c.number(stm32, "baudrate", "stm32", 921600, lo=BAUDRATE_RANGE[0], hi=BAUDRATE_RANGE[1],
                              integer=True)
@@ -256,6 +264,12 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     rig_name = c.text(top, "name", "", name)
     _check_can(c, can_section)
     sources = _host_sources(c, stm32, stm32_kind, base_dir)
+    bench = parse_bench(c, stm32, stm32_kind, base_dir)
+    android_port = c.text(android, "port", "android", "") or None
+    if text["sensors"] and stm32_kind != "real":
+        c.report("stm32.sensors", f"only a real STM32's sensors are stimulated on a bench, not kind {stm32_kind}")
+    if android_port and stm32_kind != "real":
+        c.report("android.port", f"only the app of a real STM32 reads a port of the rig's, not of kind {stm32_kind}")
     if stm32_kind == "real" and time_scale != 1.0:
         c.report("time_scale", f"a rig with a real STM32 runs at 1x real time; got {time_scale:g}")
     if android_kind == "adb" and not text["package"]:
@@ -273,8 +287,10 @@ def parse_rig(data: Any, lines: dict[str, int], file: str, base_dir: Path | None
     rig = RigConfig(
         name=rig_name, path=Path(file) if file else None, profile=profile,
         can=dict(can_section), stm32_kind=stm32_kind, stm32_sources=sources, codec=codec, uart_tap=text["uart_tap"],
-        uart_baudrate=int(uart_baudrate), android_kind=android_kind, adb_serial=text["serial"], apk=text["apk"],
-        package=text["package"], gnss_kind=gnss_kind, gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
+        uart_baudrate=int(uart_baudrate), bench=bench, stm32_sensors=text["sensors"], android_kind=android_kind,
+        android_port=android_port,
+        adb_serial=text["serial"], apk=text["apk"], package=text["package"], gnss_kind=gnss_kind,
+        gnss_port=text["port"], gnss_baudrate=int(gnss_baudrate),
         models=models_path, time_scale=float(time_scale), rig_loss_max_pct=float(rig_loss_max_pct),
     )
     scale_problem = time_scale_problem(rig) if "time_scale" in top and time_scale == top["time_scale"] else None

@@ -142,6 +142,8 @@ def write_artifacts(result: RunResult) -> None:
         summary["bus_faults"] = [asdict(count) for count in result.bus_faults.faults]
     if result.faults:
         summary["device_faults"] = [fired.to_json() for fired in result.faults]
+    if result.firmware is not None:
+        summary["firmware"] = result.firmware
     if result.tap is not None:
         tap = result.tap
         summary["uart_tap"] = {

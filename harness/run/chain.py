@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import can
+import serial
 
 from firmware_sim.gnss_input import GnssInput
 from firmware_sim.host_firmware import FirmwareFault
@@ -79,7 +80,6 @@ from harness.judge.metrics.evidence import (
 )
 from harness.judge.metrics.expect import criterion
 from harness.judge.result import (
-    Accounting,
     LossError,
     RunError,
     RunInterrupted,
@@ -96,11 +96,22 @@ from harness.rig.lab_wiring import LabWiring, close_quietly
 from harness.rig.phone import PhoneSession
 from harness.rig.restbus import RestBus
 from harness.rig.rigfile import RigConfig, time_scale_problem
+from harness.rig.sensor_stimulus import SensorStimulus
 from harness.rig.uart_tap import SentFrameLog, UartTap
+from harness.run.accounting import chain_accounting
 from harness.run.artifacts import write_artifacts, write_error_result, write_started_result
+from harness.run.bench_stage import (
+    BenchBus,
+    BenchUnit,
+    FaultUnavailableError,
+    bench_fault_actions,
+    bench_faults,
+    bench_tap_report,
+    prepare_bench,
+)
 from harness.run.host_stage import host_firmware, unit_fault, write_fault_result
 from harness.run.watch import RunProgress, Watch, run_stepped, run_threaded, signals_interrupt
-from harness.wire.events import AppStatus, EventCollector, ParseProblem
+from harness.wire.events import EventCollector, ParseProblem
 from harness.wire.link import get_codec
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
@@ -181,9 +192,6 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     `app_options` starts the simulated app (in-process or on the simulated phone) with debug lines or as one of
     its broken variants (`firmware_sim.phone.app.AppOptions`; the contract suite, `harness.judge.contract`, uses both).
     """
-    if rig.stm32_kind == "real":
-        raise RunError(f"rig '{rig.name}' has a real STM32: this version drives a simulated STM32 only "
-                       "(docs/rig.md, 'Bring-up of a real bench')")
     reason = rig.unsupported(scenario)
     if reason:
         raise RunError(reason)
@@ -199,8 +207,10 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
     faults = tuple(faults)
     cannot = sorted({f.kind for f in faults} - set(_injectable_faults(rig)))
     if cannot:
-        raise RunError(f"rig '{rig.name}' cannot inject {', '.join(cannot)}: it can inject "
-                       f"{', '.join(_injectable_faults(rig))}")
+        lacks = bench_faults(rig)[1] if rig.stm32_kind == "real" else {}
+        raise FaultUnavailableError(f"rig '{rig.name}' cannot inject {', '.join(cannot)}"
+                                    + "".join(f" ({lacks[k]})" for k in cannot if k in lacks)
+                                    + f": it can inject {', '.join(_injectable_faults(rig)) or 'none'}")
     if not (math.isfinite(max_silence_s) and max_silence_s > 0):
         raise RunError(f"max_silence_s must be a finite number > 0, got {max_silence_s!r}")
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -239,9 +249,10 @@ def run_scenario(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts
 
 
 def _injectable_faults(rig: RigConfig) -> tuple[str, ...]:
-    """The device faults a run on `rig` can inject: the STM32 and its UART are always simulated (a host build of the
-    firmware is not restarted); the app's only on the simulated app or the adb stand-in."""
-    kinds = ["firmware_restart", "uart_disconnect"] if rig.stm32_kind != "host" else ["uart_disconnect"]
+    """The device faults a run on `rig` can inject: a simulated STM32's and its UART's; a host build's UART only (it is
+    not restarted); a real one's as its bench's commands allow; the app's on the simulated app or the adb stand-in."""
+    kinds = list(bench_faults(rig)[0]) if rig.stm32_kind == "real" else \
+        ["firmware_restart", "uart_disconnect"] if rig.stm32_kind != "host" else ["uart_disconnect"]
     if rig.android_kind == "simulated" or "adb" in rig.standins:
         kinds += ["app_killed", "logging_stopped"]
     return tuple(kinds)
@@ -283,7 +294,11 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
     switch_interval = sys.getswitchinterval()
     started = time.monotonic()
     app = phone = tap = feed = None
+    real = rig.stm32_kind == "real"
     try:
+        if real:  # flashed once a session and reset, before its UART's ports open (they drop what came before)
+            bench, firmware_record = prepare_bench(rig)
+            reset_wall_s = time.monotonic()
         # The CAN wire: a python-can virtual bus; the firmware and a bus monitor sit on it, the harness's rest-bus
         # too, or behind the rig's CAN interface (the slcan stand-in bridges its pty to the wire).
         firmware_bus = stack.enter_context(SimBus(channel=channel, preserve_timestamps=True))
@@ -297,7 +312,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 adapter = SlcanAdapter(channel).start()
                 stack.callback(adapter.stop)
                 settings.update(channel=adapter.port, sleep_after_open=0)
-            harness_bus = can.Bus(**settings)
+            harness_bus = BenchBus(can.Bus(**settings)) if real else can.Bus(**settings)
             stack.callback(close_quietly if isinstance(rig, LabRig) else lambda close: close(), harness_bus.shutdown)
         lab = None
         if isinstance(rig, LabRig):  # the STM32 plugs into the bench's unit-side lines (harness.rig.lab_wiring)
@@ -311,7 +326,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         app_pty = stack.enter_context(PtyPair())
         if rig.android_kind != "simulated":
             # Installing, pushing and starting take wall seconds: all before the scenario clock starts.
-            phone = stack.enter_context(PhoneSession(rig, app_pty.port if lab is None else None,
+            phone = stack.enter_context(PhoneSession(rig, rig.android_port or app_pty.port if lab is None else None,
                                                      vehicle.redline_rpm, logcat, artifacts,
                                                      app_options=app_options))
             phone.start_app()
@@ -323,11 +338,17 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
         if lab is not None:
             lab.bridge.now_s = clock.now_s
+        if real:
+            unit = BenchUnit(bench, clock, duration_s, time.monotonic() - reset_wall_s,
+                             has_status="status" in get_codec(rig.codec).capabilities.record_types)
         bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
         if virtual:
             stack.callback(bus_log.stop)  # the BLF file is finished and closed
+        elif real:
+            harness_bus.listen(clock.now_s, [bus_log] + ([sent_log] if sent_log else []))
+            stack.callback(bus_log.stop)
         else:
             notifier = can.Notifier(monitor_bus, [bus_log] + ([sent_log] if sent_log else []), timeout=0.05)
             stack.callback(notifier.stop)  # stops its listeners too: the BLF file is finished and closed
@@ -344,9 +365,9 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                 tap_port = tap_pty.port
             elif lab is not None:
                 tap_port = lab.tap_port
-            tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=0,
+            tap = UartTap(tap_port, rig.codec, baudrate=rig.uart_baudrate, first_seq=None if real else 0,
                           record_path=artifacts / "uart.bin", now_s=clock.now_s,
-                          **({"read_timeout_s": 10.0} if virtual else {}))
+                          **({"read_timeout_s": 10.0} if virtual else {"on_received": unit.on_tapped} if real else {}))
             parts.append(("UART tap", tap))
         line = watch.line = UartLine(sink)  # the cable from the firmware's UART: the fault uart_disconnect pulls it
 
@@ -360,10 +381,17 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                             baudrate=rig.gnss_baudrate, end_s=duration_s)
             parts += [("GNSS input", gnss_in), ("GNSS feed", feed)]
             local_sensors = gnss_in
+        elif real and rig.gnss_kind == "nmea":  # the unit's GNSS port: its own receiver reads the sentences
+            feed = NmeaFeed(rig.gnss_port, trace_position_source(trace), clock, start_utc=GNSS_START_UTC,
+                            baudrate=rig.gnss_baudrate, end_s=duration_s)
+            parts.append(("GNSS feed", feed))
+        if real and rig.stm32_sensors:  # the bench's stimulator of the unit's own sensors
+            parts.append(("sensor stimulus", SensorStimulus(rig.stm32_sensors, trace, clock, end_s=duration_s)))
 
         if rig.android_kind == "simulated":
             # On virtual time the app reads bytes known to be in the pty: the timeout only bounds a kernel fault.
-            serial_port = app_pty.open_serial(timeout_s=10.0 if virtual else 0.02)
+            serial_port = serial.Serial(rig.android_port, rig.uart_baudrate, timeout=0.02) if real else \
+                app_pty.open_serial(timeout_s=10.0 if virtual else 0.02)
             stack.callback(serial_port.close)
             app = AppSim(serial_port, models, log=logcat, codec=rig.codec, profile=rig.profile,
                          limits=RuleLimits.for_redline(vehicle.redline_rpm), options=app_options)
@@ -377,7 +405,9 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             parts.append(("bus fault injector", bus_injector))
         rest_bus = RestBus(bus_injector or harness_bus, trace, rig.profile, clock, end_s=duration_s,
                            answer_at_request_stamp=simulated_can)
-        if rig.stm32_kind == "host":  # the unit's own C firmware as its own process (harness.run.host_stage)
+        if real:  # the board: what it sent is counted off the UART tap (harness.run.bench_stage)
+            firmware = watch.firmware = unit
+        elif rig.stm32_kind == "host":  # the unit's own C firmware as its own process (harness.run.host_stage)
             firmware = watch.firmware = host_firmware(rig, firmware_bus, line, clock, trace, duration_s, artifacts,
                                                       GNSS_START_UTC)
         else:
@@ -417,7 +447,8 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
             raise RunError(f"the {name} failed: {part.error!r}") from part.error
 
     started_metrics_cpu_s = time.process_time()
-    tap_report = tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
+    tap_report = bench_tap_report(tap, sent_log.frames, firmware) if real else \
+        tap.report(sent_log.frames, time_scale=rig.wall_clock_scale) if tap is not None else None
     metrics, judgement, types = _judge(scenario, rig, trace, collector, bus_log, model_types)
     # On a paced rig the simulated STM32 is the harness's: a sample it failed to send in time is the rig's loss
     # (counted rig-side), not a second the unit could report; and its first poll may come a second or two after 0.
@@ -427,10 +458,15 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
                                                          models, tap_report, faults, metrics, unsampled))
     if cpu_profile is not None:
         cpu_profile["metrics"] = time.process_time() - started_metrics_cpu_s
-    accounting = _accounting(rig, firmware, app, rest_bus, bus_injector, feed, line, collector, simulated_can)
+    accounting = chain_accounting(rig, firmware, app, rest_bus, bus_injector, feed, line, collector, simulated_can)
+    if real:  # the rest-bus's answers over the window the unit's own counters cover
+        accounting.restbus_frames_sent = harness_bus.sent_between(*firmware.window())
+        accounting.can_frames_sent = accounting.restbus_frames_sent + firmware.stats.requests_sent
     result = RunResult(scenario, rig, artifacts, trace, collector, metrics, judgement, accounting, wall_s, types,
                        tap_report, bus_faults=bus_injector.stats if bus_injector is not None else None,
-                       faults=tuple(watch.injector.fired) if watch.injector is not None else ())
+                       faults=tuple(watch.injector.fired) if watch.injector is not None else (),
+                       firmware=dict(firmware_record, clock_offset_s=round(firmware.clock_offset_s, 3),
+                                     bench_actions=bench.actions) if real else None)
     rig_lag = rig_lag_error(result)
     if rig_lag is not None:
         result.error = str(rig_lag)
@@ -456,7 +492,7 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
     e2e = end_to_end_latency(sent_seconds, [last_wall[s] for s in sent_seconds],
                              [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
     types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
-    style, no_style = behaviour_labels(scenario, rig.codec, trace)
+    style, no_style = behaviour_labels(scenario, rig.codec, trace, rig.injectable_signals)
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None,
@@ -523,66 +559,21 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
-def _accounting(rig: RigConfig, firmware: Stm32Sim, app: AppSim | None, rest_bus: RestBus,
-                bus_injector: BusFaultInjector | None, feed: NmeaFeed | None, line: UartLine,
-                collector: EventCollector, simulated_can: bool) -> Accounting:
-    """Where every frame, sample and window went, from the parts' own counters (a phone's app: its status lines)."""
-    events = collector.events
-    fw = firmware.stats
-    if app is not None:
-        link = {k: v for k, v in vars(app.link_stats).items() if isinstance(v, int)}
-        samples, windows = app.stats.samples_received, app.stats.windows_scored
-    else:  # the app on a phone reports its counters in its status lines
-        status = next((e for e in reversed(events) if isinstance(e, AppStatus)), None)
-        link = dict(status.link) if status else {}
-        samples, windows = (status.samples_received, status.windows_scored) if status else (0, 0)
-        samples_by_status = firmware.samples_sent_until(status.t_s) if status and status.t_s is not None else 0
-    accounting = Accounting(
-        can_frames_sent=rest_bus.stats.frames_sent + fw.requests_sent,
-        obd_requests_answered=fw.requests_answered, obd_requests_unanswered=fw.requests_unanswered,
-        firmware_frames_received=fw.frames_received, firmware_frames_forwarded=fw.frames_forwarded,
-        firmware_frames_unforwardable=fw.frames_unforwardable, link_frames_decoded=link.get("frames_decoded", 0),
-        link_crc_errors=link.get("crc_errors", 0), link_frames_lost=link.get("frames_lost") or 0,
-        samples_sent=fw.samples_sent, poll_ticks_missed=fw.poll_ticks_missed, poll_cycles_late=fw.poll_cycles_late,
-        poll_cycles=fw.poll_cycles, samples_late=fw.samples_late, restbus_frames_late=rest_bus.stats.frames_late,
-        restbus_requests_ignored=rest_bus.stats.requests_ignored, firmware_simulated=rig.stm32_kind == "simulated",
-        answers_at_request_stamp=simulated_can,
-        gnss_epochs_sent=feed.stats.epochs if feed is not None else 0,
-        gnss_epochs_skipped=feed.stats.epochs_skipped if feed is not None else 0,
-        samples_received=samples, windows_scored=windows, event_lines=len(events),
-        event_problems=len(collector.problems),
-        restbus_frames_sent=rest_bus.stats.frames_sent, restbus_frames_skipped=rest_bus.stats.frames_skipped,
-        firmware_error_frames=fw.error_frames, firmware_frames_dropped_uart=fw.frames_dropped_uart,
-        link_frames_expected=fw.frames_forwarded + fw.samples_sent + fw.status_sent if app is not None else 0,
-        firmware_restarts=fw.restarts, firmware_frames_missed_down=fw.frames_missed_down,
-        link_sequence_resets=link.get("sequence_resets") or 0, uart_bytes_dropped=line.bytes_dropped,
-        sample_gaps=app.stats.sample_gaps if app is not None else 0,
-        seconds_without_sample=app.stats.seconds_without_sample if app is not None else 0,
-        samples_sent_until_app_counters=None if app is not None else samples_by_status,
-    )
-    if bus_injector is not None:
-        done = bus_injector.stats
-        accounting.can_frames_sent += done.frames_added - done.frames_dropped  # what reached the wire
-        accounting.injector_frames_dropped = done.frames_dropped
-        accounting.injector_frames_delayed = done.frames_delayed
-        accounting.injector_frames_added, accounting.injector_error_frames = done.frames_added, done.error_frames
-        accounting.injector_frames_late = done.frames_late
-    return accounting
-
-
 def _device_fault_injector(faults: tuple[DeviceFault, ...], clock, rig: RigConfig, firmware: Stm32Sim,
                            line: UartLine, app: AppSim | None, phone: PhoneSession | None,
                            logger_stopped: threading.Event) -> FaultInjector:
     """The device and link faults of the run, each wired to the part that carries it out."""
-    for fault in faults:  # scheduled on the firmware ahead: the restart falls on its tick at any speed
+    for fault in faults if rig.stm32_kind != "real" else ():  # on the firmware ahead: it falls on its tick
         if fault.kind == "firmware_restart":
             firmware.restart(fault.lasts_s, at_s=fault.at_s)
     start = {"firmware_restart": lambda fault: None,  # the firmware carries it out at its tick
              "uart_disconnect": lambda fault: line.disconnect()}
+    end = {"uart_disconnect": lambda fault: line.connect()}
+    if rig.stm32_kind == "real":  # the bench's commands (harness.run.bench_stage)
+        start, end = bench_fault_actions(firmware)
     if app is not None:
         start.update(app_killed=lambda fault: app.kill(), logging_stopped=lambda fault: logger_stopped.set())
     elif phone is not None and phone.simulated is not None:
         start.update(app_killed=lambda fault: phone.simulated.kill_app(phone.package),
                      logging_stopped=lambda fault: phone.simulated.stop_logging())
-    return FaultInjector(faults, clock, start, {"uart_disconnect": lambda fault: line.connect()},
-                         rig_name=f"rig '{rig.name}'")
+    return FaultInjector(faults, clock, start, end, rig_name=f"rig '{rig.name}'")

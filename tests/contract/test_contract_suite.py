@@ -39,8 +39,6 @@ CHANGE = "driving style: a mix of normal, eco and aggressive -> eco only (same r
 
 @pytest.fixture(scope="module")
 def contract_runs(dtg_rig, dtg_models, dtg_artifacts) -> tuple[ContractRun, ContractRun]:
-    if dtg_rig.stm32_kind == "real":
-        pytest.skip(f"rig '{dtg_rig.name}' has a real STM32; this version of dtg-hil drives a simulated STM32 only")
     models, _ = dtg_models
     runs = []
     for name in ("styles_a", "styles_b"):

@@ -15,7 +15,7 @@ why not), or set a minimum (`expect.behaviour_macro_f1_min`, `expect.behaviour_a
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,12 +128,18 @@ def behaviour_score(events: Sequence[Event], style_by_second: np.ndarray | None,
     return BehaviourScore(tuple(tuple(int(x) for x in row) for row in confusion))
 
 
-def behaviour_labels(scenario: Scenario, codec: str, trace: Trace) -> tuple[np.ndarray | None, str]:
+def behaviour_labels(scenario: Scenario, codec: str, trace: Trace,
+                     injectable_signals: Collection[str] = ("brake_pressure", "acceleration_x")
+                     ) -> tuple[np.ndarray | None, str]:
     """(style index per second, "") where the run has behaviour labels, else (None, why not): the style is known
     where the route generator drove it (a drive cycle's or a recording's speed is replayed), and judged only on a
-    link that carries samples (raw-can-v1 has no brake, acceleration or position: half the features are missing)."""
+    link that carries samples (raw-can-v1 has no brake, acceleration or position: half the features are missing)
+    and where the rig drives the unit's own brake and acceleration sensors (`injectable_signals`: on a bench
+    without a sensor stimulator they read the bench, not the drive)."""
     if "sample" not in get_codec(codec).capabilities.record_types:
         return None, f"{codec} carries no samples: the behaviour features lack brake, acceleration and position"
+    if not {"brake_pressure", "acceleration_x"} <= set(injectable_signals):
+        return None, "the unit's own sensors read the bench, not the drive: brake and acceleration are not the drive's"
     if scenario.route.generated_duration_s is None:
         return None, NO_STYLE
     style = trace.resample().style
