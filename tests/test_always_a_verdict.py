@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import harness.run.chain as chain
-from harness.inference.models import ModelSet
 from harness.judge.result import RunError, RunInterrupted
 from harness.rig.rigfile import BUILTIN_SIM_RIG
 from harness.run.artifacts import UNFINISHED, claim_folder
@@ -30,11 +29,6 @@ route:
   generated: {duration_s: 600, mix: {urban: 1.0}}
 """
 
-
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(MANIFEST) as opened:
-        yield opened
 
 
 def _short():

@@ -20,7 +20,6 @@ import yaml
 from firmware_sim.phone.rules import RuleDetector, RuleLimits
 from firmware_sim.stm32 import OBD_POLL_PIDS
 from harness.inference.features import WINDOW_S
-from harness.inference.models import ModelSet
 from harness.judge.metrics import stale_data_criterion
 from harness.judge.result import Accounting, DataLossError
 from harness.rig.bus_fault_injector import FaultPlan
@@ -48,11 +47,6 @@ def short_cycle(tmp_path_factory) -> str:
     path.write_text("\n".join(lines[header:header + 2 + CYCLE_S]) + "\n")
     return f"route: {{cycle: {path}}}\n"
 
-
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(MANIFEST) as opened:
-        yield opened
 
 
 def scenario(body: str, name: str = "bus-fault", route: str = ROUTE):

@@ -36,11 +36,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(BUILTIN_SIM_RIG.models) as opened:
-        yield opened
-
 
 def test_every_broken_variant_has_its_expected_failure():
     assert set(EXPECTED) == set(BROKEN_VARIANTS)

@@ -39,11 +39,6 @@ def _scenario(duration_s: float = 400.0):
     return parse_scenario(data, {}, "", name=data["name"])
 
 
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(MANIFEST) as opened:
-        yield opened
-
 
 def _failed_run(tmp_path: Path, models, faults, scenario=None, rig=RIG) -> tuple[RunError, dict, float]:
     """Run until the RunError; returns it, the run's result.json, and the scenario seconds from the first fault to

@@ -13,7 +13,6 @@ import pytest
 
 from firmware_sim.phone.app import AppSim
 from firmware_sim.uart import PtyPair, UartCapture
-from harness.inference.models import ModelSet
 from harness.rig.rigfile import BUILTIN_SIM_RIG, SIMULATED
 from harness.run.chain import run_scenario
 from harness.run.watch import wait_drained
@@ -26,11 +25,6 @@ DURATION_S = 180.0
 #: How long the slow app pauses on each of its last windows (the planted "slow but correct" app of issue 17).
 PAUSE_S = 0.5
 
-
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(MANIFEST) as opened:
-        yield opened
 
 
 def _scenario():

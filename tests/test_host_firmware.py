@@ -19,7 +19,6 @@ import pytest
 
 from firmware_sim.host_build import HOST_HAL_DIR, SAMPLE_FIRMWARE_DIR, build_firmware
 from firmware_sim.host_firmware import MAX_FRAMES_PER_ADVANCE, FirmwareFault, HostFirmware, summarise_report
-from harness.inference.models import ModelSet
 from harness.judge.contract import FAIL, check_link, check_liveness
 from harness.rig.rigfile import RigError, load_rig, parse_rig
 from harness.run.chain import run_scenario
@@ -217,11 +216,6 @@ def test_the_contract_suite_and_three_scenarios_pass_on_the_host_firmware(hil_ru
         assert counts["firmware_frames_forwarded"] == counts["can_frames_sent"]
         assert counts["samples_received"] == counts["samples_sent"] > 0
 
-
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(ROOT / "models" / "manifest.json") as opened:
-        yield opened
 
 
 def test_a_crc_sent_low_byte_first_fails_link_conformance_naming_the_variant(tmp_path, models):

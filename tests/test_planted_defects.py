@@ -35,11 +35,6 @@ DRIVE = Path(__file__).parent / "planted" / "short_drive.yaml"
 RESULTS = (FuelResult, AnomalyResult, BehaviourResult)
 
 
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(BUILTIN_SIM_RIG.models) as opened:
-        yield opened
-
 
 # --- the planted defects: small subclasses of the simulated unit's parts ------------------------------------------
 

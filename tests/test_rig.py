@@ -31,11 +31,6 @@ expect:
 """
 
 
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(MANIFEST) as opened:
-        yield opened
-
 
 @pytest.fixture(scope="module")
 def short_scenario(tmp_path_factory):

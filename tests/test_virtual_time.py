@@ -17,7 +17,6 @@ import can
 import pytest
 
 from harness.core.clock import VirtualClock
-from harness.inference.models import ModelSet
 from harness.rig.rigfile import BUILTIN_SIM_RIG, load_rig
 from harness.run.chain import run_scenario
 from harness.run.scheduler import Scheduler, SchedulerError, Stage
@@ -59,11 +58,6 @@ def _outputs(folder: Path) -> dict:
         frames = [(m.timestamp, m.arbitration_id, m.is_extended_id, m.is_error_frame, bytes(m.data)) for m in reader]
     return {"events": payloads, "result": result, "frames": frames}
 
-
-@pytest.fixture(scope="module")
-def models():
-    with ModelSet.open(ROOT / "models" / "manifest.json") as opened:
-        yield opened
 
 
 @pytest.mark.sim
