@@ -9,7 +9,8 @@ if not any(entry.value == "harness.plugin" for entry in entry_points(group="pyte
 #: The longest test files (minutes on the 2-CPU machine), each given to a pytest-xdist worker of its own at the start:
 #: `make test` hands out whole files in collection order (`--dist loadfile --no-loadscope-reorder`), and a long file
 #: started last would run on alone.
-LONGEST_FIRST = ("tests/test_lab_contract.py", "tests/test_training.py", "tests/test_loopback.py")
+LONGEST_FIRST = ("tests/test_lab_contract.py", "tests/test_training.py", "tests/test_loopback.py",
+                 "tests/test_real_stm32.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
