@@ -412,7 +412,8 @@ class RestBus(Worker):
                 raise
         else:
             self._consecutive_send_errors = 0
-            self._count(frames_sent=1)
+            with self._stats_lock:  # the counter of every frame: not through _count's keyword loop
+                self._stats.frames_sent += 1
 
     def _answer(self, request: can.Message) -> bool:
         """Answer one frame off the bus if it is an OBD-II request for this ECU; False for other traffic."""
@@ -429,7 +430,8 @@ class RestBus(Worker):
             self._count(requests_ignored=1)
             return True
         self._send(Frame(arbitration_id=OBD_RESPONSE_ID, is_extended_id=False, data=data, timestamp=t_s))
-        self._count(requests_answered=1)
+        with self._stats_lock:
+            self._stats.requests_answered += 1
         return True
 
     def _reading_at(self, t_s: float) -> dict[str, float]:

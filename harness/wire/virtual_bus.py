@@ -11,8 +11,10 @@ It shares python-can's channels, so it talks to any other virtual bus on the sam
 
 `recv_now(bus)` is `bus.recv(timeout=0.0)` for the stages on virtual time, which look at their buses every round
 of every instant (most looks find nothing): on a python-can virtual bus it takes the frame from the bus's own
-queue and applies the bus's filters as `recv` does, without `recv`'s timeout loop and logging (most of its cost).
-Any other bus is read with `recv`.
+queue and applies the bus's filters as `recv` does, without `recv`'s timeout loop and logging (most of its cost);
+from an unbounded queue (python-can's default) it pops the deque under the `queue.Queue` directly, and `SimBus.send`
+appends to it under the queue's lock and wakes a waiting reader, as `Queue.put` does without its `not_full` bookkeeping
+(nobody waits for room in an unbounded queue). Any other bus is read with `recv`.
 
 What it does not change: the virtual bus itself (no arbitration, no bit timing, a queue per receiver), and any
 frame python-can or a test builds as a plain `can.Message`.
@@ -73,10 +75,16 @@ class SimBus(VirtualBus):
                 continue
             copy = msg.__deepcopy__(None)
             copy.timestamp, copy.channel, copy.is_rx = timestamp, self.channel_id, bus_queue is not own
-            try:
-                bus_queue.put(copy, block=True, timeout=timeout)
-            except queue.Full:
-                all_sent = False
+            if bus_queue.maxsize > 0:
+                try:
+                    bus_queue.put(copy, block=True, timeout=timeout)
+                except queue.Full:
+                    all_sent = False
+                continue
+            with bus_queue.mutex:  # Queue.put of an unbounded queue, without its not_full condition
+                bus_queue.queue.append(copy)
+                bus_queue.unfinished_tasks += 1
+                bus_queue.not_empty.notify()
         if not all_sent:
             raise can.CanOperationError("Could not send message to one or more recipients")
         return None
@@ -87,8 +95,15 @@ def recv_now(bus: can.BusABC) -> can.Message | None:
     if not isinstance(bus, VirtualBus) or not bus._open:
         return bus.recv(timeout=0.0)  # a closed virtual bus raises there, as on any read
     frames = bus.queue
-    while frames.queue:  # the deque under the Queue (only this bus's reader takes from it): no lock to look
-        message = frames.get_nowait()
-        if bus._matches_filters(message):
+    pending = frames.queue  # the deque under the Queue (only this bus's reader takes from it): no lock to look
+    if frames.maxsize > 0:  # a bounded queue: a sender may wait for room (Queue.get tells it)
+        while pending:
+            message = frames.get_nowait()
+            if bus._matches_filters(message):
+                return message
+        return None
+    while pending:  # unbounded: nobody waits for room, and deque.popleft is atomic against a sender's append
+        message = pending.popleft()
+        if bus._filters is None or bus._matches_filters(message):
             return message
     return None
