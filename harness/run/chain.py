@@ -104,7 +104,7 @@ from harness.wire.events import AppStatus, EventCollector, ParseProblem
 from harness.wire.link import get_codec
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
-from harness.wire.virtual_bus import SimBus
+from harness.wire.virtual_bus import SimBlfWriter, SimBus
 from harness.world.bus_faults import SILENCING_TYPES
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
@@ -323,7 +323,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         watch.clock, watch.last_line_wall_s = clock, time.monotonic()  # silence counts from t=0
         if lab is not None:
             lab.bridge.now_s = clock.now_s
-        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
+        bus_log = _BusLog(SimBlfWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
         if virtual:

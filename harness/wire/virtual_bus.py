@@ -16,6 +16,9 @@ from an unbounded queue (python-can's default) it pops the deque under the `queu
 appends to it under the queue's lock and wakes a waiting reader, as `Queue.put` does without its `not_full` bookkeeping
 (nobody waits for room in an unbounded queue). Any other bus is read with `recv`.
 
+`SimBlfWriter` is python-can's BLF writer that works out a frame's BLF channel number once per channel name instead
+of with a regular expression per frame (python-can's `channel2int`): the same bytes in the file.
+
 What it does not change: the virtual bus itself (no arbitration, no bit timing, a queue per receiver), and any
 frame python-can or a test builds as a plain `can.Message`.
 
@@ -33,6 +36,8 @@ from typing import Any
 
 import can
 from can.interfaces.virtual import VirtualBus
+from can.io import blf
+from can.util import channel2int
 
 
 class Frame(can.Message):
@@ -107,3 +112,32 @@ def recv_now(bus: can.BusABC) -> can.Message | None:
         if bus._filters is None or bus._matches_filters(message):
             return message
     return None
+
+
+class SimBlfWriter(can.BLFWriter):
+    """python-can's `BLFWriter`, the channel number of a classic CAN frame looked up by channel name (see the module
+    docstring); error and CAN FD frames are written by `BLFWriter` itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._channel_numbers: dict[Any, int] = {}
+
+    def on_message_received(self, msg: can.Message) -> None:
+        if msg.is_error_frame or msg.is_fd:
+            return super().on_message_received(msg)
+        try:
+            channel = self._channel_numbers[msg.channel]
+        except (KeyError, TypeError):  # a new name, or an unhashable channel
+            number = channel2int(msg.channel)
+            channel = self.channel if number is None else number + 1  # BLF channels start at 1
+            try:
+                self._channel_numbers[msg.channel] = channel
+            except TypeError:
+                pass
+        arb_id = msg.arbitration_id | blf.CAN_MSG_EXT if msg.is_extended_id else msg.arbitration_id
+        flags = blf.REMOTE_FLAG if msg.is_remote_frame else 0
+        if not msg.is_rx:
+            flags |= blf.DIR
+        data = blf.CAN_MSG_STRUCT.pack(channel, flags, msg.dlc, arb_id, bytes(msg.data))
+        self._add_object(blf.CAN_MESSAGE, data, msg.timestamp)
+        return None
