@@ -89,7 +89,8 @@ class SimBus(VirtualBus):
             with bus_queue.mutex:  # Queue.put of an unbounded queue, without its not_full condition
                 bus_queue.queue.append(copy)
                 bus_queue.unfinished_tasks += 1
-                bus_queue.not_empty.notify()
+                if bus_queue.not_empty._waiters:  # a reader waits in recv (a waiter registers under this lock)
+                    bus_queue.not_empty.notify()
         if not all_sent:
             raise can.CanOperationError("Could not send message to one or more recipients")
         return None
@@ -97,7 +98,7 @@ class SimBus(VirtualBus):
 
 def recv_now(bus: can.BusABC) -> can.Message | None:
     """The next frame `bus` has received, or None when it has none; never waits (see the module docstring)."""
-    if not isinstance(bus, VirtualBus) or not bus._open:
+    if not (type(bus) is SimBus or isinstance(bus, VirtualBus)) or not bus._open:  # (an ABC's isinstance is slow)
         return bus.recv(timeout=0.0)  # a closed virtual bus raises there, as on any read
     frames = bus.queue
     pending = frames.queue  # the deque under the Queue (only this bus's reader takes from it): no lock to look

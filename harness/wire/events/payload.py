@@ -104,6 +104,8 @@ def _numbers(data: Mapping[str, Any], key: str, length: int, what: str,
                                f"got {_json_kind(value)}", key)
     if len(value) != length:
         raise EventFormatError(f"field '{key}': expected {length} numbers ({what}); got {len(value)}", key)
+    if all(type(item) is float for item in value) and math.isfinite(sum(value)):
+        return tuple(value)  # all floats with a finite sum: all finite (an inf or NaN among them makes it not)
     numbers = [math.nan if item is None and allow_null else _finite(item) for item in value]
     if None in numbers:
         i = numbers.index(None)
