@@ -46,6 +46,23 @@ def test_context_holds_the_last_seconds_with_nan_before_the_first_sample():
     assert not np.isnan(late).any() and late[0, 0] == 100.0 and late[-1, 0] == 399.0
 
 
+def test_context_equals_the_rows_by_second_across_gaps_and_wrap_arounds():
+    # The ring is read as two slices; the context must be exactly each second's row (NaN without one), oldest first.
+    rng = np.random.default_rng(4)
+    for stride, context_s in ((1, 300), (4, 97)):
+        buffer, rows, t = WindowBuffer(60, stride_s=stride, context_s=context_s), {}, 5
+        for k in range(1500):
+            t += int(rng.choice([1, 1, 1, 2, 5, 120, 700])) if k % 7 == 0 else 1
+            row = rng.normal(0.0, 50.0, len(SIGNALS)).astype(np.float32)
+            rows[t] = row
+            context = buffer.add(float(t), row)
+            if context is None:
+                continue
+            expected = np.array([rows.get(second, np.full(len(SIGNALS), np.nan, np.float32))
+                                 for second in range(t - context_s + 1, t + 1)], dtype=np.float32)
+            assert context.tobytes() == expected.tobytes() and context.dtype == np.float32, (stride, t)
+
+
 def test_dtg_link_v2_samples_pass_through_with_their_time():
     values = tuple(float(i) for i in range(10))[:9] + (None,)
     out = SampleAssembler("dtg-link-v2").feed(SampleRecord(42_000, values))

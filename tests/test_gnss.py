@@ -22,6 +22,7 @@ from harness.rig.gnss_feed import NmeaCapacityError, NmeaFeed, epoch_bytes_max, 
 from harness.wire.nmea import (
     KMH_PER_KNOT,
     NMEA_MAX_SENTENCE_CHARS,
+    as_received_nmea,
     gga_sentence,
     nmea_checksum,
     rmc_sentence,
@@ -75,6 +76,18 @@ def test_checksum_of_published_sentences(sentence: str, source: str) -> None:
     parse_sentence(sentence)
     parse_sentence((sentence + "\r\n").encode("ascii"))
 
+
+def test_as_received_nmea_rounds_a_single_float_as_it_rounds_an_array() -> None:
+    # The simulated unit's once-a-second position takes a float path; training data takes numpy's: bit for bit the
+    # same, halves (round half to even), negative zeros, NaN and infinities included.
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.uniform(-180.0, 180.0, 5000), rng.uniform(-1e-4, 1e-4, 1000),
+                             (np.arange(-500, 500) + 0.5) / 60_000.0, (np.arange(-500, 500) + 0.5) / 10.0,
+                             [0.0, -0.0, -1e-9, math.nan, math.inf, -math.inf, 1e300]])
+    for name in ("latitude", "longitude", "altitude"):
+        by_array = as_received_nmea({name: values})[name]
+        by_float = np.array([as_received_nmea({name: float(v)})[name] for v in values])
+        assert by_array.tobytes() == by_float.tobytes(), name
 
 def test_checksum_of_the_nmea_specification_examples() -> None:
     # GLL and VTG examples from the NMEA 0183 standard, quoted in swift-nav/swiftnav-rs PR #137.

@@ -14,7 +14,16 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.inference.features import BEHAVIOUR_FEATURES, WINDOW_S, _stats, behaviour_features
+from harness.inference.features import (
+    BEHAVIOUR_FEATURES,
+    EARTH_RADIUS_M,
+    MIN_STEP_FOR_HEADING_M,
+    WINDOW_S,
+    _stats,
+    behaviour_features,
+    fuel_level_slope_pct_per_min,
+    lateral_proxy,
+)
 from harness.inference.models import (
     CONTRACT,
     MODEL_NAMES,
@@ -179,6 +188,46 @@ def test_window_statistics_equal_numpys_bit_for_bit(ddof):
                     np.max(present) if len(present) else np.nan, np.min(present) if len(present) else np.nan]
         got = _stats(x, "mean", "std", "max", "min", ddof=ddof)
         assert [repr(float(v)) for v in got] == [repr(float(v)) for v in expected], (n, x)
+        column = np.stack([x, x[::-1]], axis=1)[:, 0]  # a window's column: a strided view, NaN-free or not
+        assert [repr(float(v)) for v in _stats(column, "mean", "std", "max", "min", ddof=ddof)] == \
+            [repr(float(v)) for v in expected], (n, x)
+
+
+def _plain_fuel_slope(fuel_level):
+    level = np.asarray(fuel_level, dtype=np.float64)
+    t = np.arange(len(level), dtype=np.float64)
+    ok = ~np.isnan(level)
+    if ok.sum() < 2:
+        return float("nan")
+    t, level = t[ok], level[ok]
+    tc = t - t.mean()
+    return float(np.sum(tc * (level - level.mean())) / np.sum(tc * tc) * 60.0)
+
+
+def _plain_lateral_proxy(window):
+    lat = np.asarray(window[:, SIGNALS.index("latitude")], dtype=np.float64)
+    lon = np.asarray(window[:, SIGNALS.index("longitude")], dtype=np.float64)
+    north = np.radians(np.diff(lat)) * EARTH_RADIUS_M
+    east = np.radians(np.diff(lon)) * EARTH_RADIUS_M * np.cos(np.radians(lat[1:]))
+    step_m, heading = np.hypot(north, east), np.arctan2(east, north)
+    rate = np.angle(np.exp(1j * np.diff(heading)))
+    slow = (step_m[1:] < MIN_STEP_FOR_HEADING_M) | (step_m[:-1] < MIN_STEP_FOR_HEADING_M)
+    rate = np.where(slow & ~np.isnan(rate), 0.0, rate)
+    return window[1:-1, SIGNALS.index("vehicle_speed")] / 3.6 * rate
+
+
+def test_fuel_slope_and_lateral_proxy_equal_the_plain_numpy_formulas_bit_for_bit():
+    # Both skip np.mean/np.sum/np.diff/np.angle's argument handling: the behaviour model's inputs must not move
+    rng = np.random.default_rng(11)
+    for k in range(300):
+        window = rng.uniform(0.0, 120.0, (60, 10))
+        window[:, SIGNALS.index("latitude")] = 37.5 + np.cumsum(rng.uniform(-2e-4, 2e-4, 60)) * (k % 3)
+        window[:, SIGNALS.index("longitude")] = 127.0 + np.cumsum(rng.uniform(-2e-4, 2e-4, 60)) * (k % 2)
+        window[:, SIGNALS.index("fuel_level")] = 60.0 - np.cumsum(rng.uniform(0.0, 0.02, 60))
+        window[rng.random((60, 10)) < (k % 5) / 20.0] = np.nan
+        fuel = window[:, SIGNALS.index("fuel_level")]
+        assert repr(fuel_level_slope_pct_per_min(fuel)) == repr(_plain_fuel_slope(fuel)), k
+        assert lateral_proxy(window).tobytes() == _plain_lateral_proxy(window).tobytes(), k
 
 
 # ------------------------------------------------------------------------------------------ held-out quality

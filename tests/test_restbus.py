@@ -21,10 +21,15 @@ from harness.rig.restbus import (
     BroadcastSchedule,
     RestBus,
     RestBusError,
+    _encode_response,
+    _encode_response_dbc,
+    _obd_response_signals,
     j1939_frames,
     j1939_periods_s,
     obd_request_pid,
     obd_response,
+    obd_supported_mask,
+    obd_supported_pids,
 )
 from harness.wire.dbc import load_database
 from harness.wire.signals import AUX_SIGNALS, PLANT_RATE_HZ, SIGNALS, Trace
@@ -185,6 +190,24 @@ def test_obd_response_pure_function_saturates_and_skips_missing_readings() -> No
     assert obd_response(0x0C, {}) is None  # the trace has no such channel
     assert obd_response(0x0C, {"engine_rpm": math.inf}) is None
     assert obd_response(0x00, {}).hex(" ") == OBD_EXPECTED[0x00]  # support masks need no reading
+
+
+def test_obd_response_bytes_packed_directly_are_the_bytes_cantools_writes() -> None:
+    # obd_response packs the DBC's whole-byte fields itself; cantools, the reference, must agree on every PID at
+    # its ends, at values that round either way and across the range.
+    signals = _obd_response_signals()
+    rng = np.random.default_rng(7)
+    for pid in sorted(obd_supported_pids()):
+        signal = signals[pid]
+        if pid % 0x20 == 0:
+            values = [float(obd_supported_mask(pid))]
+        else:
+            low, high = signal.minimum, signal.maximum
+            step = signal.conversion.scale
+            values = [low, high, low + step / 2, high - step / 2, *rng.uniform(low, high, 300)]
+        for value in values:
+            raw = signal.conversion.numeric_scaled_to_raw(value)
+            assert _encode_response(pid, signal, value, raw) == _encode_response_dbc(pid, signal, value), (pid, value)
 
 
 def test_obd_request_parser() -> None:

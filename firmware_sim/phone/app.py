@@ -183,6 +183,7 @@ class WindowBuffer:
         # it is (a slot whose second is not the one asked for is a second with no sample: NaN).
         self._ring = np.full((self.context_s, N_SIGNALS), np.nan, dtype=np.float32)
         self._held = np.full(self.context_s, np.iinfo(np.int64).min, dtype=np.int64)
+        self._offsets = np.arange(self.context_s, dtype=np.int64)
         self._first: int | None = None
 
     def add(self, t_s: float, row: np.ndarray) -> np.ndarray | None:
@@ -195,10 +196,12 @@ class WindowBuffer:
         since = second - self._first + 1
         if since < self.window_s or (since - self.window_s) % self.stride_s:
             return None
-        seconds = np.arange(second - self.context_s + 1, second + 1)
-        slots = seconds % self.context_s
-        context = self._ring[slots]
-        context[self._held[slots] != seconds] = np.nan
+        # The ring read from the slot after this second's, oldest first: the rows of seconds second-context_s+1 ..
+        # second, as two slices (a copy, as indexing by slot gives, at a fraction of its cost).
+        start = (second + 1) % self.context_s
+        context = np.concatenate((self._ring[start:], self._ring[:start]))
+        held = np.concatenate((self._held[start:], self._held[:start]))
+        context[held != self._offsets + (second - self.context_s + 1)] = np.nan
         return context
 
 

@@ -68,8 +68,9 @@ def gps_steps(latitude: np.ndarray, longitude: np.ndarray) -> tuple[np.ndarray, 
     """Step length (m) and heading (rad, clockwise from north) between consecutive fixes; len-1 arrays."""
     lat = np.asarray(latitude, dtype=np.float64)
     lon = np.asarray(longitude, dtype=np.float64)
-    north = np.radians(np.diff(lat)) * EARTH_RADIUS_M
-    east = np.radians(np.diff(lon)) * EARTH_RADIUS_M * np.cos(np.radians(lat[1:]))
+    # a[1:] - a[:-1] is np.diff(a), without its argument handling
+    north = np.radians(lat[1:] - lat[:-1]) * EARTH_RADIUS_M
+    east = np.radians(lon[1:] - lon[:-1]) * EARTH_RADIUS_M * np.cos(np.radians(lat[1:]))
     return np.hypot(north, east), np.arctan2(east, north)
 
 
@@ -80,7 +81,8 @@ def lateral_proxy(window: np.ndarray) -> np.ndarray:
     is missing; 0 where either step is shorter than `MIN_STEP_FOR_HEADING_M` (heading undefined at a stop).
     """
     step_m, heading = gps_steps(window[:, _IDX["latitude"]], window[:, _IDX["longitude"]])
-    rate = np.angle(np.exp(1j * np.diff(heading)))  # wrapped to (-pi, pi], per 1 s
+    turn = np.exp(1j * (heading[1:] - heading[:-1]))
+    rate = np.arctan2(turn.imag, turn.real)  # np.angle: wrapped to (-pi, pi], per 1 s
     slow = (step_m[1:] < MIN_STEP_FOR_HEADING_M) | (step_m[:-1] < MIN_STEP_FOR_HEADING_M)
     rate = np.where(slow & ~np.isnan(rate), 0.0, rate)
     speed_ms = window[1:-1, _IDX["vehicle_speed"]] / 3.6
@@ -90,13 +92,14 @@ def lateral_proxy(window: np.ndarray) -> np.ndarray:
 def fuel_level_slope_pct_per_min(fuel_level: np.ndarray) -> float:
     """Least-squares slope of the fuel level over the window (%/min, negative while consuming); NaN if < 2 readings."""
     level = np.asarray(fuel_level, dtype=np.float64)
-    t = np.arange(len(level), dtype=np.float64)
     ok = ~np.isnan(level)
-    if ok.sum() < 2:
+    n = int(np.count_nonzero(ok))
+    if n < 2:
         return float("nan")
-    t, level = t[ok], level[ok]
-    tc = t - t.mean()
-    return float(np.sum(tc * (level - level.mean())) / np.sum(tc * tc) * 60.0)
+    t, level = np.arange(len(level), dtype=np.float64)[ok], level[ok]
+    # np.mean and np.sum bit for bit, as in `_stats`: the same pairwise sums, without their per-call handling
+    tc = t - float(np.add.reduce(t)) / n
+    return float(np.add.reduce(tc * (level - float(np.add.reduce(level)) / n)) / np.add.reduce(tc * tc) * 60.0)
 
 
 def _stats(x: np.ndarray, *which: str, ddof: int = 1) -> list[float]:
@@ -106,9 +109,12 @@ def _stats(x: np.ndarray, *which: str, ddof: int = 1) -> list[float]:
     in the same order (`np.add.reduce` is the pairwise sum both use), without their per-call argument handling,
     which on a 60-reading window costs more than the arithmetic.
     """
-    x = x[~np.isnan(x)]
     n = len(x)
     total = float(np.add.reduce(x)) if n else math.nan
+    if total != total:  # a NaN among the readings (or none at all): sum the readings only (most windows have none)
+        x = x[~np.isnan(x)]
+        n = len(x)
+        total = float(np.add.reduce(x)) if n else math.nan
     out = []
     for kind in which:
         if kind == "std":
@@ -142,14 +148,15 @@ def behaviour_features(window: np.ndarray, ddof: int = 1) -> np.ndarray:
     if w.ndim != 2 or w.shape[1] != len(SIGNALS):
         raise ValueError(f"behaviour_features expects a window [n, {len(SIGNALS)}], got shape {w.shape}")
     col = lambda name: w[:, _IDX[name]]  # noqa: E731
+    speed = col("vehicle_speed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         values = (
-            _stats(col("vehicle_speed"), "mean", "std", "max", "min", ddof=ddof)
+            _stats(speed, "mean", "std", "max", "min", ddof=ddof)
             + _stats(col("engine_rpm"), "mean", "std", ddof=ddof)
             + _stats(col("throttle_position"), "mean", "std", "max", ddof=ddof)
             + _stats(col("brake_pressure"), "mean", "std", "max", ddof=ddof)
-            + _stats(np.diff(col("vehicle_speed")) / 3.6, "mean", "std", "max", ddof=ddof)
+            + _stats((speed[1:] - speed[:-1]) / 3.6, "mean", "std", "max", ddof=ddof)  # np.diff, without its cost
             + _stats(lateral_proxy(w), "mean", "std", ddof=ddof)
             + [fuel_level_slope_pct_per_min(col("fuel_level"))]
         )

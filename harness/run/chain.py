@@ -115,7 +115,7 @@ from harness.wire.events import EventCollector, ParseProblem
 from harness.wire.link import get_codec
 from harness.wire.nmea import as_received_nmea
 from harness.wire.signals import Trace
-from harness.wire.virtual_bus import SimBus
+from harness.wire.virtual_bus import SimBlfWriter, SimBus
 from harness.world.bus_faults import SILENCING_TYPES
 from harness.world.scenario import Scenario
 from harness.world.vehicle import get_vehicle
@@ -341,7 +341,7 @@ def _run_chain(scenario: Scenario, rig: RigConfig, models: ModelSet, artifacts: 
         if real:
             unit = BenchUnit(bench, clock, duration_s, time.monotonic() - reset_wall_s,
                              has_status="status" in get_codec(rig.codec).capabilities.record_types)
-        bus_log = _BusLog(can.BLFWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
+        bus_log = _BusLog(SimBlfWriter(artifacts / "can.blf"), last_second=int(duration_s) + 60)
         # Every frame is kept for the tap's cross-check only (on a long soak that is ~11 MiB per scenario hour).
         sent_log = SentFrameLog(clock.now_s) if rig.uart_tap else None
         if virtual:

@@ -309,6 +309,8 @@ def run_stepped(clock: VirtualClock, parts, firmware, rest_bus, bus_injector, ap
                Stage("CAN log", log_step, never, late=True), Stage("UART", uart_step, never, late=True)]
     for _, part in parts:
         part.start_stepped()
+    if profile is not None and isinstance(firmware, Stm32Sim):
+        firmware.meter_encoding = True  # `dtg-hil bench sim`: the link encoder's own CPU time
     scheduler = Scheduler(clock, stages, stall_wall_s=STALL_WALL_S, profile=profile is not None)
 
     def check(now_s: float) -> str | None:

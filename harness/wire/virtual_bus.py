@@ -11,8 +11,13 @@ It shares python-can's channels, so it talks to any other virtual bus on the sam
 
 `recv_now(bus)` is `bus.recv(timeout=0.0)` for the stages on virtual time, which look at their buses every round
 of every instant (most looks find nothing): on a python-can virtual bus it takes the frame from the bus's own
-queue and applies the bus's filters as `recv` does, without `recv`'s timeout loop and logging (most of its cost).
-Any other bus is read with `recv`.
+queue and applies the bus's filters as `recv` does, without `recv`'s timeout loop and logging (most of its cost);
+from an unbounded queue (python-can's default) it pops the deque under the `queue.Queue` directly, and `SimBus.send`
+appends to it under the queue's lock and wakes a waiting reader, as `Queue.put` does without its `not_full` bookkeeping
+(nobody waits for room in an unbounded queue). Any other bus is read with `recv`.
+
+`SimBlfWriter` is python-can's BLF writer that works out a frame's BLF channel number once per channel name instead
+of with a regular expression per frame (python-can's `channel2int`): the same bytes in the file.
 
 What it does not change: the virtual bus itself (no arbitration, no bit timing, a queue per receiver), and any
 frame python-can or a test builds as a plain `can.Message`.
@@ -31,6 +36,8 @@ from typing import Any
 
 import can
 from can.interfaces.virtual import VirtualBus
+from can.io import blf
+from can.util import channel2int
 
 
 class Frame(can.Message):
@@ -73,10 +80,17 @@ class SimBus(VirtualBus):
                 continue
             copy = msg.__deepcopy__(None)
             copy.timestamp, copy.channel, copy.is_rx = timestamp, self.channel_id, bus_queue is not own
-            try:
-                bus_queue.put(copy, block=True, timeout=timeout)
-            except queue.Full:
-                all_sent = False
+            if bus_queue.maxsize > 0:
+                try:
+                    bus_queue.put(copy, block=True, timeout=timeout)
+                except queue.Full:
+                    all_sent = False
+                continue
+            with bus_queue.mutex:  # Queue.put of an unbounded queue, without its not_full condition
+                bus_queue.queue.append(copy)
+                bus_queue.unfinished_tasks += 1
+                if bus_queue.not_empty._waiters:  # a reader waits in recv (a waiter registers under this lock)
+                    bus_queue.not_empty.notify()
         if not all_sent:
             raise can.CanOperationError("Could not send message to one or more recipients")
         return None
@@ -84,11 +98,47 @@ class SimBus(VirtualBus):
 
 def recv_now(bus: can.BusABC) -> can.Message | None:
     """The next frame `bus` has received, or None when it has none; never waits (see the module docstring)."""
-    if not isinstance(bus, VirtualBus) or not bus._open:
+    if not (type(bus) is SimBus or isinstance(bus, VirtualBus)) or not bus._open:  # (an ABC's isinstance is slow)
         return bus.recv(timeout=0.0)  # a closed virtual bus raises there, as on any read
     frames = bus.queue
-    while frames.queue:  # the deque under the Queue (only this bus's reader takes from it): no lock to look
-        message = frames.get_nowait()
-        if bus._matches_filters(message):
+    pending = frames.queue  # the deque under the Queue (only this bus's reader takes from it): no lock to look
+    if frames.maxsize > 0:  # a bounded queue: a sender may wait for room (Queue.get tells it)
+        while pending:
+            message = frames.get_nowait()
+            if bus._matches_filters(message):
+                return message
+        return None
+    while pending:  # unbounded: nobody waits for room, and deque.popleft is atomic against a sender's append
+        message = pending.popleft()
+        if bus._filters is None or bus._matches_filters(message):
             return message
     return None
+
+
+class SimBlfWriter(can.BLFWriter):
+    """python-can's `BLFWriter`, the channel number of a classic CAN frame looked up by channel name (see the module
+    docstring); error and CAN FD frames are written by `BLFWriter` itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._channel_numbers: dict[Any, int] = {}
+
+    def on_message_received(self, msg: can.Message) -> None:
+        if msg.is_error_frame or msg.is_fd:
+            return super().on_message_received(msg)
+        try:
+            channel = self._channel_numbers[msg.channel]
+        except (KeyError, TypeError):  # a new name, or an unhashable channel
+            number = channel2int(msg.channel)
+            channel = self.channel if number is None else number + 1  # BLF channels start at 1
+            try:
+                self._channel_numbers[msg.channel] = channel
+            except TypeError:
+                pass
+        arb_id = msg.arbitration_id | blf.CAN_MSG_EXT if msg.is_extended_id else msg.arbitration_id
+        flags = blf.REMOTE_FLAG if msg.is_remote_frame else 0
+        if not msg.is_rx:
+            flags |= blf.DIR
+        data = blf.CAN_MSG_STRUCT.pack(channel, flags, msg.dlc, arb_id, bytes(msg.data))
+        self._add_object(blf.CAN_MESSAGE, data, msg.timestamp)
+        return None

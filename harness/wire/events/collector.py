@@ -89,7 +89,8 @@ class EventCollector:
 
     def feed_line(self, line: str, received_wall_s: float | None = None) -> Event | ParseProblem | None:
         """Add one complete line (a partial line pending from `feed` is flushed first); returns what it held."""
-        self.flush()
+        if self._pending or self._utf8.getstate()[0]:  # nothing pending (a feeder of whole lines): nothing to flush
+            self.flush()
         with self._lock:
             result = self._take(line, received_wall_s)
         return result.event if isinstance(result, ReceivedEvent) else result

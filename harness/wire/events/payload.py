@@ -104,6 +104,8 @@ def _numbers(data: Mapping[str, Any], key: str, length: int, what: str,
                                f"got {_json_kind(value)}", key)
     if len(value) != length:
         raise EventFormatError(f"field '{key}': expected {length} numbers ({what}); got {len(value)}", key)
+    if all(type(item) is float for item in value) and math.isfinite(sum(value)):
+        return tuple(value)  # all floats with a finite sum: all finite (an inf or NaN among them makes it not)
     numbers = [math.nan if item is None and allow_null else _finite(item) for item in value]
     if None in numbers:
         i = numbers.index(None)
@@ -272,7 +274,7 @@ def event_to_json(event: Event, validate: bool = True) -> str:
     if not validate:
         kind = getattr(event, "kind", None)
         try:
-            return json.dumps(_payload_of(event, kind), default=_plain_scalar, separators=(",", ":"), allow_nan=False)
+            return _COMPACT_JSON.encode(_payload_of(event, kind))
         except (AttributeError, TypeError, ValueError) as exc:
             raise EventFormatError(f"{kind}: cannot write {event!r}: {exc}") from None
     plain, text = _validated(event)
@@ -294,10 +296,19 @@ def _reject_constant(name: str) -> float:
     raise EventFormatError(f"not valid JSON: {name} is not a JSON number (log a finite number)")
 
 
+# What `json.dumps(..., default=_plain_scalar, separators=(",", ":"), allow_nan=False)` and `json.loads(...,
+# object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)` build on each call, built once (an app
+# writes and the collector reads a line for each event).
+_COMPACT_JSON = json.JSONEncoder(default=_plain_scalar, separators=(",", ":"), allow_nan=False)
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+
+
 def parse_payload(text: str) -> Event:
     """Parse one JSON payload; raise `EventFormatError` with the reason."""
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+        # json.loads takes bytes too, and refuses a leading byte-order mark before it decodes: those go through it
+        data = _STRICT_JSON.decode(text) if type(text) is str and not text.startswith("\ufeff") else \
+            json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         shown = text if len(text) <= 60 else text[:57] + "..."
         where = f"{exc.msg} column {exc.colno}" if exc.msg.endswith(" at") else f"{exc.msg} at column {exc.colno}"

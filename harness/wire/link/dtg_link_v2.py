@@ -67,6 +67,7 @@ class RecordType(IntEnum):
 
 
 _V2_SOF = b"\xd7\x47"
+_V2_SOF1 = _V2_SOF[1]
 _V2_VERSION = 0x02
 _V2_HEADER = struct.Struct(">2sBBBII")  # SOF, version, type, length, seq, t_ms
 _V2_HEADER_LEN = _V2_HEADER.size  # 13
@@ -75,6 +76,9 @@ _V2_NO_TIME = UINT32_MAX
 _V2_EXT_FLAG = 1 << 31
 _V2_RESERVED_ID_BITS = 0x60000000
 _V2_STATUS_STRUCT = struct.Struct(">IIII")
+# A CAN record's header and payload up to its data bytes in one go: version, type, length, seq, t_ms, id_flags, DLC.
+_V2_CAN_BODY = struct.Struct(">BBBIIIB")
+_V2_CAN_TYPE = int(RecordType.CAN)
 #: Payload lengths each known record type may have; checked before waiting for the rest of the frame,
 #: so a corrupted length byte on a known type is rejected at once instead of stalling the decoder.
 _V2_PAYLOAD_LENGTHS: dict[int, tuple[int, int]] = {
@@ -179,8 +183,24 @@ class DtgLinkV2Decoder(StreamDecoder):
         self._expected_seq = (seq + 1) % _SEQ_MOD
 
     def _examine(self, buf: bytearray, pos: int, end: int) -> tuple[int, Received | None] | None:
-        # check each header byte as soon as it is there: a false start is rejected without waiting
         available = end - pos
+        if available >= _V2_HEADER_LEN + _V2_CRC_LEN:  # most calls: a whole header at once, the same checks
+            _, version, record_type, length, seq, t_ms = _V2_HEADER.unpack_from(buf, pos)
+            if buf[pos + 1] != _V2_SOF1 or version != _V2_VERSION:
+                return (0, None)
+            allowed = _V2_PAYLOAD_LENGTHS.get(record_type)
+            if allowed is not None and not allowed[0] <= length <= allowed[1]:
+                return (0, None)
+            total = _V2_HEADER_LEN + length + _V2_CRC_LEN
+            if available < total:
+                return WAIT
+            crc_end = pos + _V2_HEADER_LEN + length
+            if zlib.crc32(memoryview(buf)[pos + 2 : crc_end]) != int.from_bytes(buf[crc_end : crc_end + _V2_CRC_LEN],
+                                                                                "big"):
+                self.stats.crc_errors += 1
+                return (0, None)
+            return self._take(record_type, allowed, seq, t_ms, buf, pos, crc_end, total)
+        # check each header byte as soon as it is there: a false start is rejected without waiting
         if available < 2:
             return WAIT
         if buf[pos + 1] != _V2_SOF[1]:
@@ -204,8 +224,13 @@ class DtgLinkV2Decoder(StreamDecoder):
             self.stats.crc_errors += 1
             return (0, None)
         _, _, _, _, seq, t_ms = _V2_HEADER.unpack_from(buf, pos)
+        return self._take(record_type, allowed, seq, t_ms, buf, pos, crc_end, total)
+
+    def _take(self, record_type: int, allowed: tuple[int, int] | None, seq: int, t_ms: int, buf: bytearray, pos: int,
+              crc_end: int, total: int) -> tuple[int, Received | None]:
+        """The frame at `pos` whose CRC is good: track its sequence number, parse its payload."""
         self._track(seq)
-        record, _ = _v2_parse_payload(record_type, t_ms, bytes(buf[pos + _V2_HEADER_LEN : crc_end]))
+        record, _ = _v2_parse_payload(record_type, t_ms, bytes(memoryview(buf)[pos + _V2_HEADER_LEN : crc_end]))
         if record is None:
             if allowed is None:
                 self.stats.unknown_records += 1
@@ -236,6 +261,11 @@ class DtgLinkV2Codec:
         """
         if not 0 <= seq <= UINT32_MAX:
             raise ValueError(f"{V2_NAME} sequence numbers are uint32, got {seq}")
+        if type(record) is CanFrame:  # most of the traffic: the same bytes as below, packed at once
+            data = record.data
+            body = _V2_CAN_BODY.pack(_V2_VERSION, _V2_CAN_TYPE, 5 + len(data), seq, _v2_time_ms(record),
+                                     record.can_id | (_V2_EXT_FLAG if record.is_extended else 0), len(data)) + data
+            return _V2_SOF + body + zlib.crc32(body).to_bytes(_V2_CRC_LEN, "big")
         record_type, payload = _v2_payload(record)
         body = struct.pack(">BBBII", _V2_VERSION, record_type, len(payload), seq, _v2_time_ms(record)) + payload
         return _V2_SOF + body + zlib.crc32(body).to_bytes(_V2_CRC_LEN, "big")

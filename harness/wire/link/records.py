@@ -33,6 +33,10 @@ class CanFrame:
     timestamp_s: float | None = None
 
     def __post_init__(self) -> None:
+        data, can_id = self.data, self.can_id
+        if type(data) is bytes and len(data) <= 8 and type(can_id) is int and (
+                0 <= can_id <= (MAX_EXT_ID if self.is_extended else MAX_STD_ID)):
+            return  # the common case, checked at once: nothing to convert, nothing to say
         if isinstance(self.data, (bytearray, memoryview)):
             object.__setattr__(self, "data", bytes(self.data))
         if not isinstance(self.data, bytes):
