@@ -8,10 +8,11 @@ anomaly type): scores within `SCORE_TOLERANCE`, no window on the other side of t
 `FUEL_TOLERANCE_LPH`. The manifest gets the new files' sha256, sizes and latency, and a `reexport` record of what
 was compared; the threshold and the training metrics stay those of the training run.
 
-The exporter folds constants that were fitted at training time into the graph (the channels' mean and spread,
-the fill-in values, the fuel proxy's coefficients); they are found by their folded names and shapes (`_FOLDED`),
-and each is checked against what it must be (the fill-in values and the fuel channels' statistics appear in both
-files and must agree; the gear lines must equal the vehicles' own).
+Every state entry is read from the initializer of its own name (the graph code uses the fitted constants as they
+are, so the exporter keeps them named; graphs exported before that hold some folded into reshaped copies, found
+through `_LEGACY_FOLDED`). A fitted entry (`FITTED`) the graph lacks stops it; a constant of the code (a range, a
+floor, the gear lines) must equal what this tree builds; and the fuel model inside the anomaly graph must be the
+shipped fuel model.
 """
 from __future__ import annotations
 
