@@ -184,34 +184,23 @@ class DtgLinkV2Decoder(StreamDecoder):
 
     def _examine(self, buf: bytearray, pos: int, end: int) -> tuple[int, Received | None] | None:
         available = end - pos
+        seq = t_ms = None
         if available >= _V2_HEADER_LEN + _V2_CRC_LEN:  # most calls: a whole header at once, the same checks
             _, version, record_type, length, seq, t_ms = _V2_HEADER.unpack_from(buf, pos)
             if buf[pos + 1] != _V2_SOF1 or version != _V2_VERSION:
                 return (0, None)
-            allowed = _V2_PAYLOAD_LENGTHS.get(record_type)
-            if allowed is not None and not allowed[0] <= length <= allowed[1]:
-                return (0, None)
-            total = _V2_HEADER_LEN + length + _V2_CRC_LEN
-            if available < total:
+        else:  # check each header byte as soon as it is there: a false start is rejected without waiting
+            if available < 2:
                 return WAIT
-            crc_end = pos + _V2_HEADER_LEN + length
-            if zlib.crc32(memoryview(buf)[pos + 2 : crc_end]) != int.from_bytes(buf[crc_end : crc_end + _V2_CRC_LEN],
-                                                                                "big"):
-                self.stats.crc_errors += 1
+            if buf[pos + 1] != _V2_SOF1:
                 return (0, None)
-            return self._take(record_type, allowed, seq, t_ms, buf, pos, crc_end, total)
-        # check each header byte as soon as it is there: a false start is rejected without waiting
-        if available < 2:
-            return WAIT
-        if buf[pos + 1] != _V2_SOF[1]:
-            return (0, None)
-        if available < 3:
-            return WAIT
-        if buf[pos + 2] != _V2_VERSION:
-            return (0, None)
-        if available < 5:
-            return WAIT
-        record_type, length = buf[pos + 3], buf[pos + 4]
+            if available < 3:
+                return WAIT
+            if buf[pos + 2] != _V2_VERSION:
+                return (0, None)
+            if available < 5:
+                return WAIT
+            record_type, length = buf[pos + 3], buf[pos + 4]
         allowed = _V2_PAYLOAD_LENGTHS.get(record_type)
         if allowed is not None and not allowed[0] <= length <= allowed[1]:
             return (0, None)
@@ -223,12 +212,8 @@ class DtgLinkV2Decoder(StreamDecoder):
         if zlib.crc32(memoryview(buf)[pos + 2 : crc_end]) != carried:
             self.stats.crc_errors += 1
             return (0, None)
-        _, _, _, _, seq, t_ms = _V2_HEADER.unpack_from(buf, pos)
-        return self._take(record_type, allowed, seq, t_ms, buf, pos, crc_end, total)
-
-    def _take(self, record_type: int, allowed: tuple[int, int] | None, seq: int, t_ms: int, buf: bytearray, pos: int,
-              crc_end: int, total: int) -> tuple[int, Received | None]:
-        """The frame at `pos` whose CRC is good: track its sequence number, parse its payload."""
+        if seq is None:
+            _, _, _, _, seq, t_ms = _V2_HEADER.unpack_from(buf, pos)
         self._track(seq)
         record, _ = _v2_parse_payload(record_type, t_ms, bytes(memoryview(buf)[pos + _V2_HEADER_LEN : crc_end]))
         if record is None:
