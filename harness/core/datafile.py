@@ -309,6 +309,12 @@ def number_schema(lo: float | None = None, hi: float | None = None, lo_open: boo
     return schema
 
 
+def pick_properties(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The properties of a mapping, one for each key its validator allows, in the validator's order: a key the
+    validator allows and `spec` lacks is a KeyError, so a schema cannot fall behind its validator."""
+    return {key: spec[key] for key in keys}
+
+
 def object_schema(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     """A mapping with these keys only (as `Checker.mapping` checks it)."""
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}

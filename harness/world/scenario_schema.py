@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.core.datafile import JSON_SCHEMA_DIALECT, number_schema, object_schema
+from harness.core.datafile import JSON_SCHEMA_DIALECT, number_schema, object_schema, pick_properties
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES
@@ -42,11 +42,6 @@ from harness.world.vehicle import VEHICLES
 SCHEMA_ID = "https://dtg-hil.invalid/schemas/scenario.json"
 
 
-def _pick(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    """The properties of a mapping, one for each key the validator allows (a key missing here is a KeyError)."""
-    return {key: spec[key] for key in keys}
-
-
 def _weights(choices) -> dict[str, Any]:
     return object_schema({k: number_schema(lo=0.0) for k in choices}, minProperties=1)
 
@@ -65,7 +60,7 @@ def _bus_fault(kind: str) -> dict[str, Any]:
     }
     required = COMMON_KEYS + {"flood": ("id", "rate_hz"), "delay": ("delay_ms",),
                               "error_frames": ("rate_hz",)}.get(kind, ())
-    return object_schema(_pick(values, COMMON_KEYS + TYPE_KEYS[kind]), required)
+    return object_schema(pick_properties(values, COMMON_KEYS + TYPE_KEYS[kind]), required)
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -83,7 +78,7 @@ def scenario_schema() -> dict[str, Any]:
         {"mix": _weights(SEGMENT_KINDS), "styles": _weights(STYLES),
          **{key: number_schema(**limits) for key, limits in GENERATED_NUMBERS.items()}},
         ("duration_s",))
-    route = object_schema(_pick({
+    route = object_schema(pick_properties({
         "cycle": {"type": "string", "minLength": 1,
                   "description": f"a bundled cycle ({', '.join(BUNDLED_CYCLES)}) or a time_s,speed_kmh CSV path "
                                  "relative to the scenario file",
@@ -101,7 +96,7 @@ def scenario_schema() -> dict[str, Any]:
     expect["recall_min"] = {"anyOf": [expect["recall_min"], object_schema(
         {kind: number_schema(lo=0.0, hi=1.0) for kind in ANOMALY_TYPES})]}
     expect.update({flag: {"type": "boolean"} for flag in EXPECT_FLAGS})
-    sweep = object_schema(_pick({
+    sweep = object_schema(pick_properties({
         "severity": {"type": "array", "minItems": 1, "uniqueItems": True,
                      "items": number_schema(**ANOMALY_NUMBERS["severity"])},
         "seed": {"type": "array", "minItems": 1, "uniqueItems": True, "items": number_schema(lo=0, integer=True)},
@@ -115,11 +110,11 @@ def scenario_schema() -> dict[str, Any]:
     }, SWEEP_KEYS), anyOf=[{"required": [axis]} for axis in ("severity", "seed", "vehicle")],
         description=f"at most {MAX_VARIANTS} variants")
     assert set(sweep["properties"]["expect"]["properties"]) == set(SWEEP_EXPECT_KEYS)
-    top = object_schema(_pick({
+    top = object_schema(pick_properties({
         "name": {"type": "string"}, "description": {"type": "string"}, "vehicle": {"enum": list(VEHICLES)},
         "seed": number_schema(lo=0, integer=True), "route": route,
-        "conditions": object_schema(_pick({k: number_schema(**v) for k, v in CONDITION_NUMBERS.items()},
-                                          CONDITION_KEYS)),
+        "conditions": object_schema(pick_properties({k: number_schema(**v) for k, v in CONDITION_NUMBERS.items()},
+                                                    CONDITION_KEYS)),
         "anomalies": {"type": "array", "items": anomaly},
         "expect": object_schema(expect),
         "sweep": sweep,
