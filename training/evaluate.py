@@ -258,25 +258,35 @@ def _episodes(alarm: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=False))
 
 
+def alarm_episodes(st: ScoredTrip, threshold: float) -> list[tuple[float, float]]:
+    """(first, last) window end time of each alarm episode of a scored trip (alarm = score > threshold)."""
+    return [(st.end_s[a], st.end_s[b]) for a, b in _episodes(st.score > threshold)]
+
+
+def detection_delay(episodes: list[tuple[float, float]], event) -> float | None:
+    """Seconds from the event's onset to the alarm that detects it, None if none does: an episode that starts in
+    [onset, end + MAX_DELAY_S], or one already running at onset (the alarm is up while the event is: 0 s)."""
+    if any(a < event.start_s <= b for a, b in episodes):
+        return 0.0
+    starts = [a for a, _ in episodes if event.start_s <= a <= event.end_s + MAX_DELAY_S]
+    return max(0.0, min(starts) - event.start_s) if starts else None
+
+
 def detection(scored: list[ScoredTrip], threshold: float, types: tuple[str, ...] | None = None) -> dict:
     """Event recall per type, false alarms per hour of normal driving, detection delays (alarm = score > threshold)."""
     hits: dict[str, list[bool]] = {}
     delays: dict[str, list[float]] = {}
     false_alarms, normal_s = 0, 0.0
     for st in scored:
-        alarm = st.score > threshold
-        episodes = [(st.end_s[a], st.end_s[b]) for a, b in _episodes(alarm)]
+        episodes = alarm_episodes(st, threshold)
         for e in st.trip.events:
             if types is not None and e.type not in types:
                 continue
-            starts = [a for a, _ in episodes if e.start_s <= a <= e.end_s + MAX_DELAY_S]
-            # An episode already running at onset also counts: the alarm is up while the event is.
-            running = [a for a, b in episodes if a < e.start_s <= b]
-            hit = bool(starts or running)
-            hits.setdefault(e.type, []).append(hit)
-            if hit:
-                delays.setdefault(e.type, []).append(max(0.0, min(starts + running) - e.start_s) if starts else 0.0)
-        false_alarms += _false_alarms(st, alarm)
+            delay = detection_delay(episodes, e)
+            hits.setdefault(e.type, []).append(delay is not None)
+            if delay is not None:
+                delays.setdefault(e.type, []).append(delay)
+        false_alarms += _false_alarms(st, st.score > threshold)
         normal_s += _normal_hours(st) * 3600.0
     recall = {k: float(np.mean(v)) for k, v in sorted(hits.items())}
     all_hits = [h for v in hits.values() for h in v]

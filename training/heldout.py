@@ -38,11 +38,11 @@ from harness.world.anomalies import SENSOR_FAULT_TYPES
 from harness.world.cycles import BUNDLED_CYCLES
 from harness.world.dataset import BUS_PROFILE
 from training.evaluate import (
-    MAX_DELAY_S,
     MODEL_TYPES,
     ScoredTrip,
-    _episodes,
+    alarm_episodes,
     detection,
+    detection_delay,
     eval_plans,
     onnx_scores,
     score_trips,
@@ -107,16 +107,13 @@ def visible_after(faulty: np.ndarray, healthy: np.ndarray, event, signals: tuple
 
 def _judge(cycle: str, severity: float, st: ScoredTrip, healthy: np.ndarray, threshold: float,
            steps: dict[str, float]) -> list[Judged]:
-    alarm = st.score > threshold
-    episodes = [(st.end_s[a], st.end_s[b]) for a, b in _episodes(alarm)]
+    episodes = alarm_episodes(st, threshold)
     out = []
     for e in st.trip.events:
         signals = (e.signal,) if e.type in SENSOR_FAULT_TYPES else PHYSICAL_SIGNALS.get(e.type, ())
         shown = visible_after(st.trip.samples, healthy, e, signals, steps)
         bound = None if shown is None else (INSTANT_BOUND_S if shown <= 1.0 else shown + SLOW_MARGIN_S)
-        starts = [a for a, _ in episodes if e.start_s <= a <= e.end_s + MAX_DELAY_S]
-        running = any(a < e.start_s <= b for a, b in episodes)
-        delay = max(0.0, min(starts) - e.start_s) if starts else (0.0 if running else None)
+        delay = detection_delay(episodes, e)
         out.append(Judged(cycle, severity, e.type, e.signal, shown, bound, delay is not None, delay))
     return out
 
