@@ -48,8 +48,8 @@ def fill_missing(x: torch.Tensor, fallback: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def time_step(v: torch.Tensor) -> torch.Tensor:
-    """v[t] - v[t-1] along dim 1, 0 at t = 0."""
-    return F.pad(v[:, 1:] - v[:, :-1], (0, 0, 1, 0)) if v.dim() == 3 else F.pad(v[:, 1:] - v[:, :-1], (1, 0))
+    """v[t] - v[t-1] along time, the last dimension ([B, T] or [B, S, T]); 0 at t = 0."""
+    return F.pad(v[..., 1:] - v[..., :-1], (1, 0))
 
 
 def gps_step_m(xf: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ class Channels(nn.Module):
         parts = []
         if self.scaled_index.numel():
             scaled = take(rows, self.scaled_index) / self.scaled_div
-            parts.append(torch.where(self.scaled_step, F.pad(scaled[:, :, 1:] - scaled[:, :, :-1], (1, 0)), scaled))
+            parts.append(torch.where(self.scaled_step, time_step(scaled), scaled))
         if self.with_gps:
             parts.append(gps_step_m(xf).unsqueeze(1))
         if self.missing_index.numel():
