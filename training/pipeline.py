@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.inference.features import BEHAVIOUR_FEATURES, CONTEXT_S, WINDOW_S, behaviour_features_batch
-from harness.inference.models import CONTRACT, bench_example_inputs, bench_session, open_session, sha256_file
+from harness.inference.models import CONTRACT, open_session, sha256_file
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS, UNITS
 from harness.world.anomalies import BEHAVIOURAL_TYPES
@@ -53,7 +53,7 @@ from training.evaluate import (
     r2_score,
     score_trips,
 )
-from training.export import export_torch, onnx_opset, parity
+from training.export import bench_file, export_torch, onnx_opset, parity
 from training.feature_catalogue import FEATURES
 from training.fuel import train_fuel
 from training.nets import FUEL_CHANNELS
@@ -133,15 +133,6 @@ def _io(name: str) -> dict:
     dtypes = {"label": "int64"}
     return {kind: [{"name": n, "shape": shape, "dtype": dtypes.get(n, "float32")}
                    for n, shape in CONTRACT[name][kind].items()] for kind in ("inputs", "outputs")}
-
-
-def _bench(path: Path, name: str, runs: int) -> dict:
-    sess = open_session(path)
-    feeds = bench_example_inputs()[name]
-    if "window" in feeds:  # the LSTM-AE candidate takes 60 s where the shipped anomaly model takes its context
-        feeds = {"window": feeds["window"][:, -sess.get_inputs()[0].shape[1]:]}
-    p50, p99 = bench_session(sess, feeds, runs, warmup=min(200, runs))
-    return {"p50_ms": round(p50, 4), "p99_ms": round(p99, 4), "runs": runs, "bytes": path.stat().st_size}
 
 
 def run(out_dir: Path, seed: int = 0, quick: bool = False, data_dir: Path | None = None,
@@ -339,7 +330,7 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
             f"{rep['event_recall']:.3f}, {rep['false_alarms_per_hour']:.2f} FA/h")
 
     # latency and size of the candidates the device could run
-    bench = {name: _bench(path, name, cfg.bench_runs) for name, path in paths.items()}
+    bench = {name: bench_file(path, name, cfg.bench_runs) for name, path in paths.items()}
     for name in candidates:
         if name == chosen:
             comparison[name]["bench"] = bench["anomaly"]
@@ -348,7 +339,7 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
             p = work / f"{name}.onnx"
             outs = ["score"] if name == "lstm-ae" else ["score", "signal_scores"]
             export_torch(candidates[name], p, outs, {}, WINDOW_S if name == "lstm-ae" else CONTEXT_S)
-            comparison[name]["bench"] = _bench(p, "anomaly", cfg.bench_runs)
+            comparison[name]["bench"] = bench_file(p, "anomaly", cfg.bench_runs)
         except Exception as exc:  # a comparison only: report, do not fail the run
             comparison[name]["bench"] = {"export_error": repr(exc)[:200]}
     quant_paths = {"fuel": paths["fuel"], "anomaly": paths["anomaly"]}
@@ -489,7 +480,7 @@ def _quantisation_trial(paths: dict[str, Path], work: Path, val_ctx: Windows, cf
             out[name] = {"error": repr(exc)[:200]}
             continue
         kind = "fuel" if name == "fuel" else "anomaly"
-        fp, i8 = _bench(path, kind, cfg.bench_runs), _bench(q, kind, cfg.bench_runs)
+        fp, i8 = bench_file(path, kind, cfg.bench_runs), bench_file(q, kind, cfg.bench_runs)
         a, b = onnx_scores(path)(x), onnx_scores(q)(x)
         entry = {"fp32": fp, "int8": i8, "validation_windows": int(len(x)),
                  "max_abs_output_change": float(np.max(np.abs(a - b))), "tolerance": tolerance[name]}

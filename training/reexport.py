@@ -33,7 +33,7 @@ from training.anomaly_features import GEAR_LINES, AnomalyFeatures
 from training.anomaly_model import AnomalyModel
 from training.channels import Channels
 from training.evaluate import eval_trips
-from training.export import export_torch
+from training.export import bench_file, export_torch
 from training.feature_catalogue import FEATURES
 from training.nets import CROSS_CHANNELS, FUEL_CHANNELS, CrossPredictor, FeatureAE, FuelTCN
 
@@ -143,8 +143,6 @@ def _compare(old: Path, new: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def reexport(models_dir: Path, seed: int = 7, trips: int = 6, every: int = 5, say=print) -> dict:
     """Re-export fuel.onnx and anomaly.onnx in `models_dir` (see the module); returns the `reexport` record."""
-    from training.pipeline import _bench  # the pipeline's own benchmark, with its runs
-
     manifest_path = models_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     threshold = float(manifest["models"]["anomaly"]["threshold"])
@@ -181,8 +179,8 @@ def reexport(models_dir: Path, seed: int = 7, trips: int = 6, every: int = 5, sa
     runs = int(manifest["config"]["bench_runs"])
     for name, new in staged.items():
         old = models_dir / f"{name}.onnx"
-        before = _bench(old, name, runs)
-        after = _bench(new, name, runs)
+        before = bench_file(old, name, runs)
+        after = bench_file(new, name, runs)
         record["models"][name]["bench_before"], record["models"][name]["bench_after"] = before, after
         say(f"reexport {name}: p50 {before['p50_ms']:.3f} -> {after['p50_ms']:.3f} ms, p99 {before['p99_ms']:.3f} -> "
             f"{after['p99_ms']:.3f} ms (side by side, this machine)")
