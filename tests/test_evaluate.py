@@ -63,3 +63,18 @@ def test_an_event_counts_as_visible_once_the_reading_is_two_bus_steps_off_its_he
     faulty = healthy.copy()
     faulty[31, 1] = np.nan
     assert visible_after(faulty, healthy, gap, ("engine_rpm",), steps) == 1.0
+
+
+def test_an_overheating_counts_as_visible_once_the_coolant_leaves_the_healthy_engines_range():
+    from harness.wire.signals import LabelledEvent
+    from training.heldout import signal_steps, visible_after
+
+    steps = signal_steps()
+    healthy = np.tile(np.array([50, 2000, 20, 0, 88, 60, 0, 37.5, 127.0, 100], dtype=np.float32), (200, 1))
+    healthy[150:160, 4] = 93.0  # the healthy engine under load, later in the drive
+    hot = LabelledEvent("overheating", 20.0, 190.0, 0.5, None)
+    faulty = healthy.copy()
+    faulty[20:, 4] = 88.0 + np.linspace(0.0, 8.0, 180)  # 2 degC over the twin after 45 s, over 93 + 2 after 157 s
+    assert visible_after(faulty, healthy, hot, ("coolant_temp",), steps) == 157.0
+    stuck = LabelledEvent("stuck_value", 20.0, 190.0, 0.5, "coolant_temp")  # a sensor fault: against the twin
+    assert visible_after(faulty, healthy, stuck, ("coolant_temp",), steps) == 45.0
