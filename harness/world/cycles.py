@@ -22,7 +22,7 @@ from harness.wire.behaviour import STYLES
 from harness.wire.signals import PHYSICAL_RANGE
 
 #: Bumped whenever the generator's output for a given seed changes (recorded in dataset manifests).
-GENERATOR_VERSION = "trip-gen/2"
+GENERATOR_VERSION = "trip-gen/3"
 
 BUNDLED_CYCLES: tuple[str, ...] = ("udds", "wltc_class1", "wltc_class3b")
 #: The longest drive a cycle file may hold (and a scenario's route, `harness.world.scenario.MAX_ROUTE_S`): three
@@ -41,16 +41,23 @@ STYLE_EFFECTS: dict[str, dict[str, float]] = {
 #: The shift-speed scale per style index (STYLES order).
 SHIFT_SCALE = np.array([STYLE_EFFECTS[s]["shift"] for s in STYLES])
 
-#: Segment kinds of a generated trip and their driving character: cruise speed range (km/h), segment length
-#: (s), stop probability at the end of each leg, typical acceleration and deceleration (m/s^2).
-SEGMENT_KINDS: dict[str, dict[str, tuple[float, float] | float]] = {
-    "urban": {"cruise_kmh": (25.0, 55.0), "length_s": (240.0, 600.0), "stop_p": 0.6, "leg_s": (15.0, 60.0),
-              "accel": (0.9, 1.6), "decel": (1.0, 2.0), "stop_s": (8.0, 60.0)},
-    "rural": {"cruise_kmh": (55.0, 90.0), "length_s": (300.0, 900.0), "stop_p": 0.15, "leg_s": (40.0, 150.0),
-              "accel": (0.7, 1.3), "decel": (0.8, 1.6), "stop_s": (10.0, 40.0)},
-    "highway": {"cruise_kmh": (90.0, 125.0), "length_s": (600.0, 1500.0), "stop_p": 0.0, "leg_s": (60.0, 300.0),
-                "accel": (0.5, 1.0), "decel": (0.5, 1.2), "stop_s": (0.0, 0.0)},
+#: Segment kinds of a generated trip and their driving character, each a (low, high) range: cruise speed (km/h),
+#: segment length (s), the chance of stopping at the end of a leg (drawn per segment), leg length (s, drawn
+#: log-uniformly per leg: short bursts and long steady cruises), peak acceleration and deceleration (m/s^2, per
+#: leg) and the time stood at a stop (s, log-uniform). `stop_go` is congested traffic: creeping at walking to
+#: cycling pace with a stop every few tens of metres.
+SEGMENT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
+    "urban": {"cruise_kmh": (20.0, 60.0), "length_s": (180.0, 900.0), "stop_p": (0.3, 0.85), "leg_s": (6.0, 90.0),
+              "accel": (0.8, 1.8), "decel": (0.9, 2.2), "stop_s": (3.0, 75.0)},
+    "rural": {"cruise_kmh": (50.0, 95.0), "length_s": (300.0, 1200.0), "stop_p": (0.0, 0.3),
+              "leg_s": (15.0, 300.0), "accel": (0.6, 1.4), "decel": (0.6, 1.7), "stop_s": (5.0, 60.0)},
+    "highway": {"cruise_kmh": (80.0, 122.0), "length_s": (300.0, 1800.0), "stop_p": (0.0, 0.0),
+                "leg_s": (30.0, 900.0), "accel": (0.4, 1.1), "decel": (0.4, 1.3), "stop_s": (0.0, 0.0)},
+    "stop_go": {"cruise_kmh": (8.0, 25.0), "length_s": (120.0, 600.0), "stop_p": (0.4, 0.9), "leg_s": (5.0, 40.0),
+                "accel": (0.5, 1.4), "decel": (0.6, 1.6), "stop_s": (1.0, 25.0)},
 }
+#: The mix of a generated route that names none (a scenario's `route.generated` without `mix`).
+DEFAULT_MIX = {"urban": 0.5, "rural": 0.3, "highway": 0.2}
 
 
 class CycleError(DtgHilError, ValueError):
@@ -169,11 +176,81 @@ def load_cycle(name_or_path: str, base_dir: Path | None = None) -> SpeedProfile:
     )
 
 
-def _approach(v: float, target: float, accel: float, decel: float) -> float:
-    """One 1-second step of a driver closing on a target speed with a comfortable acceleration."""
-    dv = target - v
-    step = accel * 3.6 if dv > 0 else decel * 3.6
-    return target if abs(dv) <= step else v + np.sign(dv) * step
+#: The fastest cruise speed a generated driver aims at (km/h; the speed wanders around it).
+MAX_CRUISE_KMH = 140.0
+#: The longest a generated driver stands with the engine running (s): under the app's excessive-idling limit
+#: (`firmware_sim.phone.rules`, 300 s), so a generated trip's normal driving never shows that anomaly.
+MAX_IDLE_S = 240.0
+
+
+def drive_statistics(speed_kmh: np.ndarray) -> dict[str, float]:
+    """Summary statistics of a 1-Hz speed trace, the figures drive cycles are compared by.
+
+    A sample is moving above 0.5 km/h; acceleration is the speed's one-second difference (m/s^2), jerk the
+    acceleration's (m/s^3, absolute, while moving). `stops_per_km`: moving-to-rest transitions per km driven;
+    `idle_share`: the share of seconds at rest; `speed_p50_kmh` / `speed_p95_kmh`: percentiles of the moving
+    speed; `accel_p95_ms2` / `decel_p95_ms2`: the 95th percentile of the positive accelerations and of the
+    decelerations' magnitudes; `jerk_p95_ms3`; `rpa_ms2`: relative positive acceleration, the sum of speed times
+    positive acceleration over the distance (m/s^2)."""
+    v = np.asarray(speed_kmh, dtype=float)
+    ms = v / 3.6
+    accel = np.diff(ms)
+    moving = v > 0.5
+    distance_km = max(float(v.sum()) / 3600.0, 1e-9)
+    stops = int(np.count_nonzero(moving[:-1] & ~moving[1:]))
+    jerk = np.abs(np.diff(accel))[moving[1:-1] | moving[2:]]
+    pos, neg = accel[accel > 0], -accel[accel < 0]
+
+    def p95(x: np.ndarray) -> float:
+        return float(np.percentile(x, 95)) if len(x) else 0.0
+
+    return {
+        "stops_per_km": stops / distance_km, "idle_share": 1.0 - float(moving.mean()),
+        "speed_p50_kmh": float(np.percentile(v[moving], 50)) if moving.any() else 0.0,
+        "speed_p95_kmh": p95(v[moving]), "accel_p95_ms2": p95(pos), "decel_p95_ms2": p95(neg),
+        "jerk_p95_ms3": p95(jerk), "rpa_ms2": float(np.sum(ms[1:] * np.maximum(accel, 0.0))) / (distance_km * 1000.0),
+    }
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A draw spread evenly over the orders of magnitude between `low` and `high` (> 0)."""
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What one generated trip's driver does whatever the segment and style: drawn once per trip.
+
+    `accel_scale` scales every peak acceleration and deceleration; `jerk_ms3` is the rate (m/s^3) at which the
+    driver builds up and releases acceleration, so speed changes are S-curves rather than ramps; `gain` (1/s) is
+    how briskly the remaining speed difference is closed (the driver eases off as the target speed nears);
+    `cruise_scale` scales cruise speeds; `long_stop_p` is the chance that a stop is a long one (a delivery, a
+    long light: 1-4 min)."""
+
+    accel_scale: float
+    jerk_ms3: float
+    gain: float
+    cruise_scale: float
+    long_stop_p: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Driver:
+        return cls(accel_scale=float(np.clip(np.exp(rng.normal(0.0, 0.18)), 0.7, 1.4)),
+                   jerk_ms3=_log_uniform(rng, 0.5, 2.5), gain=float(rng.uniform(0.3, 0.7)),
+                   cruise_scale=float(rng.uniform(0.92, 1.08)), long_stop_p=float(rng.uniform(0.0, 0.12)))
+
+
+def _drive_step(v: float, a: float, target: float, accel: float, decel: float, jerk: float,
+                gain: float) -> tuple[float, float]:
+    """One 1-second step of a driver closing on a target speed (km/h): the wanted acceleration (m/s^2) is the
+    remaining difference times `gain`, within `accel` / `decel`, and the acceleration moves towards it by at most
+    `jerk` per second. A car creeping to a stop (under 1 km/h) is at rest."""
+    wanted = float(np.clip(gain * (target - v) / 3.6, -decel, accel))
+    a += float(np.clip(wanted - a, -jerk, jerk))
+    v += a * 3.6
+    if v <= 0.0 or (target <= 0.0 and v < 1.0):
+        return 0.0, 0.0
+    return v, a
 
 
 def _weights(mix: dict[str, float], choices: dict | tuple, what: str) -> tuple[list[str], np.ndarray]:
@@ -191,54 +268,61 @@ def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] |
                   name: str | None = None, styles: dict[str, float] | None = None) -> SpeedProfile:
     """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
 
-    `mix` weights the segment kinds (urban / rural / highway); `styles` weights the driving styles
+    `mix` weights the segment kinds (`SEGMENT_KINDS`; default `DEFAULT_MIX`); `styles` weights the driving styles
     (normal / eco / aggressive; default all normal), drawn per segment. Each segment is a series of legs:
-    accelerate to a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or
-    change speed. Deterministic for `seed`.
+    close on a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or change
+    speed. The trip's `Driver` (drawn first) and each leg's draws set how: peak accelerations per leg, a jerk limit
+    (speed changes are S-curves), stop chances per segment, leg lengths and stop times log-uniform (short bursts
+    and long cruises, a few seconds' halt and a minutes-long one). Deterministic for `seed`.
     """
-    kinds, kind_p = _weights(dict(mix or {"urban": 0.5, "rural": 0.3, "highway": 0.2}), SEGMENT_KINDS,
-                             "segment kind")
+    kinds, kind_p = _weights(dict(mix or DEFAULT_MIX), SEGMENT_KINDS, "segment kind")
     style_names, style_p = _weights(dict(styles or {"normal": 1.0}), STYLES, "driving style")
     if duration_s < 120:
         raise ValueError("a generated trip needs duration_s >= 120")
     rng = np.random.default_rng([seed, 0xC7C1E])
+    driver = Driver.draw(rng)
 
-    speed: list[float] = [0.0] * int(rng.uniform(20, 90))  # warm-up idle before moving off
+    speed: list[float] = [0.0] * int(_log_uniform(rng, 5.0, MAX_IDLE_S))  # warm-up or loading before moving off
     style: list[int] = [0] * len(speed)
-    v = 0.0
-    end_idle = int(rng.uniform(10, 40))
+    v, a = 0.0, 0.0
+    end_idle = int(_log_uniform(rng, 3.0, 150.0))
     while len(speed) < duration_s - end_idle:
         kind = SEGMENT_KINDS[kinds[rng.choice(len(kinds), p=kind_p)]]
         style_name = style_names[rng.choice(len(style_names), p=style_p)]
         effect, style_index = STYLE_EFFECTS[style_name], STYLES.index(style_name)
         seg_end = min(len(speed) + rng.uniform(*kind["length_s"]), duration_s - end_idle)
-        accel = rng.uniform(*kind["accel"]) * effect["accel"]
-        decel = rng.uniform(*kind["decel"]) * effect["decel"]
-
-        def step(target: float, accel: float = accel, decel: float = decel, style_index: int = style_index) -> None:
-            nonlocal v
-            v = _approach(v, target, accel, decel)
-            speed.append(v)
-            style.append(style_index)
-
+        stop_p = rng.uniform(*kind["stop_p"])
         while len(speed) < seg_end:
-            cruise = rng.uniform(*kind["cruise_kmh"]) * effect["cruise"]
-            leg_end = len(speed) + rng.uniform(*kind["leg_s"])
+            cruise = min(rng.uniform(*kind["cruise_kmh"]) * effect["cruise"] * driver.cruise_scale, MAX_CRUISE_KMH)
+            accel = max(rng.uniform(*kind["accel"]) * effect["accel"] * driver.accel_scale, 0.3)
+            decel = max(rng.uniform(*kind["decel"]) * effect["decel"] * driver.accel_scale, 0.3)
+            jerk = driver.jerk_ms3 * effect["accel"] * rng.uniform(0.75, 1.33)
+            leg_end = len(speed) + _log_uniform(rng, *kind["leg_s"])
+
+            def step(target: float, accel: float = accel, decel: float = decel, jerk: float = jerk,
+                     style_index: int = style_index) -> None:
+                nonlocal v, a
+                v, a = _drive_step(v, a, target, accel, decel, jerk, driver.gain)
+                speed.append(v)
+                style.append(style_index)
+
             wander = 0.0
             while len(speed) < min(leg_end, seg_end):
                 # Ornstein-Uhlenbeck wander around the cruise speed: drivers do not hold speed exactly.
                 wander += -0.05 * wander + rng.normal(0.0, effect["wander"])
                 step(max(cruise + wander, 0.0))
-            if rng.random() < kind["stop_p"] or len(speed) >= seg_end:
-                stop_for = rng.uniform(*kind["stop_s"]) if kind["stop_s"][1] > 0 else 0.0
-                if len(speed) >= seg_end and kind["stop_s"][1] == 0:
-                    continue  # highway segments flow into the next segment without stopping
+            if kind["stop_s"][1] == 0:
+                continue  # highway segments flow into the next segment without stopping
+            if rng.random() < stop_p or len(speed) >= seg_end:
+                long_stop = rng.random() < driver.long_stop_p
+                stop_for = _log_uniform(rng, 60.0, MAX_IDLE_S) if long_stop else _log_uniform(rng, *kind["stop_s"])
                 while v > 0:
                     step(0.0)
+                stop_for = min(stop_for, max(duration_s - end_idle - len(speed), 0.0))  # the end idle follows
                 speed.extend([0.0] * int(stop_for))
                 style.extend([style_index] * int(stop_for))
     while v > 0:  # come to rest, then idle before switching off
-        v = _approach(v, 0.0, 1.0, 1.5)
+        v, a = _drive_step(v, a, 0.0, 1.0, 1.5 * driver.accel_scale, driver.jerk_ms3, driver.gain)
         speed.append(v)
         style.append(0)
     speed.extend([0.0] * end_idle)
