@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from harness.world.cycles import BUNDLED_CYCLES, drive_statistics, generate_trip, load_cycle
+from harness.world.cycles import BUNDLED_CYCLES, DRIVING, drive_statistics, generate_trip, load_cycle
 from harness.world.dataset import plan_trips
 
 #: The statistics the table shows, in order, with their headings.
@@ -26,10 +26,12 @@ HEADINGS = {
 }
 
 
-def generated_statistics(seed: int, trips: int, duration_s: float) -> list[dict[str, float]]:
-    """`drive_statistics` of the first `trips` train-split trips `plan_trips(seed, ...)` draws."""
+def generated_statistics(seed: int, trips: int, duration_s: float, driving: str = "varied") -> list[dict[str, float]]:
+    """`drive_statistics` of the first `trips` train-split trips `plan_trips(seed, ...)` draws, driven `driving`
+    (`harness.world.cycles.DRIVING`: "varied" as the dataset drives them, "classic" as trip-gen/2 did)."""
     specs = [spec for spec in plan_trips(seed, trips, 0, 0, duration_s) if spec.split == "train"]
-    return [drive_statistics(generate_trip(spec.seed, spec.duration_s, spec.mix, styles=spec.styles).speed_kmh)
+    return [drive_statistics(generate_trip(spec.seed, spec.duration_s, spec.mix, styles=spec.styles,
+                                                  driving=driving).speed_kmh)
             for spec in specs]
 
 
@@ -53,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trips", type=int, default=40, help="generated trips (default 40)")
     parser.add_argument("--seed", type=int, default=0, help="the dataset seed the trips are drawn with (default 0)")
     parser.add_argument("--duration-s", type=float, default=1800.0, help="trip length (default 1800 s)")
+    parser.add_argument("--driving", choices=DRIVING, default="varied",
+                        help="how the trips are driven (default varied, as the dataset drives them)")
     args = parser.parse_args(argv)
-    generated = generated_statistics(args.seed, args.trips, args.duration_s)
+    generated = generated_statistics(args.seed, args.trips, args.duration_s, args.driving)
     cycles = {name: drive_statistics(load_cycle(name).speed_kmh) for name in BUNDLED_CYCLES}
-    print(f"{len(generated)} generated trips of {args.duration_s:g} s (seed {args.seed}) against the bundled cycles")
+    print(f"{len(generated)} generated trips of {args.duration_s:g} s ({args.driving} driving, seed {args.seed}) "
+          "against the bundled cycles")
     print(coverage_table(generated, cycles))
     return 0
 

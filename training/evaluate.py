@@ -166,7 +166,8 @@ def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity
         trip_seed = int(rng.integers(2**31 - 1))
         if k < n_generated:
             mix, styles = draw_mix(rng)
-            profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles)
+            profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles,
+                                    driving="varied")
         else:
             profile = load_cycle(cycles[k - n_generated]).repeated(2)
         kinds = deck[k * per_trip:(k + 1) * per_trip]

@@ -45,7 +45,7 @@ SHIFT_SCALE = np.array([STYLE_EFFECTS[s]["shift"] for s in STYLES])
 #: segment length (s), the chance of stopping at the end of a leg (drawn per segment), leg length (s, drawn
 #: log-uniformly per leg: short bursts and long steady cruises), peak acceleration and deceleration (m/s^2, per
 #: leg) and the time stood at a stop (s, log-uniform). `stop_go` is congested traffic: creeping at walking to
-#: cycling pace with a stop every few tens of metres.
+#: cycling pace, stopping every 80-200 m (6-13 stops per km over a 30-min trip of it alone).
 SEGMENT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
     "urban": {"cruise_kmh": (20.0, 60.0), "length_s": (180.0, 900.0), "stop_p": (0.3, 0.85), "leg_s": (6.0, 90.0),
               "accel": (0.8, 1.8), "decel": (0.9, 2.2), "stop_s": (3.0, 75.0)},
@@ -56,8 +56,24 @@ SEGMENT_KINDS: dict[str, dict[str, tuple[float, float]]] = {
     "stop_go": {"cruise_kmh": (8.0, 25.0), "length_s": (120.0, 600.0), "stop_p": (0.4, 0.9), "leg_s": (5.0, 40.0),
                 "accel": (0.5, 1.4), "decel": (0.6, 1.6), "stop_s": (1.0, 25.0)},
 }
+#: The same kinds as trip-gen/2 drove them, for `driving="classic"`: fixed ranges drawn uniformly, a fixed stop
+#: chance, acceleration drawn per segment (`stop_go` is new, with the classic form of its varied values).
+CLASSIC_KINDS: dict[str, dict[str, tuple[float, float] | float]] = {
+    "urban": {"cruise_kmh": (25.0, 55.0), "length_s": (240.0, 600.0), "stop_p": 0.6, "leg_s": (15.0, 60.0),
+              "accel": (0.9, 1.6), "decel": (1.0, 2.0), "stop_s": (8.0, 60.0)},
+    "rural": {"cruise_kmh": (55.0, 90.0), "length_s": (300.0, 900.0), "stop_p": 0.15, "leg_s": (40.0, 150.0),
+              "accel": (0.7, 1.3), "decel": (0.8, 1.6), "stop_s": (10.0, 40.0)},
+    "highway": {"cruise_kmh": (90.0, 125.0), "length_s": (600.0, 1500.0), "stop_p": 0.0, "leg_s": (60.0, 300.0),
+                "accel": (0.5, 1.0), "decel": (0.5, 1.2), "stop_s": (0.0, 0.0)},
+    "stop_go": {"cruise_kmh": (8.0, 25.0), "length_s": (120.0, 600.0), "stop_p": 0.65, "leg_s": (5.0, 40.0),
+                "accel": (0.5, 1.4), "decel": (0.6, 1.6), "stop_s": (1.0, 25.0)},
+}
 #: The mix of a generated route that names none (a scenario's `route.generated` without `mix`).
 DEFAULT_MIX = {"urban": 0.5, "rural": 0.3, "highway": 0.2}
+#: How a generated trip is driven: "classic" as trip-gen/2 did (constant accelerations, one driver; what
+#: scenarios drive unless they ask, so that their traces stay those the shipped models were judged on), or
+#: "varied" (a `Driver` per trip, S-curves, wider ranges: what the training data and evaluation sets drive).
+DRIVING = ("classic", "varied")
 
 
 class CycleError(DtgHilError, ValueError):
@@ -236,7 +252,7 @@ class Driver:
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Driver:
         return cls(accel_scale=float(np.clip(np.exp(rng.normal(0.0, 0.18)), 0.7, 1.4)),
-                   jerk_ms3=_log_uniform(rng, 0.5, 2.5), gain=float(rng.uniform(0.3, 0.7)),
+                   jerk_ms3=_log_uniform(rng, 0.4, 1.8), gain=float(rng.uniform(0.3, 0.7)),
                    cruise_scale=float(rng.uniform(0.92, 1.08)), long_stop_p=float(rng.uniform(0.0, 0.12)))
 
 
@@ -253,6 +269,13 @@ def _drive_step(v: float, a: float, target: float, accel: float, decel: float, j
     return v, a
 
 
+def _approach(v: float, target: float, accel: float, decel: float) -> float:
+    """One 1-second step of a driver closing on a target speed with a comfortable acceleration."""
+    dv = target - v
+    step = accel * 3.6 if dv > 0 else decel * 3.6
+    return target if abs(dv) <= step else v + np.sign(dv) * step
+
+
 def _weights(mix: dict[str, float], choices: dict | tuple, what: str) -> tuple[list[str], np.ndarray]:
     unknown = sorted(set(mix) - set(choices))
     if unknown:
@@ -264,22 +287,9 @@ def _weights(mix: dict[str, float], choices: dict | tuple, what: str) -> tuple[l
     return names, weights / weights.sum()
 
 
-def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] | None = None,
-                  name: str | None = None, styles: dict[str, float] | None = None) -> SpeedProfile:
-    """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
-
-    `mix` weights the segment kinds (`SEGMENT_KINDS`; default `DEFAULT_MIX`); `styles` weights the driving styles
-    (normal / eco / aggressive; default all normal), drawn per segment. Each segment is a series of legs:
-    close on a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or change
-    speed. The trip's `Driver` (drawn first) and each leg's draws set how: peak accelerations per leg, a jerk limit
-    (speed changes are S-curves), stop chances per segment, leg lengths and stop times log-uniform (short bursts
-    and long cruises, a few seconds' halt and a minutes-long one). Deterministic for `seed`.
-    """
-    kinds, kind_p = _weights(dict(mix or DEFAULT_MIX), SEGMENT_KINDS, "segment kind")
-    style_names, style_p = _weights(dict(styles or {"normal": 1.0}), STYLES, "driving style")
-    if duration_s < 120:
-        raise ValueError("a generated trip needs duration_s >= 120")
-    rng = np.random.default_rng([seed, 0xC7C1E])
+def _varied_trip(rng: np.random.Generator, duration_s: float, kinds: list[str], kind_p: np.ndarray,
+                 style_names: list[str], style_p: np.ndarray) -> tuple[list[float], list[int]]:
+    """Speed and style per second of a "varied" trip (see `generate_trip`)."""
     driver = Driver.draw(rng)
 
     speed: list[float] = [0.0] * int(_log_uniform(rng, 5.0, MAX_IDLE_S))  # warm-up or loading before moving off
@@ -327,9 +337,81 @@ def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] |
         style.append(0)
     speed.extend([0.0] * end_idle)
     style.extend([0] * end_idle)
+    return speed, style
+
+
+def _classic_trip(rng: np.random.Generator, duration_s: float, kinds: list[str], kind_p: np.ndarray,
+                  style_names: list[str], style_p: np.ndarray) -> tuple[list[float], list[int]]:
+    """Speed and style per second of a "classic" trip: trip-gen/2's driving, draw for draw."""
+    speed: list[float] = [0.0] * int(rng.uniform(20, 90))  # warm-up idle before moving off
+    style: list[int] = [0] * len(speed)
+    v = 0.0
+    end_idle = int(rng.uniform(10, 40))
+    while len(speed) < duration_s - end_idle:
+        kind = CLASSIC_KINDS[kinds[rng.choice(len(kinds), p=kind_p)]]
+        style_name = style_names[rng.choice(len(style_names), p=style_p)]
+        effect, style_index = STYLE_EFFECTS[style_name], STYLES.index(style_name)
+        seg_end = min(len(speed) + rng.uniform(*kind["length_s"]), duration_s - end_idle)
+        accel = rng.uniform(*kind["accel"]) * effect["accel"]
+        decel = rng.uniform(*kind["decel"]) * effect["decel"]
+
+        def step(target: float, accel: float = accel, decel: float = decel, style_index: int = style_index) -> None:
+            nonlocal v
+            v = _approach(v, target, accel, decel)
+            speed.append(v)
+            style.append(style_index)
+
+        while len(speed) < seg_end:
+            cruise = rng.uniform(*kind["cruise_kmh"]) * effect["cruise"]
+            leg_end = len(speed) + rng.uniform(*kind["leg_s"])
+            wander = 0.0
+            while len(speed) < min(leg_end, seg_end):
+                # Ornstein-Uhlenbeck wander around the cruise speed: drivers do not hold speed exactly.
+                wander += -0.05 * wander + rng.normal(0.0, effect["wander"])
+                step(max(cruise + wander, 0.0))
+            if rng.random() < kind["stop_p"] or len(speed) >= seg_end:
+                stop_for = rng.uniform(*kind["stop_s"]) if kind["stop_s"][1] > 0 else 0.0
+                if len(speed) >= seg_end and kind["stop_s"][1] == 0:
+                    continue  # highway segments flow into the next segment without stopping
+                while v > 0:
+                    step(0.0)
+                speed.extend([0.0] * int(stop_for))
+                style.extend([style_index] * int(stop_for))
+    while v > 0:  # come to rest, then idle before switching off
+        v = _approach(v, 0.0, 1.0, 1.5)
+        speed.append(v)
+        style.append(0)
+    speed.extend([0.0] * end_idle)
+    style.extend([0] * end_idle)
+    return speed, style
+
+
+def generate_trip(seed: int, duration_s: float = 1800.0, mix: dict[str, float] | None = None,
+                  name: str | None = None, styles: dict[str, float] | None = None,
+                  driving: str = "classic") -> SpeedProfile:
+    """A realistic trip of about `duration_s` seconds, starting and ending at rest with the engine idling.
+
+    `mix` weights the segment kinds (`SEGMENT_KINDS`; default `DEFAULT_MIX`); `styles` weights the driving styles
+    (normal / eco / aggressive; default all normal), drawn per segment. Each segment is a series of legs:
+    close on a cruise speed, hold it with a slowly wandering speed, then stop (idling at a junction) or change
+    speed. `driving` (`DRIVING`) says how. "classic": trip-gen/2's driving (`CLASSIC_KINDS`), a constant
+    acceleration per segment. "varied": the trip's `Driver` (drawn first) and each leg's draws (`SEGMENT_KINDS`)
+    set it: peak accelerations per leg, a jerk limit (speed changes are S-curves), stop chances per segment, leg
+    lengths and stop times log-uniform (short bursts and long cruises, a few seconds' halt and a minutes-long
+    one), start and end idles up to `MAX_IDLE_S`. Deterministic for `seed` and `driving`.
+    """
+    kinds, kind_p = _weights(dict(mix or DEFAULT_MIX), SEGMENT_KINDS, "segment kind")
+    style_names, style_p = _weights(dict(styles or {"normal": 1.0}), STYLES, "driving style")
+    if driving not in DRIVING:
+        raise ValueError(f"unknown driving {driving!r}; expected one of: {', '.join(DRIVING)}")
+    if duration_s < 120:
+        raise ValueError("a generated trip needs duration_s >= 120")
+    rng = np.random.default_rng([seed, 0xC7C1E])
+    trip = _varied_trip if driving == "varied" else _classic_trip
+    speed, style = trip(rng, duration_s, kinds, kind_p, style_names, style_p)
     label = name or f"generated-{seed}"
     kind_mix = dict(zip(kinds, kind_p.round(3).tolist(), strict=False))
-    provenance = f"dtg-hil {GENERATOR_VERSION}, seed {seed}, mix {kind_mix}"
+    provenance = f"dtg-hil {GENERATOR_VERSION} ({driving} driving), seed {seed}, mix {kind_mix}"
     if styles:
         provenance += f", styles {dict(zip(style_names, style_p.round(3).tolist(), strict=False))}"
     return SpeedProfile(label, np.round(np.asarray(speed, dtype=float), 3), provenance,

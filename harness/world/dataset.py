@@ -110,7 +110,7 @@ def plan_trips(seed: int, train: int, val: int, test: int, duration_s: float) ->
 def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
     if spec.route == "generated":
         profile = generate_trip(spec.seed, spec.duration_s, spec.mix, name=f"{spec.split}-{spec.index:03d}",
-                                styles=spec.styles)
+                                styles=spec.styles, driving="varied")
     else:
         profile = load_cycle(spec.route).repeated(2)
     rng = np.random.default_rng([spec.seed, 0x5C4ED])
