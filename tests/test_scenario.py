@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.tools.cli import main
@@ -132,6 +133,18 @@ def test_every_problem_in_a_file_is_reported_at_once(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(write(tmp_path, text))
     assert len(info.value.problems) == 2
+
+
+def test_a_generated_route_drives_classic_unless_it_asks_for_varied(tmp_path):
+    from harness.world.cycles import generate_trip
+
+    route = "  generated: {duration_s: 1200, seed: 4, mix: {stop_go: 1, urban: 1}%s}"
+    classic = load_scenario(write(tmp_path, GOOD.replace("  cycle: udds", route % ""), "a.yaml")).profile()
+    varied = load_scenario(write(tmp_path, GOOD.replace("  cycle: udds", route % ", driving: varied"), "b.yaml"))
+    mix = {"stop_go": 1.0, "urban": 1.0}
+    assert np.array_equal(classic.speed_kmh, generate_trip(4, 1200, mix, driving="classic").speed_kmh)
+    assert np.array_equal(varied.profile().speed_kmh, generate_trip(4, 1200, mix, driving="varied").speed_kmh)
+    assert not np.array_equal(classic.speed_kmh, varied.profile().speed_kmh)
 
 
 def test_cycle_csv_relative_to_the_scenario(tmp_path):

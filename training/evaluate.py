@@ -146,6 +146,8 @@ def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity
 
     Types are dealt round-robin over the trips so that each gets the same number of events; sensor faults
     cycle through their observable signals. `severity` None draws each in [0.3, 1] as `random_schedule` does.
+    Generated trips are driven "varied" with the dataset's mixes (`harness.world.dataset.draw_mix`); every trip
+    draws its terrain and a cold or warm start (`harness.world.dataset.draw_start`) from a stream of its own.
     Deterministic for (`seed`, `salt`); training draws its extra trips with another salt than evaluation.
     """
     return [plan.drive() for plan in eval_plans(seed, n_generated, duration_s, severity, cycles, per_trip, types,

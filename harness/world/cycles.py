@@ -1,9 +1,11 @@
 """Speed profiles: the bundled real drive cycles, and a seeded generator of realistic trips.
 
 A speed profile is the driver's intent: vehicle speed against time at 1 Hz. The plant (`harness.world.vehicle`)
-turns it into signals. The generator is not a traffic model: it strings together urban, rural and highway
-segments (cruise with speed fluctuation, stops at junctions, idling) with driver-typical accelerations; it does
-not model other vehicles, curves limiting speed, or gear-shift pauses in the speed trace.
+turns it into signals. The generator is not a traffic model: it strings together urban, rural, highway and
+stop-and-go segments (cruise with speed fluctuation, stops at junctions, idling) with driver-typical
+accelerations, either as trip-gen/2 did ("classic") or with a drawn driver, S-curve speed changes and wider ranges
+("varied", what the models are trained on); it does not model other vehicles, curves limiting speed, or
+gear-shift pauses in the speed trace. `drive_statistics` summarises a trace the way drive cycles are compared.
 """
 from __future__ import annotations
 
