@@ -196,6 +196,10 @@ def load_cycle(name_or_path: str, base_dir: Path | None = None) -> SpeedProfile:
 
 #: The fastest cruise speed a generated driver aims at (km/h; the speed wanders around it).
 MAX_CRUISE_KMH = 140.0
+#: The briskest acceleration and braking a varied driver aims at (m/s^2): trip-gen/2's highest, under the app's
+#: harsh-acceleration and harsh-braking limits (3.5 and 4 m/s^2, `firmware_sim.phone.rules.RuleLimits`) with room
+#: for the grade the accelerometer also reads (up to 0.6 m/s^2 at `harness.world.route.MAX_GRADE`).
+MAX_ACCEL_MS2, MAX_DECEL_MS2 = 2.8, 3.3
 #: The longest a generated driver stands with the engine running (s): under the app's excessive-idling limit
 #: (`firmware_sim.phone.rules`, 300 s), so a generated trip's normal driving never shows that anomaly.
 MAX_IDLE_S = 240.0
@@ -306,8 +310,10 @@ def _varied_trip(rng: np.random.Generator, duration_s: float, kinds: list[str], 
         stop_p = rng.uniform(*kind["stop_p"])
         while len(speed) < seg_end:
             cruise = min(rng.uniform(*kind["cruise_kmh"]) * effect["cruise"] * driver.cruise_scale, MAX_CRUISE_KMH)
-            accel = max(rng.uniform(*kind["accel"]) * effect["accel"] * driver.accel_scale, 0.3)
-            decel = max(rng.uniform(*kind["decel"]) * effect["decel"] * driver.accel_scale, 0.3)
+            accel = float(np.clip(rng.uniform(*kind["accel"]) * effect["accel"] * driver.accel_scale, 0.3,
+                                  MAX_ACCEL_MS2))
+            decel = float(np.clip(rng.uniform(*kind["decel"]) * effect["decel"] * driver.accel_scale, 0.3,
+                                  MAX_DECEL_MS2))
             jerk = driver.jerk_ms3 * effect["accel"] * rng.uniform(0.75, 1.33)
             leg_end = len(speed) + _log_uniform(rng, *kind["leg_s"])
 
