@@ -267,8 +267,8 @@ def _drive_step(v: float, a: float, target: float, accel: float, decel: float, j
     """One 1-second step of a driver closing on a target speed (km/h): the wanted acceleration (m/s^2) is the
     remaining difference times `gain`, within `accel` / `decel`, and the acceleration moves towards it by at most
     `jerk` per second. A car creeping to a stop (under 1 km/h) is at rest."""
-    wanted = float(np.clip(gain * (target - v) / 3.6, -decel, accel))
-    a += float(np.clip(wanted - a, -jerk, jerk))
+    wanted = min(max(gain * (target - v) / 3.6, -decel), accel)
+    a += min(max(wanted - a, -jerk), jerk)
     v += a * 3.6
     if v <= 0.0 or (target <= 0.0 and v < 1.0):
         return 0.0, 0.0
