@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.tools.cli import main
@@ -95,6 +96,10 @@ BAD = [
      ["anomalies[0].severity", "must be <= 1"], 7),
     ("both route kinds", GOOD.replace("  cycle: udds", "  cycle: udds\n  generated: {duration_s: 600}"),
      ["route", "exactly one of 'cycle'"], 4),
+    ("unknown segment kind", GOOD.replace("  cycle: udds", "  generated: {duration_s: 600, mix: {congested: 1}}"),
+     ["route.generated.mix.congested", "unknown key 'congested'", "urban, rural, highway, stop_go"], 5),
+    ("unknown driving", GOOD.replace("  cycle: udds", "  generated: {duration_s: 600, driving: wild}"),
+     ["route.generated.driving", "unknown driving 'wild'", "expected one of: classic, varied"], 5),
     ("not a mapping", "- just\n- a list\n", ["expected a mapping"], None),
     ("code in YAML", "route: !!python/object/apply:os.system ['true']\n", ["not plain YAML data"], 1),
     ("bad expectation", GOOD.replace("recall_min: 1.0", "recall_min: 2"), ["expect.recall_min", "must be <= 1"], 13),
@@ -128,6 +133,18 @@ def test_every_problem_in_a_file_is_reported_at_once(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(write(tmp_path, text))
     assert len(info.value.problems) == 2
+
+
+def test_a_generated_route_drives_classic_unless_it_asks_for_varied(tmp_path):
+    from harness.world.cycles import generate_trip
+
+    route = "  generated: {duration_s: 1200, seed: 4, mix: {stop_go: 1, urban: 1}%s}"
+    classic = load_scenario(write(tmp_path, GOOD.replace("  cycle: udds", route % ""), "a.yaml")).profile()
+    varied = load_scenario(write(tmp_path, GOOD.replace("  cycle: udds", route % ", driving: varied"), "b.yaml"))
+    mix = {"stop_go": 1.0, "urban": 1.0}
+    assert np.array_equal(classic.speed_kmh, generate_trip(4, 1200, mix, driving="classic").speed_kmh)
+    assert np.array_equal(varied.profile().speed_kmh, generate_trip(4, 1200, mix, driving="varied").speed_kmh)
+    assert not np.array_equal(classic.speed_kmh, varied.profile().speed_kmh)
 
 
 def test_cycle_csv_relative_to_the_scenario(tmp_path):

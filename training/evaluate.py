@@ -34,8 +34,8 @@ from harness.inference.models import open_session
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import SENSOR_FAULT_TYPES, Anomaly, random_shape
-from harness.world.cycles import SEGMENT_KINDS, generate_trip, load_cycle
-from harness.world.dataset import read_trip, trip_rows
+from harness.world.cycles import generate_trip, load_cycle
+from harness.world.dataset import draw_mix, draw_start, read_trip, trip_rows
 from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 from training.data import Trip, make_windows
 
@@ -146,6 +146,8 @@ def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity
 
     Types are dealt round-robin over the trips so that each gets the same number of events; sensor faults
     cycle through their observable signals. `severity` None draws each in [0.3, 1] as `random_schedule` does.
+    Generated trips are driven "varied" with the dataset's mixes (`harness.world.dataset.draw_mix`); every trip
+    draws its terrain and a cold or warm start (`harness.world.dataset.draw_start`) from a stream of its own.
     Deterministic for (`seed`, `salt`); training draws its extra trips with another salt than evaluation.
     """
     return [plan.drive() for plan in eval_plans(seed, n_generated, duration_s, severity, cycles, per_trip, types,
@@ -157,6 +159,7 @@ def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity
                types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1) -> list[EvalPlan]:
     """The plans of `eval_trips` (same arguments), undriven."""
     rng = np.random.default_rng([seed, salt])
+    start_rng = np.random.default_rng([seed, salt, 1])  # terrain and engine start: a stream of their own
     n_total = n_generated + len(cycles)
     deck = [types[i % len(types)] for i in range(n_total * per_trip)]
     signal_cycle = {k: 0 for k in SENSOR_FAULT_TYPES}
@@ -164,9 +167,9 @@ def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity
     for k in range(n_total):
         trip_seed = int(rng.integers(2**31 - 1))
         if k < n_generated:
-            mix = dict(zip(SEGMENT_KINDS, rng.dirichlet(np.ones(len(SEGMENT_KINDS))).round(3).tolist(), strict=False))
-            styles = dict(zip(STYLES, rng.dirichlet(np.full(len(STYLES), 0.7)).round(3).tolist(), strict=False))
-            profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles)
+            mix, styles = draw_mix(rng)
+            profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles,
+                                    driving="varied")
         else:
             profile = load_cycle(cycles[k - n_generated]).repeated(2)
         kinds = deck[k * per_trip:(k + 1) * per_trip]
@@ -182,8 +185,10 @@ def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity
             else:
                 signals.append(None)
         vehicle = list(VEHICLES)[k % len(VEHICLES)]
+        hilliness, start_coolant_c = draw_start(start_rng)
         conditions = PlantConditions(ambient_c=float(rng.uniform(-5.0, 35.0)),
-                                     start_fuel_pct=float(rng.uniform(30.0, 95.0)))
+                                     start_fuel_pct=float(rng.uniform(30.0, 95.0)),
+                                     start_coolant_c=start_coolant_c, hilliness=hilliness)
         not_before = {}
         if "overheating" in kinds:
             # A failing fan or radiator is invisible while the thermostat is shut (a healthy engine does not

@@ -30,7 +30,7 @@ from harness.world.anomalies import random_schedule
 from harness.world.cycles import GENERATOR_VERSION, SEGMENT_KINDS, SpeedProfile, generate_trip, load_cycle
 from harness.world.vehicle import VEHICLES, PlantConditions, get_vehicle, simulate
 
-DATASET_VERSION = f"dtg-dataset/5 ({GENERATOR_VERSION})"
+DATASET_VERSION = f"dtg-dataset/6 ({GENERATOR_VERSION})"
 #: The bus the unit reads: readings it carries are written at that bus's resolution (`harness.wire.dbc.as_received`).
 BUS_PROFILE = "obd2"
 SPLITS = ("train", "val", "test")
@@ -38,6 +38,16 @@ SPLITS = ("train", "val", "test")
 HELD_OUT_CYCLES = ("udds", "wltc_class3b")
 COLUMNS = ("t_s",) + SIGNALS + ("fuel_rate_lph", "driving_style", "anomaly", "anomaly_type")
 _FORMATS = {"latitude": "{:.7f}", "longitude": "{:.7f}", "t_s": "{:.1f}"}
+#: Dirichlet concentration of a drawn trip's segment mix, per kind: congestion (`stop_go`) is in fewer trips'
+#: driving, and rarely most of one.
+MIX_CONCENTRATION = {"urban": 1.0, "rural": 1.0, "highway": 1.0, "stop_go": 0.5}
+#: A drawn trip's terrain: `PlantConditions.hilliness` uniform in 0 (flat) .. this; at 1 the steepest stretches
+#: reach `harness.world.route.MAX_GRADE`.
+MAX_DRAWN_HILLINESS = 1.0
+#: The share of drawn trips that start with a warm engine (stopped a little while ago: coolant uniform in
+#: `WARM_START_C`); the others start cold, at ambient.
+WARM_START_P = 0.4
+WARM_START_C = (60.0, 90.0)
 
 
 @dataclass(frozen=True)
@@ -52,28 +62,47 @@ class TripSpec:
     styles: dict[str, float] | None
     anomalies: int
     ambient_c: float
+    hilliness: float = PlantConditions.hilliness
+    start_coolant_c: float | None = None  # None: a cold start at ambient
+
+
+def draw_mix(rng: np.random.Generator) -> tuple[dict[str, float], dict[str, float]]:
+    """A drawn trip's segment mix (`MIX_CONCENTRATION`) and driving-style mix (most trips lean to one style)."""
+    weights = rng.dirichlet([MIX_CONCENTRATION[kind] for kind in SEGMENT_KINDS])
+    style_weights = rng.dirichlet(np.full(len(STYLES), 0.7))
+    return ({kind: round(float(w), 3) for kind, w in zip(SEGMENT_KINDS, weights, strict=True)},
+            {style: round(float(w), 3) for style, w in zip(STYLES, style_weights, strict=True)})
+
+
+def draw_start(rng: np.random.Generator) -> tuple[float, float | None]:
+    """A drawn trip's hilliness (`MAX_DRAWN_HILLINESS`) and coolant temperature at key-on (`WARM_START_P`)."""
+    hilliness = round(float(rng.uniform(0.0, MAX_DRAWN_HILLINESS)), 2)
+    warm = rng.random() < WARM_START_P
+    coolant = round(float(rng.uniform(*WARM_START_C)), 1)
+    return hilliness, coolant if warm else None
 
 
 def plan_trips(seed: int, train: int, val: int, test: int, duration_s: float) -> list[TripSpec]:
-    """Which trips each split gets; seeds are drawn so that no two trips share a generated trace."""
+    """Which trips each split gets; seeds are drawn so that no two trips share a generated trace.
+
+    Each trip draws its vehicle, segment and style mix (`draw_mix`), ambient temperature, terrain and cold or
+    warm start (`draw_start`; the held-out cycles' trips too)."""
     rng = np.random.default_rng([seed, 0xDA7A])
+    start_rng = np.random.default_rng([seed, 0xDA7A, 1])
     seeds = rng.choice(2**31 - 1, size=train + val + test + len(HELD_OUT_CYCLES), replace=False)
     specs: list[TripSpec] = []
     counts = {"train": train, "val": val, "test": test}
     k = 0
     for split in SPLITS:
         for i in range(counts[split]):
-            weights = rng.dirichlet(np.ones(len(SEGMENT_KINDS)))
-            mix = {kind: round(float(w), 3) for kind, w in zip(SEGMENT_KINDS, weights, strict=False)}
-            style_weights = rng.dirichlet(np.full(len(STYLES), 0.7))  # most trips lean to one style
-            styles = {style: round(float(w), 3) for style, w in zip(STYLES, style_weights, strict=False)}
+            mix, styles = draw_mix(rng)
             specs.append(TripSpec(split, i, str(rng.choice(list(VEHICLES))), int(seeds[k]), "generated",
                                   duration_s, mix, styles, 0 if split == "train" else int(rng.integers(2, 5)),
-                                  round(float(rng.uniform(-5.0, 35.0)), 1)))
+                                  round(float(rng.uniform(-5.0, 35.0)), 1), *draw_start(start_rng)))
             k += 1
     for j, cycle in enumerate(HELD_OUT_CYCLES):
         specs.append(TripSpec("test", test + j, str(rng.choice(list(VEHICLES))), int(seeds[k]), cycle,
-                              0.0, None, None, 2, round(float(rng.uniform(-5.0, 35.0)), 1)))
+                              0.0, None, None, 2, round(float(rng.uniform(-5.0, 35.0)), 1), *draw_start(start_rng)))
         k += 1
     return specs
 
@@ -81,12 +110,13 @@ def plan_trips(seed: int, train: int, val: int, test: int, duration_s: float) ->
 def run_trip(spec: TripSpec) -> tuple[SpeedProfile, Trace]:
     if spec.route == "generated":
         profile = generate_trip(spec.seed, spec.duration_s, spec.mix, name=f"{spec.split}-{spec.index:03d}",
-                                styles=spec.styles)
+                                styles=spec.styles, driving="varied")
     else:
         profile = load_cycle(spec.route).repeated(2)
     rng = np.random.default_rng([spec.seed, 0x5C4ED])
     anomalies = random_schedule(rng, profile.duration_s, spec.anomalies) if spec.anomalies else []
-    conditions = PlantConditions(ambient_c=spec.ambient_c, start_fuel_pct=float(rng.uniform(30.0, 95.0)))
+    conditions = PlantConditions(ambient_c=spec.ambient_c, start_fuel_pct=float(rng.uniform(30.0, 95.0)),
+                                 start_coolant_c=spec.start_coolant_c, hilliness=spec.hilliness)
     trace = simulate(profile, get_vehicle(spec.vehicle), anomalies, spec.seed, conditions)
     return profile, trace
 

@@ -45,6 +45,7 @@ from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES, Anomaly
 from harness.world.bus_faults import BusFault, read_bus_faults
 from harness.world.cycles import (
     BUNDLED_CYCLES,
+    DRIVING,
     MAX_CYCLE_S,
     SEGMENT_KINDS,
     CycleError,
@@ -94,6 +95,7 @@ class RouteSpec:
     generated_mix: dict[str, float] | None = None
     generated_seed: int | None = None
     generated_styles: dict[str, float] | None = None
+    generated_driving: str = "classic"  # harness.world.cycles.DRIVING
     recording: str | None = None  # a CAN log (BLF/ASC) path relative to the scenario file (harness.world.replay)
 
 
@@ -173,7 +175,8 @@ def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedPro
     if route.cycle is not None:
         return load_cycle(route.cycle, base_dir).repeated(route.repeat)
     return generate_trip(seed if route.generated_seed is None else route.generated_seed,
-                         route.generated_duration_s or 1800.0, route.generated_mix, styles=route.generated_styles)
+                         route.generated_duration_s or 1800.0, route.generated_mix, styles=route.generated_styles,
+                         driving=route.generated_driving)
 
 
 # --- validation -------------------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ def _profile_for(route: RouteSpec, seed: int, base_dir: Path | None) -> SpeedPro
 TOP_KEYS = ("name", "description", "vehicle", "seed", "route", "conditions", "anomalies", "expect", "sweep",
             "bus_faults")
 ROUTE_KEYS = ("cycle", "repeat", "generated", "recording", "start", "hilliness")
-GENERATED_KEYS = ("duration_s", "mix", "styles", "seed")
+GENERATED_KEYS = ("duration_s", "mix", "styles", "seed", "driving")
 START_KEYS = ("latitude", "longitude", "altitude_m", "heading_deg")
 CONDITION_KEYS = ("ambient_c", "start_fuel_pct", "start_coolant_c")
 ANOMALY_KEYS = ("type", "at_s", "onset_s", "sustain_s", "recovery_s", "severity", "signal")
@@ -244,8 +247,9 @@ def _read_route(c: Checker, data: Any, base_dir: Path | None) -> tuple[RouteSpec
         gen_seed = c.number(gen, "seed", "route.generated", None, **GENERATED_NUMBERS["seed"])
         mix = _read_weights(c, gen, "mix", tuple(SEGMENT_KINDS))
         styles = _read_weights(c, gen, "styles", STYLES)
+        driving = c.choice(gen, "driving", "route.generated", DRIVING, "classic", "driving")
         spec = RouteSpec(generated_duration_s=duration, generated_mix=mix, generated_seed=None if gen_seed is None
-                         else int(gen_seed), generated_styles=styles)
+                         else int(gen_seed), generated_styles=styles, generated_driving=driving)
     start = {}
     if "start" in route:
         raw = c.mapping(route["start"], "route.start", START_KEYS)

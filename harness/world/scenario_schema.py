@@ -20,7 +20,7 @@ from harness.world.bus_faults import (
     SILENCEABLE_SIGNALS,
     TYPE_KEYS,
 )
-from harness.world.cycles import BUNDLED_CYCLES, SEGMENT_KINDS
+from harness.world.cycles import BUNDLED_CYCLES, DRIVING, SEGMENT_KINDS
 from harness.world.scenario import (
     ANOMALY_KEYS,
     ANOMALY_NUMBERS,
@@ -75,7 +75,7 @@ def scenario_schema() -> dict[str, Any]:
     )
     assert set(anomaly["properties"]) == set(ANOMALY_KEYS)
     generated = object_schema(
-        {"mix": _weights(SEGMENT_KINDS), "styles": _weights(STYLES),
+        {"mix": _weights(SEGMENT_KINDS), "styles": _weights(STYLES), "driving": {"enum": list(DRIVING)},
          **{key: number_schema(**limits) for key, limits in GENERATED_NUMBERS.items()}},
         ("duration_s",))
     route = object_schema(pick_properties({

@@ -22,7 +22,7 @@ from harness.tools.fuzz.yamlfile import datafile_examples, run_load, structured_
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS
 from harness.world.anomalies import ANOMALY_TYPES, SENSOR_FAULT_TYPES
-from harness.world.cycles import BUNDLED_CYCLES, SEGMENT_KINDS
+from harness.world.cycles import BUNDLED_CYCLES, DRIVING, SEGMENT_KINDS
 from harness.world.scenario import EXPECT_KEYS, ScenarioError, load_scenario, parse_scenario
 from harness.world.vehicle import VEHICLES
 
@@ -81,6 +81,8 @@ def scenario_tree(rng: random.Random) -> dict:
             generated["styles"] = {style: round(rng.random(), 2) for style in STYLES if rng.random() < 0.7}
         if rng.random() < 0.3:
             generated["seed"] = rng.randrange(100)
+        if rng.random() < 0.3:
+            generated["driving"] = rng.choice(DRIVING)
         route = {"generated": generated}
     if rng.random() < 0.3:
         route["start"] = {"latitude": rng.uniform(-80, 80), "longitude": rng.uniform(-180, 180),
