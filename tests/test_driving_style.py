@@ -25,8 +25,9 @@ def _classes(speed_kmh: np.ndarray) -> np.ndarray:
 def test_a_steady_cruise_is_eco_and_a_wandering_one_normal():
     steady = 50.0 + 0.3 * np.sin(np.arange(60) / 10.0)  # +-0.3 km/h, slowly
     assert _classes(steady).tolist() == [ECO]
-    # speed held less steadily: a step of +-0.5 km/h every other second (jerk about 0.28 m/s^3), gentle otherwise
-    wander = 60.0 + 0.5 * (np.arange(60) // 2 % 2)
+    # speed held less steadily: a step of 0.8 km/h every other second (jerk 0.22 m/s^3 half the time), gentle
+    # otherwise
+    wander = 60.0 + 0.8 * (np.arange(60) // 2 % 2)
     q = ds.window_quantities(wander)
     assert ds.ECO_JERK_MS3 < q.jerk_p75[0] < ds.AGGRESSIVE_JERK_MS3
     assert _classes(wander).tolist() == [NORMAL]
@@ -84,10 +85,10 @@ def test_every_bundled_cycle_earns_labels_and_they_say_what_its_driving_is():
         trace = simulate(load_cycle(name), car).resample()
         assert trace.style is not None and len(trace.style) == len(trace.t_s)
         shares[name] = np.bincount(trace.style, minlength=3) / len(trace.style)
-    # measured: UDDS 0.89 normal (its 1.48 m/s^2 peaks are brisk, not gentle), WLTC class 1 (a low-power
-    # cycle: at most 1.0 m/s^2) 0.79 eco
-    assert shares["udds"][NORMAL] >= 0.8
-    assert shares["wltc_class1"][ECO] >= 0.7 and shares["wltc_class1"][AGGRESSIVE] == 0.0
+    # measured: UDDS 0.78 normal, 0.08 aggressive (its 1.48 m/s^2 accelerations are brisk, not gentle), WLTC
+    # class 1 (a low-power cycle: at most 1.0 m/s^2, steadily held) 0.97 eco
+    assert shares["udds"][NORMAL] >= 0.7 and shares["udds"][AGGRESSIVE] > 0.0
+    assert shares["wltc_class1"][ECO] >= 0.9 and shares["wltc_class1"][AGGRESSIVE] == 0.0
 
 
 def test_a_sensor_fault_changes_no_label_and_the_intent_only_shifts_gears():
@@ -100,8 +101,9 @@ def test_a_sensor_fault_changes_no_label_and_the_intent_only_shifts_gears():
 
 
 #: Measured (docs/models.md, "Driving styles"): 20 trips of 30 min per intended style, seeds 2000-2019, passenger car,
-#: share of seconds whose earned style is the intended one: normal 0.91, eco 0.95, aggressive 0.97.
-INTENT_AGREEMENT_FLOOR = 0.85
+#: share of seconds whose earned style is the intended one: normal 0.92, eco 0.89, aggressive 0.97 (on the five
+#: trips here eco 0.85).
+INTENT_AGREEMENT_FLOOR = 0.8
 
 
 def test_the_generators_intended_styles_mostly_earn_their_label():
