@@ -86,7 +86,7 @@ def test_every_bundled_cycle_earns_labels_and_they_say_what_its_driving_is():
         assert trace.style is not None and len(trace.style) == len(trace.t_s)
         shares[name] = np.bincount(trace.style, minlength=3) / len(trace.style)
     # measured: UDDS 0.78 normal, 0.08 aggressive (its 1.48 m/s^2 accelerations are brisk, not gentle), WLTC
-    # class 1 (a low-power cycle: at most 1.0 m/s^2, steadily held) 0.97 eco
+    # class 1 (a low-power cycle: at most 0.8 m/s^2, steadily held) 0.97 eco
     assert shares["udds"][NORMAL] >= 0.7 and shares["udds"][AGGRESSIVE] > 0.0
     assert shares["wltc_class1"][ECO] >= 0.9 and shares["wltc_class1"][AGGRESSIVE] == 0.0
 

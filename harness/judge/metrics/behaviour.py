@@ -1,4 +1,4 @@
-"""The behaviour model's results against the style the route was driven in: confusion matrix, accuracy, macro-F1.
+"""The behaviour model's results against the style the drive earns: confusion matrix, accuracy, macro-F1.
 
 A run's behaviour labels are the driving style of each second (`Trace.style`: the style the true driving earns,
 `harness.world.driving_style`, on generated routes and drive cycles alike). A 60-second window's true style is
