@@ -603,16 +603,16 @@ def test_timing_finds_results_late_or_stamped_in_the_future():
     assert not future.passed and "a time in the future" in future.note
 
 
-def test_behaviour_accuracy_judges_pure_windows_outside_anomalies():
+def test_behaviour_accuracy_judges_stable_windows_outside_anomalies():
     from harness.judge.metrics.evidence import behaviour_criterion
 
     style = np.zeros(400, dtype=np.int64)
     style[200:] = 2  # aggressive from 200 s
     events = _results(range(59, 400), label=0)  # the app always says normal
     got = behaviour_criterion(events, style, [ev("harsh_braking", 100, 140)], 0.85)
-    # judged: windows >= 80 % of one style (48 of 60 s) that overlap no anomaly (those ending 100..199 do): ends
-    # 59..99 and 200..211 (normal: right), 247..399 (aggressive: wrong)
-    assert got.measured == pytest.approx((41 + 12) / (41 + 12 + 153)) and not got.passed
+    # a window's style is its last second's; judged when >= 80 % of its seconds (48 of 60) carry it and it
+    # overlaps no anomaly (those ending 100..199 do): ends 59..99 (normal: right), 247..399 (aggressive: wrong)
+    assert got.measured == pytest.approx(41 / (41 + 153)) and not got.passed
     assert "aggressive reported as normal (153)" in got.note
     assert behaviour_criterion(events, None, [], 0.85).status == "not applicable"
 
@@ -634,13 +634,14 @@ def test_behaviour_confusion_and_macro_f1_over_the_classes_in_labels_or_predicti
     events = _said([(t, 0) for t in range(59, 300)] + [(t, 1) for t in range(300, 350)]
                    + [(t, 7) for t in range(350, 400)])
     score = behaviour_score(events, style, [])
-    # judged windows: ends 59..211 (normal), 247..399 (aggressive); 212..246 are below 80 % of one style
-    assert score.confusion == ((153, 0, 0, 0), (0, 0, 0, 0), (53, 50, 0, 50))
-    assert score.n == 306 and score.accuracy == pytest.approx(153 / 306)
-    # normal F1 2*153/(153+206); eco F1 0 (reported, never driven); aggressive 0 (driven, never reported)
+    # judged windows: ends 59..199 (normal), 247..399 (aggressive); 200..246 end in aggressive seconds but have
+    # fewer than 80 % of them
+    assert score.confusion == ((141, 0, 0, 0), (0, 0, 0, 0), (53, 50, 0, 50))
+    assert score.n == 294 and score.accuracy == pytest.approx(141 / 294)
+    # normal F1 2*141/(141+194); eco F1 0 (reported, never driven); aggressive 0 (driven, never reported)
     f1 = score.f1_by_class
-    assert f1 == pytest.approx({"normal": 306 / 359, "eco": 0.0, "aggressive": 0.0})
-    assert score.macro_f1 == pytest.approx(306 / 359 / 3)
+    assert f1 == pytest.approx({"normal": 282 / 335, "eco": 0.0, "aggressive": 0.0})
+    assert score.macro_f1 == pytest.approx(282 / 335 / 3)
     assert score.most_confused() == ("aggressive", "normal", 53)
     assert score.to_json()["confusion"][2] == [53, 50, 0, 50]
     # a style neither driven nor reported does not count: all normal, all right is macro-F1 1
@@ -662,10 +663,10 @@ def test_a_planted_behaviour_confusion_fails_the_expected_macro_f1_and_no_labels
     (c,) = bad.criteria
     assert not bad.passed and c.name == "behaviour_macro_f1" and c.measured == pytest.approx((2 / 3 + 0 + 1) / 3)
     assert "most often eco reported as normal" in c.note
-    # no behaviour labels (a drive cycle): not applicable, which passes, and never a 0
-    cycle = judge(expect, ScenarioMetrics(report, behaviour_not_judged="a drive cycle is replayed"))
-    assert cycle.passed and cycle.criteria[0].status == "not applicable" and cycle.criteria[0].measured is None
-    assert cycle.criteria[0].note == "a drive cycle is replayed"
+    # no behaviour labels (a replayed recording): not applicable, which passes, and never a 0
+    replay = judge(expect, ScenarioMetrics(report, behaviour_not_judged="a recording is replayed"))
+    assert replay.passed and replay.criteria[0].status == "not applicable" and replay.criteria[0].measured is None
+    assert replay.criteria[0].note == "a recording is replayed"
 
 
 def test_model_identity_names_another_hash_and_another_threshold():

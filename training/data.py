@@ -1,7 +1,8 @@
 """Trips as arrays, and the windows the models learn from.
 
 A trip here is a `Trip`: the 1 Hz samples [T, 10] of the ten signals (NaN = no reading), the ground-truth fuel
-rate, the driving style index per sample, the per-sample anomaly type ('' when normal) and the labelled events.
+rate, the driving style index per sample (the style its driving earns, `harness.world.driving_style`), the
+per-sample anomaly type ('' when normal) and the labelled events.
 Trips come from a `harness.world.dataset` directory (`load_split`) or straight from the plant
 (`training.evaluate.eval_trips`).
 No torch here: the tests use this module with the runtime dependencies only.
@@ -18,6 +19,7 @@ from harness.inference.features import WINDOW_S, context_windows, sliding_window
 from harness.wire.behaviour import STYLES
 from harness.wire.signals import SIGNALS, LabelledEvent
 from harness.world.dataset import read_trip
+from harness.world.driving_style import window_labels
 
 
 @dataclass
@@ -59,8 +61,8 @@ class Windows:
     x: np.ndarray  # [n, 60, 10] float32 (or [n, context_s, 10] when made with `context_s`: the last 60 rows)
     fuel_lph: np.ndarray  # [n] mean true fuel rate over the window
     fuel_seq: np.ndarray  # [n, 60] true fuel rate per second (float32)
-    style: np.ndarray  # [n] majority style index
-    style_purity: np.ndarray  # [n] share of the window's samples with the majority style
+    style: np.ndarray  # [n] the window's style: that of its last second (`harness.world.driving_style.window_labels`)
+    style_purity: np.ndarray  # [n] share of the window's samples with that style (its stability)
     trip: np.ndarray  # [n] index of the trip in the list given
     end_s: np.ndarray  # [n] time of the window's last sample (s from trip start)
     clean: np.ndarray  # [n] bool: no sample of the window carries an anomaly label
@@ -83,14 +85,13 @@ def make_windows(trips: list[Trip], stride_s: int = 1, window_s: int = WINDOW_S,
         if n == 0:
             continue
         fuel_seq = sliding_windows(trip.fuel_rate_lph[:, None], window_s, stride_s)[:, :, 0]
-        onehot = np.eye(len(STYLES))[trip.style]
-        counts = sliding_windows(onehot, window_s, stride_s).sum(axis=1)
+        style, stability = window_labels(trip.style, window_s)
         anomalous = sliding_windows((trip.anomaly_type != "")[:, None].astype(np.int8), window_s, stride_s)
         parts["x"].append(np.ascontiguousarray(x, dtype=np.float32))
         parts["fuel_lph"].append(fuel_seq.mean(axis=1))
         parts["fuel_seq"].append(np.ascontiguousarray(fuel_seq, dtype=np.float32))
-        parts["style"].append(counts.argmax(axis=1))
-        parts["style_purity"].append(counts.max(axis=1) / window_s)
+        parts["style"].append(style[::stride_s])
+        parts["style_purity"].append(stability[::stride_s])
         parts["trip"].append(np.full(n, k))
         parts["end_s"].append(np.arange(n) * stride_s + window_s - 1.0)
         parts["clean"].append(anomalous[:, :, 0].sum(axis=1) == 0)

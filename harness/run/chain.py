@@ -492,7 +492,7 @@ def _judge(scenario: Scenario, rig: RigConfig, trace: Trace, collector: EventCol
     e2e = end_to_end_latency(sent_seconds, [last_wall[s] for s in sent_seconds],
                              [r.event.t_s for r in model_results], [r.received_wall_s for r in model_results])
     types = model_types or tuple(dict.fromkeys(e.type for e in trace.events))
-    style, no_style = behaviour_labels(scenario, rig.codec, trace, rig.injectable_signals)
+    style, no_style = behaviour_labels(rig.codec, trace, rig.injectable_signals)
     metrics = scenario_metrics(events, trace.events, max_delay_s=scenario.expect.max_delay_s,
                                sources_for_type=default_sources_for_type(types), fuel_true_lph=fuel_truth(trace),
                                end_to_end=percentiles(e2e.latencies_ms) if e2e.latencies_ms else None,

@@ -93,8 +93,9 @@ class Trace:
 
     `signals` holds what the sensors read (faults included), `truth` the fault-free values of the same ten
     signals, `aux` the auxiliary channels (`fuel_rate` there is the ground-truth engine fuel rate, L/h),
-    `events` the ground-truth anomaly labels, and `style` the driver's style per sample (an index into
-    `harness.wire.behaviour.STYLES`: normal, eco, aggressive).
+    `events` the ground-truth anomaly labels, and `style` the driving style per sample (an index into
+    `harness.wire.behaviour.STYLES`: normal, eco, aggressive), the one the true driving earns
+    (`harness.world.driving_style`); None where it is not known (a replayed recording).
     """
 
     t_s: np.ndarray

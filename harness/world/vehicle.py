@@ -27,6 +27,8 @@ Physics, in the order the plant evaluates it:
 - Fuel level: tank content integrated from consumption (and any leak), as a percentage of the tank.
 - Longitudinal acceleration as an accelerometer reads it (dv/dt plus the gravity component along the grade).
 - Position: latitude, longitude and altitude along the route of `harness.world.route`.
+- The style label (`Trace.style`): the one the true speed earns (`harness.world.driving_style`), whatever the
+  profile intended; the intent only sets the gear-shift speeds.
 
 Not modelled: lateral dynamics, tyre slip, gear-shift torque interruptions, turbo lag, cold-start enrichment,
 the fuel level sender's slosh damping beyond a small reading noise, and the electrical load on the alternator.
@@ -40,6 +42,7 @@ import numpy as np
 from harness.wire.signals import PLANT_RATE_HZ, Trace
 from harness.world.anomalies import Anomaly, apply_reading_faults, apply_speed_anomalies, vehicle_modifiers
 from harness.world.cycles import SHIFT_SCALE, SpeedProfile
+from harness.world.driving_style import style_per_second
 from harness.world.route import RouteStart, route_along
 
 G = 9.8066
@@ -290,9 +293,9 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
                                  vehicle.rated_power_kw)
     # Power demand relative to the rated point drives the shift schedule; actual throttle follows below.
     demand = engine_power_kw / vehicle.rated_power_kw * 2.0
-    style = np.repeat(profile.style_at(), int(PLANT_RATE_HZ))[:n]
+    intent = np.repeat(profile.style_at(), int(PLANT_RATE_HZ))[:n]  # the driver's intent: how they shift
     gear, rpm, normal_rpm = _gears_and_rpm(vehicle, speed, demand, mods.rpm_target, mods.idle_rpm_boost,
-                                           SHIFT_SCALE[style])
+                                           SHIFT_SCALE[intent])
 
     friction_factor = (1.0 + np.maximum(rpm - normal_rpm, 0.0) / vehicle.idle_rpm
                        + mods.idle_rpm_boost / vehicle.idle_rpm)
@@ -361,6 +364,9 @@ def simulate(profile: SpeedProfile, vehicle: VehicleParams, anomalies: list[Anom
         "battery_voltage": battery,
         "gear": gear.astype(float),
     }
+    # The label is the style the true driving earns (harness.world.driving_style), per second at 1 Hz, held.
+    step = int(PLANT_RATE_HZ)
+    style = np.repeat(style_per_second(speed[::step]), step)[:n]
     return Trace(t_s=t, signals=readings, truth=truth, aux=aux, events=[a.label() for a in anomalies], style=style)
 
 

@@ -1,8 +1,11 @@
-"""The behaviour model's results against the style the route was driven in: confusion matrix, accuracy, macro-F1.
+"""The behaviour model's results against the style the drive earns: confusion matrix, accuracy, macro-F1.
 
-A run's behaviour labels are the driving style of each second (`Trace.style`, set where the route generator drove
-a style). A behaviour result is judged when its 60-second window is at least `MIN_STYLE_PURITY` of one style (its
-truth, as training labels windows) and overlaps no labelled anomaly (those look like a style in a window).
+A run's behaviour labels are the driving style of each second (`Trace.style`: the style the true driving earns,
+`harness.world.driving_style`, on generated routes and drive cycles alike). A 60-second window's true style is
+the style of its last second (the class of that very window); the result is judged when at least
+`MIN_STYLE_PURITY` of the window's seconds carry that style (a stable window, not one whose class flips at a
+threshold: training keeps the same windows) and the window overlaps no labelled anomaly (an anomaly makes the
+driving of its window, which is not what the scenario asks the unit to class).
 
 - the confusion matrix counts judged windows by (true style, reported class), rows and columns in
   `harness.wire.behaviour.STYLES` order; a class index outside them is counted in one more column, "invalid";
@@ -24,16 +27,16 @@ from harness.wire.behaviour import STYLES
 from harness.wire.events import BehaviourResult, Event
 from harness.wire.link import get_codec
 from harness.wire.signals import LabelledEvent, Trace
-from harness.world.scenario import Scenario
+from harness.world.driving_style import window_labels
 
 __all__ = ["INVALID_CLASS", "MIN_STYLE_PURITY", "NO_STYLE", "BehaviourScore", "behaviour_labels", "behaviour_score",
            "macro_f1"]
 
-#: A window is judged for behaviour when at least this share of its seconds were driven in one style (training's
-#: purity) and it overlaps no labelled anomaly.
+#: A window is judged for behaviour when at least this share of its seconds carry its own style (training's
+#: `training.behaviour.MIN_PURITY`) and it overlaps no labelled anomaly.
 MIN_STYLE_PURITY = 0.8
-#: Why a run has no behaviour labels on a drive cycle or a recording.
-NO_STYLE = "the route's driving style is not known (a drive cycle or a recording is replayed)"
+#: Why a run has no behaviour labels: a replayed recording (its driving is taken as recorded, not labelled).
+NO_STYLE = "the route's driving style is not known (a recording is replayed)"
 #: The confusion matrix's last column: results whose class is none of `STYLES`.
 INVALID_CLASS = "invalid"
 
@@ -120,19 +123,19 @@ def behaviour_score(events: Sequence[Event], style_by_second: np.ndarray | None,
             continue
         if any(label.start_s < end and label.end_s >= end - window_s for label in labels):
             continue
-        counts = np.bincount(style_by_second[end - window_s:end], minlength=len(STYLES))
-        if counts.max() < MIN_STYLE_PURITY * window_s:
+        label, stability = window_labels(style_by_second[end - window_s:end], window_s)
+        if stability[0] < MIN_STYLE_PURITY:
             continue
         said = result.label if 0 <= result.label < len(STYLES) else len(STYLES)
-        confusion[int(counts.argmax()), said] += 1
+        confusion[int(label[0]), said] += 1
     return BehaviourScore(tuple(tuple(int(x) for x in row) for row in confusion))
 
 
-def behaviour_labels(scenario: Scenario, codec: str, trace: Trace,
+def behaviour_labels(codec: str, trace: Trace,
                      injectable_signals: Collection[str] = ("brake_pressure", "acceleration_x")
                      ) -> tuple[np.ndarray | None, str]:
     """(style index per second, "") where the run has behaviour labels, else (None, why not): the style is known
-    where the route generator drove it (a drive cycle's or a recording's speed is replayed), and judged only on a
+    where the plant drove the route (a generated trip or a drive cycle; not a replayed recording), and judged only on a
     link that carries samples (raw-can-v1 has no brake, acceleration or position: half the features are missing)
     and where the rig drives the unit's own brake and acceleration sensors (`injectable_signals`: on a bench
     without a sensor stimulator they read the bench, not the drive)."""
@@ -140,9 +143,7 @@ def behaviour_labels(scenario: Scenario, codec: str, trace: Trace,
         return None, f"{codec} carries no samples: the behaviour features lack brake, acceleration and position"
     if not {"brake_pressure", "acceleration_x"} <= set(injectable_signals):
         return None, "the unit's own sensors read the bench, not the drive: brake and acceleration are not the drive's"
-    if scenario.route.generated_duration_s is None:
-        return None, NO_STYLE
     style = trace.resample().style
-    if style is None:  # no styles asked: all normal
-        style = np.zeros(int(trace.duration_s) + 1, dtype=np.int64)
+    if style is None:
+        return None, NO_STYLE
     return style, ""

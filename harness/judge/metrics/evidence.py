@@ -4,7 +4,7 @@
   reported each model's result (an app that stops logging, or scores one window in ten, fails it);
 - `timing_criterion`: every result and rule event arrives within a bound of the sample time it claims (an app
   that stamps its results with an older window's time, or holds them back, fails it);
-- `behaviour_criterion`: the behaviour class against the driving style the route was driven in (its accuracy;
+- `behaviour_criterion`: the behaviour class against the driving style the drive earns (its accuracy;
   `harness.judge.metrics.behaviour` computes the confusion matrix and macro-F1);
 - `model_identity_criterion`: each model's reported sha256 and the anomaly threshold against the installed
   models' manifest;
@@ -121,8 +121,9 @@ def behaviour_criterion(events: Sequence[Event], style_by_second: np.ndarray | N
                         not_judged: str = NO_STYLE) -> Criterion:
     """Accuracy of the behaviour class over the windows whose style is known (`MIN_STYLE_PURITY`, no anomaly).
 
-    `style_by_second[s]` is the style index driven in second s (None: the style is not known, e.g. a recorded
-    drive, or a link without the signals the features need): then "not applicable", for the reason `not_judged`.
+    `style_by_second[s]` is the style index second s earns (`harness.world.driving_style`; None: the style is
+    not known, e.g. a recorded drive, or a link without the signals the features need): then "not applicable",
+    for the reason `not_judged`.
     """
     return behaviour_accuracy_criterion(behaviour_score(events, style_by_second, labels, window_s), required,
                                         not_judged)
