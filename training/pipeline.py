@@ -428,7 +428,9 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
                 "classes": list(STYLES), "feature_order": list(BEHAVIOUR_FEATURES),
                 "feature_function": "harness.inference.features.behaviour_features", "window_s": WINDOW_S,
                 "stride_s": 1,
-                "training_stride_s": cfg.behaviour_stride_s, "window_label": "majority driving_style",
+                "training_stride_s": cfg.behaviour_stride_s,
+                "window_label": "the style its driving earns (harness.world.driving_style: that of the window's "
+                                "last second)",
                 "training_windows": "windows with >= 80 % of samples in one style, of the train split and of "
                                     f"{AUG_PER_TRAIN_TRIP} generated trips with anomalies per train trip "
                                     "(training.behaviour.augmentation_trips)", "budgets": BUDGETS["behaviour"],
