@@ -60,7 +60,7 @@ from training.fuel import train_fuel
 from training.nets import FUEL_CHANNELS
 
 MANIFEST_VERSION = "1"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 #: The real cycles the validation anomaly set drives (the threshold's calibration sees them): none, so that every
 #: cycle of the leave-one-cycle-out table (`training.heldout`) is unseen by training and calibration alike.
 CALIBRATION_CYCLES: tuple[str, ...] = ()
