@@ -49,7 +49,7 @@ import numpy as np
 from harness.inference.features import WINDOW_S
 from harness.wire.behaviour import STYLES
 
-__all__ = ["AGGRESSIVE_ACCEL_MS2", "AGGRESSIVE_DECEL_MS2", "AGGRESSIVE_JERK_MS3", "AGGRESSIVE_POWER_M2S3",
+__all__ = ["ACCEL_SPAN_S", "AGGRESSIVE_ACCEL_MS2", "AGGRESSIVE_DECEL_MS2", "AGGRESSIVE_JERK_MS3", "AGGRESSIVE_POWER_M2S3",
            "ECO_ACCEL_MS2", "ECO_DECEL_MS2", "ECO_JERK_MS3", "ECO_POWER_M2S3", "MIN_MOVING_S", "MOVING_KMH",
            "WindowQuantities", "classify_windows", "style_per_second", "window_labels", "window_quantities"]
 
@@ -61,13 +61,17 @@ AGGRESSIVE_ACCEL_MS2 = 1.5
 AGGRESSIVE_DECEL_MS2 = 2.0
 #: m^2/s^3: a window whose 95th-percentile v * a+ reaches this is aggressive (RDE's trip bound at 80 km/h).
 AGGRESSIVE_POWER_M2S3 = 25.0
-#: m/s^3: a window whose 75th-percentile |jerk| reaches this is aggressive (a speed that hunts all the time).
-AGGRESSIVE_JERK_MS3 = 0.3
+#: m/s^3: a window whose 75th-percentile |jerk| reaches this is aggressive (a speed that hunts all the time; above
+#: one step of the received speed's 1-s jerk, 1 km/h/s^2 = 0.28 m/s^3, so that the unit can see it).
+AGGRESSIVE_JERK_MS3 = 0.4
 #: m/s^2, m/s^2, m^2/s^3, m/s^3: a window at most all four of these is eco (gentle, steady driving).
 ECO_ACCEL_MS2 = 0.9
 ECO_DECEL_MS2 = 1.1
 ECO_POWER_M2S3 = 10.0
 ECO_JERK_MS3 = 0.15
+#: s: accelerations are speed differences over this span, (v[t] - v[t-3]) / 3 s: at the 1 km/h the unit receives,
+#: a 1-s difference moves in steps of 0.28 m/s^2, a 3-s one in steps of 0.09 m/s^2.
+ACCEL_SPAN_S = 3
 #: km/h: a second counts as moving above this speed.
 MOVING_KMH = 2.0
 #: s: a window with fewer moving seconds shows no style and is normal.
@@ -99,11 +103,14 @@ def window_quantities(speed_kmh: np.ndarray, window_s: int = WINDOW_S) -> Window
     parts: list[list[np.ndarray]] = [[], [], [], [], []]
     for start in range(0, len(view), _BATCH):
         w = view[start:start + _BATCH]
-        a = (w[:, 1:] - w[:, :-1]) / 3.6
+        k = ACCEL_SPAN_S
+        a = (w[:, k:] - w[:, :-k]) / (3.6 * k)  # m/s^2 over k seconds
         parts[0].append(np.percentile(a, 95, axis=1))
         parts[1].append(np.percentile(-a, 95, axis=1))
-        parts[2].append(np.percentile(np.maximum(a, 0.0) * w[:, 1:] / 3.6, 95, axis=1))
-        parts[3].append(np.percentile(np.abs(a[:, 1:] - a[:, :-1]), 75, axis=1))
+        v_mid = (w[:, k:] + w[:, :-k]) / (2 * 3.6)  # m/s, the span's mean speed
+        parts[2].append(np.percentile(np.maximum(a, 0.0) * v_mid, 95, axis=1))
+        a1 = (w[:, 1:] - w[:, :-1]) / 3.6
+        parts[3].append(np.percentile(np.abs(a1[:, 1:] - a1[:, :-1]), 75, axis=1))
         parts[4].append(np.count_nonzero(w > MOVING_KMH, axis=1))
     return WindowQuantities(*(np.concatenate(p) for p in parts))
 
