@@ -33,9 +33,9 @@ How the thresholds were chosen (measured with `harness.world.cycles.generate_tri
   ones (median 6.6);
 - jerk_p75: eco speed holding 0.01-0.13, normal 0.09-0.27, aggressive 0.30-0.66 (1-s steps of the true speed).
   Aggressive at 0.4, above one received step (0.28), so that the unit can see it: the aggressive generator's
-  moving seconds (6 trips, car) still earn aggressive in 0.97 of them (0.98 at 0.3, 0.81 at 0.5). (A steadier eco generator
-  with an eco threshold of 0.1 agreed better, but the shipped anomaly model false-alarmed on speed held that
-  steadily: `harness.world.cycles.STYLE_EFFECTS`.)
+  moving seconds (6 trips, car) still earn aggressive in 0.97 of them (0.98 at 0.3, 0.81 at 0.5). (A steadier
+  eco generator with an eco threshold of 0.1 agreed better, but the shipped anomaly model false-alarmed on speed
+  held that steadily: `harness.world.cycles.STYLE_EFFECTS`.)
 
 What it does not do: look at engine speed, throttle or gear (an eco driver's early upshift is a cause of low
 rpm the generator models, but rpm against the vehicle's range depends on its gearing: the light truck revs to
@@ -55,7 +55,8 @@ from harness.wire.behaviour import STYLES
 
 __all__ = ["ACCEL_SPAN_S", "AGGRESSIVE_ACCEL_MS2", "AGGRESSIVE_DECEL_MS2", "AGGRESSIVE_JERK_MS3",
            "AGGRESSIVE_POWER_M2S3", "ECO_ACCEL_MS2", "ECO_DECEL_MS2", "ECO_JERK_MS3", "ECO_POWER_M2S3", "MIN_MOVING_S",
-           "MOVING_KMH", "WindowQuantities", "classify_windows", "style_per_second", "window_labels", "window_quantities"]
+           "MOVING_KMH", "WindowQuantities", "classify_windows", "style_per_second", "window_labels",
+           "window_quantities"]
 
 NORMAL, ECO, AGGRESSIVE = (STYLES.index(s) for s in ("normal", "eco", "aggressive"))
 
