@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness.wire.behaviour import STYLES
+from harness.wire.signals import PLANT_RATE_HZ
 from harness.world import driving_style as ds
 from harness.world.anomalies import Anomaly
 from harness.world.cycles import generate_trip, load_cycle
@@ -85,10 +86,31 @@ def test_every_bundled_cycle_earns_labels_and_they_say_what_its_driving_is():
         trace = simulate(load_cycle(name), car).resample()
         assert trace.style is not None and len(trace.style) == len(trace.t_s)
         shares[name] = np.bincount(trace.style, minlength=3) / len(trace.style)
-    # measured: UDDS 0.78 normal, 0.08 aggressive (its 1.48 m/s^2 accelerations are brisk, not gentle), WLTC
-    # class 1 (a low-power cycle: at most 0.8 m/s^2, steadily held) 0.97 eco
-    assert shares["udds"][NORMAL] >= 0.7 and shares["udds"][AGGRESSIVE] > 0.0
+    # measured: UDDS 0.86 normal, 0.14 eco, no aggressive (its accelerations, up to 1.47 m/s^2 over 3 s, are brisk
+    # but under 1.5; its speed hunts at 0.2-0.3 m/s^3, under the 0.4 the unit can see), WLTC class 1 (a low-power
+    # cycle: at most 0.8 m/s^2, steadily held) 0.97 eco
+    assert shares["udds"][NORMAL] >= 0.8 and shares["udds"][ECO] > 0.0 and shares["udds"][AGGRESSIVE] == 0.0
     assert shares["wltc_class1"][ECO] >= 0.9 and shares["wltc_class1"][AGGRESSIVE] == 0.0
+
+
+def test_what_makes_a_window_aggressive_is_measurable_at_the_units_resolution():
+    """The unit receives speed in whole km/h: accelerations over ACCEL_SPAN_S seconds, and the aggressive jerk above
+    one step of the received 1-s jerk, come out (nearly) the same from the speed it receives as from the true one."""
+    car = get_vehicle("passenger_car")
+    for name, seed in (("aggressive", 7), ("normal", 8)):
+        trace = simulate(generate_trip(seed, 1200, styles={name: 1.0}), car, seed=seed)
+        speed = trace.truth["vehicle_speed"][::int(PLANT_RATE_HZ)]  # 1 Hz
+        true, received = ds.window_quantities(speed), ds.window_quantities(np.round(speed))
+        moving = true.moving_s >= ds.MIN_MOVING_S
+        # one step of a 3-s difference is 1 / (3.6 * 3) = 0.093 m/s^2 (a 1-s one: 0.28)
+        assert np.abs(true.accel_p95 - received.accel_p95)[moving].max() < 1 / (3.6 * ds.ACCEL_SPAN_S)
+        assert np.abs(true.decel_p95 - received.decel_p95)[moving].max() < 1 / (3.6 * ds.ACCEL_SPAN_S)
+        assert ds.AGGRESSIVE_JERK_MS3 > 1 / 3.6  # above one step of the received 1-s jerk
+        aggressive_true = ds.classify_windows(true) == AGGRESSIVE
+        aggressive_received = ds.classify_windows(received) == AGGRESSIVE
+        assert np.mean(aggressive_true == aggressive_received) >= 0.95, name
+        if name == "aggressive":
+            assert aggressive_true.mean() > 0.5
 
 
 def test_a_sensor_fault_changes_no_label_and_the_intent_only_shifts_gears():
@@ -101,8 +123,8 @@ def test_a_sensor_fault_changes_no_label_and_the_intent_only_shifts_gears():
 
 
 #: Measured (docs/models.md, "Driving styles"): 20 trips of 30 min per intended style, seeds 2000-2019, passenger car,
-#: share of seconds whose earned style is the intended one: normal 0.92, eco 0.89, aggressive 0.97 (on the five
-#: trips here eco 0.85).
+#: share of seconds whose earned style is the intended one: normal 0.96, eco 0.91, aggressive 0.92 (on the five
+#: trips here normal 0.97, eco 0.86, aggressive 0.91).
 INTENT_AGREEMENT_FLOOR = 0.8
 
 
