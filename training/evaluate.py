@@ -141,22 +141,23 @@ class EvalPlan:
 
 def eval_trips(seed: int, n_generated: int, duration_s: float = 1800.0, severity: float | None = DEFAULT_SEVERITY,
                cycles: tuple[str, ...] = ("udds", "wltc_class3b"), per_trip: int = 4,
-               types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1) -> list[Trip]:
+               types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1, driving: str = "varied") -> list[Trip]:
     """Anomaly evaluation trips: `n_generated` generated trips plus one per real cycle (driven twice).
 
     Types are dealt round-robin over the trips so that each gets the same number of events; sensor faults
     cycle through their observable signals. `severity` None draws each in [0.3, 1] as `random_schedule` does.
-    Generated trips are driven "varied" with the dataset's mixes (`harness.world.dataset.draw_mix`); every trip
-    draws its terrain and a cold or warm start (`harness.world.dataset.draw_start`) from a stream of its own.
+    Generated trips are driven `driving` (`harness.world.cycles.DRIVING`; "varied" unless asked) with the
+    dataset's mixes (`harness.world.dataset.draw_mix`); every trip draws its terrain and a cold or warm start
+    (`harness.world.dataset.draw_start`) from a stream of its own.
     Deterministic for (`seed`, `salt`); training draws its extra trips with another salt than evaluation.
     """
     return [plan.drive() for plan in eval_plans(seed, n_generated, duration_s, severity, cycles, per_trip, types,
-                                                salt)]
+                                                salt, driving)]
 
 
 def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity: float | None = DEFAULT_SEVERITY,
                cycles: tuple[str, ...] = ("udds", "wltc_class3b"), per_trip: int = 4,
-               types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1) -> list[EvalPlan]:
+               types: tuple[str, ...] = MODEL_TYPES, salt: int = 0xE7A1, driving: str = "varied") -> list[EvalPlan]:
     """The plans of `eval_trips` (same arguments), undriven."""
     rng = np.random.default_rng([seed, salt])
     start_rng = np.random.default_rng([seed, salt, 1])  # terrain and engine start: a stream of their own
@@ -169,7 +170,7 @@ def eval_plans(seed: int, n_generated: int, duration_s: float = 1800.0, severity
         if k < n_generated:
             mix, styles = draw_mix(rng)
             profile = generate_trip(trip_seed, duration_s, mix, name=f"eval-{seed}-{k:03d}", styles=styles,
-                                    driving="varied")
+                                    driving=driving)
         else:
             profile = load_cycle(cycles[k - n_generated]).repeated(2)
         kinds = deck[k * per_trip:(k + 1) * per_trip]
