@@ -56,6 +56,7 @@ route:
 expect:
   false_alarms_per_h_max: 60
   fuel_mae_lph_max: 0.000001
+  behaviour_accuracy_min: 0   # a 3-minute drive: the report test fails fuel_mae_lph alone, on purpose
 """
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
