@@ -115,6 +115,7 @@ def behaviour_score(events: Sequence[Event], style_by_second: np.ndarray | None,
     if style_by_second is None:
         return None
     confusion = np.zeros((len(STYLES), len(STYLES) + 1), dtype=np.int64)
+    truth, stability = window_labels(style_by_second, window_s)  # index k: the window ending at k + window_s - 1
     for result in events:
         if not isinstance(result, BehaviourResult):
             continue
@@ -123,11 +124,10 @@ def behaviour_score(events: Sequence[Event], style_by_second: np.ndarray | None,
             continue
         if any(label.start_s < end and label.end_s >= end - window_s for label in labels):
             continue
-        label, stability = window_labels(style_by_second[end - window_s:end], window_s)
-        if stability[0] < MIN_STYLE_PURITY:
+        if stability[end - window_s] < MIN_STYLE_PURITY:
             continue
         said = result.label if 0 <= result.label < len(STYLES) else len(STYLES)
-        confusion[int(label[0]), said] += 1
+        confusion[int(truth[end - window_s]), said] += 1
     return BehaviourScore(tuple(tuple(int(x) for x in row) for row in confusion))
 
 
