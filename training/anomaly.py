@@ -17,7 +17,6 @@ from training.common import Clock, Progress, fit, predict
 from training.data import Windows
 from training.feature_catalogue import FEATURE_SCALE_FLOOR, FEATURES
 from training.fuel import channel_stats
-from training.fuel_proxy import fit_fuel_proxy
 from training.nets import CROSS_CHANNELS, CrossPredictor, FeatureAE, FuelTCN, LstmAE
 
 #: Residuals are expressed in multiples of this quantile of their spread on normal training windows.
@@ -50,13 +49,13 @@ def train_cross(train: Windows, fallback: np.ndarray, seed: int, epochs: int, pr
 
 
 def train_anomaly(train: Windows, val_normal: Windows, fuel: FuelTCN, cross: CrossPredictor, fallback: np.ndarray,
-                  seed: int, epochs: int, use_ae: bool, progress: Progress, batch_size: int = 256,
-                  lr: float = 2e-3) -> AnomalyModel:
-    """`train` and `val_normal` hold the model's context inputs (`make_windows(..., context_s=CONTEXT_S)`)."""
+                  fuel_proxy: np.ndarray, seed: int, epochs: int, use_ae: bool, progress: Progress,
+                  batch_size: int = 256, lr: float = 2e-3) -> AnomalyModel:
+    """`train` and `val_normal` hold the model's context inputs (`make_windows(..., context_s=CONTEXT_S)`);
+    `fuel_proxy` is the consumption proxy's coefficients (`training.fuel_proxy.fit_fuel_proxy`)."""
     clock = Clock()
     extractor = AnomalyFeatures(fuel, fallback, cross).eval()
-    coef = fit_fuel_proxy(train.x, train.fuel_seq, fallback, seed=seed)
-    extractor.fuel_proxy.copy_(torch.from_numpy(coef).view(-1, 1))
+    extractor.fuel_proxy.copy_(torch.from_numpy(fuel_proxy).view(-1, 1))
     feats = predict(extractor, train.x)
     progress(f"anomaly  {len(FEATURES)} features of {len(feats)} normal training windows  {clock}")
     centre, scale = robust_scale(feats)

@@ -66,7 +66,7 @@ FEATURE_SIGNALS: tuple[tuple[str, tuple[int, ...]], ...] = (
         ("throttle_vs_predicted_abs", (THR,)),
         ("rpm_spike_excess_vs_predicted", (RPM,)),
         ("throttle_spikes_vs_predicted", (THR,)),
-        # Over the context: slow faults (the tank level over its last FUEL_CONTEXT_S, the rest over CONTEXT_S).
+        # Over the context (CONTEXT_S): slow faults.
         ("context_fuel_level_slope_vs_consumption", (FUEL,)),
         ("context_coolant_slope_c_per_min", (COL,)),
         ("context_coolant_rise_while_hot", (COL,)),
