@@ -149,7 +149,13 @@ def build_firmware(src_dir: Path, *, defines: tuple[str, ...] = (), out_dir: Pat
             obj = Path(scratch) / f"{i}-{source.stem}.o"
             _run([compiler, *flags, "-c", str(source), "-o", str(obj)], src_dir)
             objects.append(str(obj))
-        partial = executable.with_suffix(".partial")
-        _run([compiler, *SANITIZER_FLAGS, *objects, "-lm", "-o", str(partial)], src_dir)
-        partial.replace(executable)
+        # Linked under a name of this build's own, then renamed at once: builds of the same tree in other
+        # processes (pytest-xdist workers, a scenario run's subprocess) share the cache folder, and one fixed
+        # partial name let one rename the file another was still writing, or find it gone.
+        partial = folder / f".firmware-{os.getpid()}-{os.urandom(4).hex()}.partial"
+        try:
+            _run([compiler, *SANITIZER_FLAGS, *objects, "-lm", "-o", str(partial)], src_dir)
+            partial.replace(executable)
+        finally:
+            partial.unlink(missing_ok=True)
     return BuildResult(executable, tuple(sources), False, shlex.join(command))

@@ -162,6 +162,21 @@ def test_the_sample_firmware_builds_with_the_sanitizers_against_the_host_hal_onl
         assert not re.search(r"\b(printf|fopen|read|write|usleep|pthread_\w+|getenv)\s*\(", text), source
 
 
+def test_concurrent_builds_of_the_same_tree_share_the_cache_folder(tmp_path, monkeypatch):
+    """Builders in several processes (pytest-xdist workers, a scenario run's subprocess) write the same cache
+    folder: each links under its own name and renames it into place, so none finds its file gone or taken."""
+    monkeypatch.setenv("DTG_FIRMWARE_CACHE", str(tmp_path))
+    code = ("import sys; from firmware_sim.host_build import build_firmware, SAMPLE_FIRMWARE_DIR; "
+            "print(build_firmware(SAMPLE_FIRMWARE_DIR).executable)")
+    builders = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [b.communicate(timeout=300) for b in builders]
+    assert [b.returncode for b in builders] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    executables = {out.strip() for out, _ in outputs}
+    assert len(executables) == 1 and Path(executables.pop()).is_file()
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["firmware"]
+
+
 def test_the_host_firmware_rig_file():
     rig = load_rig(RIG)
     assert rig.stm32_kind == "host" and rig.stm32_sources.resolve() == SAMPLE_FIRMWARE_DIR
