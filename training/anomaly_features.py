@@ -37,6 +37,7 @@ from training.channels import (
     THR,
     fill_missing,
     take,
+    time_step,
 )
 from training.feature_catalogue import EXCURSION_FLOOR, FEATURES, NOISE_FLOOR, NOISE_KEPT, NOISY
 from training.fuel_proxy import fuel_proxy_design
@@ -204,7 +205,7 @@ class AnomalyFeatures(nn.Module):
         level = xf[:, FUEL] + _slosh(0.5 * (v[:, 2:] - v[:, :-2]) * sp_ok[:, 2:] * sp_ok[:, :-2]) + burnt
         # A tank level cannot move by LEVEL_JUMP_PCT in a second: such a step is a sensor let go (a stuck or
         # dropped-out reading coming back), not fuel, and is taken out so that the slope does not remember it.
-        step = F.pad(level[:, 1:] - level[:, :-1], (1, 0))
+        step = time_step(level)
         level = level - torch.cumsum(torch.where(step.abs() > LEVEL_JUMP_PCT, step, torch.zeros_like(step)), dim=-1)
         level_col = torch.stack([level, xf[:, COL]], dim=1)
         ok = take(valid, [FUEL, COL])

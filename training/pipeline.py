@@ -182,9 +182,9 @@ def _run(cfg: Config, out_dir: Path, seed: int, data_dir: Path | None, work: Pat
     say(f"fuel     {len(fuel_train.x)} training windows ({cfg.fuel_aug_trips} extra trips with behavioural "
         f"anomalies), {len(val_w.x)} validation windows  {clock}")
     fuel = train_fuel(fuel_train, val_w, fallback, seed, cfg.fuel_epochs, cfg.fuel_width, say)
-    # The anomaly features' consumption proxy is fitted on the same drives, the extra trips' over-revving and
-    # idling included: fitted on normal driving alone, it read the fuel a held low gear burns as a leak (6.5 L/h
-    # short on average while over-revving, 2.0 with them).
+    # The anomaly features' consumption proxy is fitted on the same drives, the extra trips' behavioural anomalies
+    # included: fitted on normal driving alone, it read the fuel a held low gear burns as a leak (6.5 L/h short on
+    # average while over-revving; 2.0 when over-revving and idling trips were added to the fit).
     fuel_proxy = fit_fuel_proxy(fuel_train.x, fuel_train.fuel_seq, fallback, seed=seed)
     del fuel_train
 
